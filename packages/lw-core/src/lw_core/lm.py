@@ -1,0 +1,282 @@
+"""FrozenLM: the one wrapper every method uses around a frozen causal LM.
+
+All sequences are right-padded (scoring needs no position-id tricks). Embeddings are always those
+the first decoder layer sees: `get_input_embeddings()(ids)`, which for Gemma includes its
+sqrt(hidden) scale, so soft tokens and text tokens live in the same space for every family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lw_core.errors import LwError
+from lw_core.models import load_causal_lm
+
+Segment = torch.Tensor
+"""One piece of one example's input: a 1-D LongTensor of token ids or a 2-D [n, hidden] float tensor."""
+
+
+@dataclass
+class Embedded:
+    """A right-padded batch of input embeddings: `embeds` [B, T, H] and `mask` [B, T] (1 = real)."""
+
+    embeds: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.mask.sum(dim=1)
+
+    def left_padded(self) -> Embedded:
+        """The same batch with padding moved to the left (sequences end at the last position)."""
+        width = self.mask.shape[1]
+        shift = width - self.lengths  # [B]
+        index = (torch.arange(width, device=self.mask.device)[None, :] - shift[:, None]) % width
+        embeds = self.embeds.gather(1, index[:, :, None].expand_as(self.embeds))
+        return Embedded(embeds, self.mask.gather(1, index))
+
+
+@dataclass
+class AnswerScores:
+    """Log-probabilities of each answer continuation after each prefix.
+
+    `token_logprobs` [B, A, L] holds per-token log-probs (0 where `token_mask` [A, L] is 0);
+    `logprobs` [B, A] their sum; `first_logprobs` [B, A] the first token's alone.
+    """
+
+    token_logprobs: torch.Tensor
+    token_mask: torch.Tensor
+
+    @property
+    def logprobs(self) -> torch.Tensor:
+        return self.token_logprobs.sum(dim=-1)
+
+    @property
+    def first_logprobs(self) -> torch.Tensor:
+        return self.token_logprobs[..., 0]
+
+    def mean_logprobs(self) -> torch.Tensor:
+        return self.logprobs / self.token_mask.sum(dim=-1).clamp(min=1)
+
+
+class FrozenLM(torch.nn.Module):
+    """A frozen causal LM (no parameter requires grad, eval mode) that stays differentiable in its inputs."""
+
+    def __init__(self, model, tokenizer, name: str = "model"):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"
+        self._embedding_rms: float | None = None
+
+    @classmethod
+    def load(cls, name: str, *, dtype: str = "fp32", device: str = "auto") -> FrozenLM:
+        model, tokenizer = load_causal_lm(name, dtype=dtype, device=device)
+        return cls(model, tokenizer, name=name)
+
+    def train(self, mode: bool = True) -> FrozenLM:  # the wrapped model stays in eval mode
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    # ---- shape facts -------------------------------------------------------------------------
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().embedding_dim
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.get_output_embeddings().weight.shape[0]
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def bos_ids(self) -> list[int]:
+        """The BOS the tokenizer itself puts before a text ([] for models that add none)."""
+        probe = self.tokenizer("a")["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        return [bos] if bos is not None and probe and probe[0] == bos else []
+
+    # ---- tokens ------------------------------------------------------------------------------
+    def token_ids(self, text: str) -> list[int]:
+        """Token ids of a text fragment, without any special tokens (for answers and anchors)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def tokenize(self, texts: Sequence[str], max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded (input_ids, attention_mask) with the model's own BOS policy; each text truncated
+        to its first `max_tokens` tokens (special tokens included)."""
+        if isinstance(texts, str):
+            raise LwError("tokenize takes a list of texts, not one string")
+        enc = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=max_tokens is not None,
+            max_length=max_tokens,
+            return_tensors="pt",
+        )
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    # ---- embeddings --------------------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings exactly as the first layer sees them (Gemma's scale included)."""
+        return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def embedding_rms(self) -> float:
+        """Mean per-token RMS of the input embeddings (as the first layer sees them) over the vocabulary."""
+        if self._embedding_rms is None:
+            total, count = 0.0, 0
+            with torch.no_grad():
+                for start in range(0, self.vocab_size, 8192):
+                    ids = torch.arange(start, min(start + 8192, self.vocab_size), device=self.device)
+                    rms = self.embed(ids).float().pow(2).mean(dim=-1).sqrt()
+                    total, count = total + rms.sum().item(), count + rms.numel()
+            self._embedding_rms = total / count
+        return self._embedding_rms
+
+    def embed_texts(self, texts: Sequence[str], max_tokens: int | None = None) -> Embedded:
+        ids, mask = self.tokenize(texts, max_tokens)
+        return Embedded(self.embed(ids), mask)
+
+    def compose(self, examples: Sequence[Sequence[Segment]]) -> Embedded:
+        """Concatenate each example's segments (token ids and/or soft-token embeddings) and right-pad."""
+        rows = []
+        for segments in examples:
+            parts = [self.embed(s) if s.dtype in (torch.long, torch.int) else s.to(self.device, self.dtype) for s in segments]
+            parts = [p for p in parts if p.shape[0] > 0]
+            if not parts:
+                raise LwError("cannot compose an empty input")
+            rows.append(torch.cat(parts, dim=0))
+        longest = max(r.shape[0] for r in rows)
+        embeds = rows[0].new_zeros(len(rows), longest, self.hidden_size)
+        mask = torch.zeros(len(rows), longest, dtype=torch.long, device=self.device)
+        for i, row in enumerate(rows):
+            embeds[i, : row.shape[0]] = row
+            mask[i, : row.shape[0]] = 1
+        return Embedded(embeds, mask)
+
+    # ---- forward -----------------------------------------------------------------------------
+    def hidden_states(self, inputs: Embedded | Sequence[str], layer: int, max_tokens: int | None = None) -> Embedded:
+        """Hidden states after decoder layer `layer` (0 = the embeddings, -1 = the last layer after the
+        final norm), with the inputs' mask."""
+        if not isinstance(inputs, Embedded):
+            inputs = self.embed_texts(inputs, max_tokens)
+        n = self.num_layers
+        if not -(n + 1) <= layer <= n:
+            raise LwError(f"layer {layer} out of range for {self.name} ({n} layers: -{n + 1}..{n})")
+        out = self.model.base_model(
+            inputs_embeds=inputs.embeds, attention_mask=inputs.mask, output_hidden_states=True, use_cache=False
+        )
+        return Embedded(out.hidden_states[layer], inputs.mask)
+
+    def logits(self, hidden: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """LM-head logits of final hidden states, for the whole vocabulary or only the token ids `rows`."""
+        head = self.model.get_output_embeddings()
+        weight = head.weight if rows is None else head.weight[rows]
+        logits = hidden @ weight.T
+        if getattr(head, "bias", None) is not None:
+            logits = logits + (head.bias if rows is None else head.bias[rows])
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def _log_softmax_at(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """log p(target | hidden) for rows of [N, H] hidden states; the full-vocab head runs on N rows only."""
+        out = []
+        for start in range(0, hidden.shape[0], chunk):
+            logp = F.log_softmax(self.logits(hidden[start : start + chunk]).float(), dim=-1)
+            out.append(logp.gather(1, targets[start : start + chunk, None]).squeeze(1))
+        return torch.cat(out) if out else hidden.new_zeros(0)
+
+    def score_answers(self, prefix: Embedded, answers: Sequence[Sequence[int]]) -> AnswerScores:
+        """Log-probs of every answer (token ids, multi-token allowed) after every prefix.
+
+        The prefix runs once; multi-token answers continue from its KV cache (repeated per answer).
+        The LM head runs only on the positions that predict an answer token, never on the prefix.
+        """
+        if not answers or any(len(a) == 0 for a in answers):
+            raise LwError("every answer needs at least one token")
+        batch, n_answers, longest = prefix.embeds.shape[0], len(answers), max(len(a) for a in answers)
+        tokens = torch.zeros(n_answers, longest, dtype=torch.long, device=self.device)
+        token_mask = torch.zeros(n_answers, longest, dtype=torch.long, device=self.device)
+        for i, answer in enumerate(answers):
+            tokens[i, : len(answer)] = torch.tensor(list(answer), device=self.device)
+            token_mask[i, : len(answer)] = 1
+        # Left-pad the prefix so that every continuation sits right after its prefix in the KV cache:
+        # with right padding, pad slots would count against a sliding-window cache (Gemma) and evict real tokens.
+        left = prefix.left_padded()
+        positions = (left.mask.cumsum(dim=1) - 1).clamp(min=0)
+        base = self.model.base_model
+        out = base(inputs_embeds=left.embeds, attention_mask=left.mask, position_ids=positions, use_cache=longest > 1)
+        lengths = prefix.lengths
+        first = F.log_softmax(self.logits(out.last_hidden_state[:, -1]).float(), dim=-1)[:, tokens[:, 0]]  # [B, A]
+        token_logprobs = first.new_zeros(batch, n_answers, longest)
+        token_logprobs[:, :, 0] = first
+        if longest > 1:
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(n_answers)
+            inputs = tokens[:, :-1].repeat(batch, 1)  # [B*A, L-1], example-major
+            mask = torch.cat([left.mask.repeat_interleave(n_answers, 0), torch.ones_like(inputs)], dim=1)
+            positions = lengths.repeat_interleave(n_answers)[:, None] + torch.arange(longest - 1, device=self.device)
+            cont = base(input_ids=inputs, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+            hidden = cont.last_hidden_state  # [B*A, L-1, H]
+            targets = tokens[:, 1:].repeat(batch, 1)
+            needed = token_mask[:, 1:].repeat(batch, 1).bool()
+            rest = hidden.new_zeros(batch * n_answers, longest - 1, dtype=first.dtype)
+            rest[needed] = self._log_softmax_at(hidden[needed], targets[needed])
+            token_logprobs[:, :, 1:] = rest.view(batch, n_answers, longest - 1)
+        return AnswerScores(token_logprobs * token_mask, token_mask)
+
+    def score_answers_full(self, prefix: Embedded, answers: Sequence[Sequence[int]]) -> AnswerScores:
+        """Reference implementation: one full forward (full-vocab logits at every position) per answer.
+        Slow; kept to test `score_answers` and to benchmark the saving."""
+        batch, longest = prefix.embeds.shape[0], max(len(a) for a in answers)
+        token_logprobs = prefix.embeds.new_zeros(batch, len(answers), longest, dtype=torch.float32)
+        token_mask = torch.zeros(len(answers), longest, dtype=torch.long, device=self.device)
+        for a, answer in enumerate(answers):
+            ids = torch.tensor(list(answer), device=self.device)
+            full = self.compose([[prefix.embeds[b, : int(prefix.lengths[b])], ids] for b in range(batch)])
+            logp = F.log_softmax(self.model(inputs_embeds=full.embeds, attention_mask=full.mask).logits.float(), -1)
+            for b in range(batch):
+                start = int(prefix.lengths[b]) - 1
+                positions = torch.arange(start, start + len(answer), device=self.device)
+                token_logprobs[b, a, : len(answer)] = logp[b, positions, ids]
+            token_mask[a, : len(answer)] = 1
+        return AnswerScores(token_logprobs, token_mask)
+
+    @torch.no_grad()
+    def generate(self, texts: Sequence[str], max_new_tokens: int = 32, max_tokens: int | None = None) -> list[str]:
+        """Greedy continuation of each text (one at a time: no padding, so no position-id pitfalls)."""
+        outputs = []
+        for text in texts:
+            ids, mask = self.tokenize([text], max_tokens)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            outputs.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+        return outputs

@@ -1,0 +1,147 @@
+"""Resolve a model name (embedded preset, local folder or hub id) to a loaded, frozen transformers model.
+
+An embedded preset is converted once from its GGUF into a plain HF folder (safetensors) under
+`$LW_CACHE/models/<preset>`; the conversion is atomic (built in a temporary folder, then renamed)
+and serialised by a file lock, so concurrent first uses convert once and a crash leaves no half folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from lw_core.errors import LwError
+from lw_core.presets import PRESETS
+
+log = logging.getLogger("lw.models")
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+_COMPLETE_MARKER = ".lw-complete"
+
+
+def cache_dir() -> Path:
+    """`$LW_CACHE`, default `$XDG_CACHE_HOME/lw` (or `~/.cache/lw`)."""
+    if "LW_CACHE" in os.environ:
+        return Path(os.environ["LW_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lw"
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise LwError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise LwError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LwError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _convert_gguf(gguf: Path, dest: Path) -> None:
+    """GGUF → HF folder: transformers dequantizes it; its weights are copied into a model built from its
+    config (a GGUF-loaded model refuses `save_pretrained`) and saved as safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=False)
+    model.tie_weights()
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+
+
+def preset_folder(name: str) -> Path:
+    """The converted HF folder of an embedded preset, converting it on first use."""
+    preset = PRESETS.get(name)
+    dest = cache_dir() / "models" / name
+    if (dest / _COMPLETE_MARKER).exists():
+        return dest
+    with _file_lock(cache_dir() / "models" / f".{name}.lock"):
+        if (dest / _COMPLETE_MARKER).exists():  # another process converted it while we waited
+            return dest
+        log.warning("converting embedded model %s (GGUF → %s); first use only, about a minute", name, dest)
+        start = time.perf_counter()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.tmp-"))
+        try:
+            out = work / "hf"
+            _convert_gguf(preset.locate_gguf(work), out)
+            (out / _COMPLETE_MARKER).write_text(f"converted in {time.perf_counter() - start:.1f}s\n")
+            if dest.exists():  # a folder without the marker is a leftover from an older layout
+                shutil.rmtree(dest)
+            os.replace(out, dest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        log.warning("converted %s in %.1fs", name, time.perf_counter() - start)
+    return dest
+
+
+def resolve_model_source(name_or_path: str) -> str:
+    """A preset name → its converted folder; an existing folder → itself; `org/name` → a hub id."""
+    if name_or_path in PRESETS:
+        return str(preset_folder(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise LwError(f"model folder {path} has no config.json; known presets: {', '.join(PRESETS.names())}")
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
+        raise LwError(
+            f"unknown model {name_or_path!r}: not a preset, a model folder or a hub id (org/name); "
+            f"known presets: {', '.join(PRESETS.names())}"
+        )
+    return name_or_path
+
+
+def load_causal_lm(name_or_path: str, *, dtype: str | torch.dtype = "fp32", device: str | torch.device = "auto"):
+    """Load (model, tokenizer) frozen in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model_source(name_or_path)
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LwError(
+            f"could not load model {name_or_path!r} ({first}); known presets: {', '.join(PRESETS.names())}"
+        ) from None
+    model.to(torch_device).eval()
+    model.requires_grad_(False)
+    return model, tokenizer

@@ -1,0 +1,149 @@
+"""Run directories: resolved config, environment, log file and the run's `run.json` record."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import lw_registry
+from lw_core.config import config_hash, config_to_dict
+
+LOG_NAME = "log.txt"
+_LIBRARIES = ("torch", "transformers", "accelerate", "peft", "safetensors", "numpy", "polars")
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("LW_RUNS", "runs"))
+
+
+def environment(device: str | None = None, dtype: str | None = None) -> dict[str, Any]:
+    versions = {}
+    for lib in _LIBRARIES + tuple(f"lw-{p}" for p in ("core", "tasks", "bridge", "baselines", "bench", "registry")):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[lib] = metadata.version(lib)
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": platform.node(),
+        "git_sha": lw_registry.record.git_sha(),
+        "versions": versions,
+        "device": device,
+        "dtype": dtype,
+    }
+    import torch
+
+    env["torch_threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        env["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return env
+
+
+def _attach_log_file(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(console)
+    return handler
+
+
+def _log_tail(path: Path, lines: int = 30) -> str | None:
+    if not path.is_file():
+        return None
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Run:
+    """An open run directory. Write results with `write_json`; metrics go into the record on success."""
+
+    dir: Path
+    config: Any
+    metrics: dict[str, Any]
+    artifacts: dict[str, str]
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.dir / name
+        lw_registry.write_json_atomic(path, data)
+        self.artifacts[Path(name).stem] = name
+        return path
+
+
+@contextlib.contextmanager
+def open_run(
+    run_dir: str | Path,
+    config: Any,
+    *,
+    name: str,
+    task: str | None = None,
+    method: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    argv: list[str] | None = None,
+) -> Iterator[Run]:
+    """Create (or resume) a run directory and track it in `run.json`: running → completed / failed.
+
+    Everything already written in the directory is kept on failure; the record gets the error's
+    category and the log's last lines.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = config_to_dict(config)
+    lw_registry.write_json_atomic(run_dir / "config.json", resolved)
+    lw_registry.write_json_atomic(run_dir / "env.json", environment(device, dtype))
+    handler = _attach_log_file(run_dir / LOG_NAME)
+    logging.getLogger("lw").info("run %s: %s", run_dir, json.dumps(resolved, sort_keys=True))
+    lw_registry.start_run(
+        run_dir,
+        name=name,
+        argv=list(sys.argv if argv is None else argv),
+        config=resolved,
+        config_hash=config_hash(resolved),
+        task=task,
+        method=method,
+        seed=seed,
+    )
+    run = Run(dir=run_dir, config=config, metrics={}, artifacts={"config": "config.json", "log": LOG_NAME})
+    try:
+        yield run
+    except KeyboardInterrupt:
+        lw_registry.fail_run(run_dir, error="interrupted", category="preempted", status="cancelled", exit_code=130,
+                             log_tail=_log_tail(run_dir / LOG_NAME))
+        raise
+    except BaseException as exc:
+        logging.getLogger("lw").error("run failed: %s", exc)
+        with contextlib.suppress(Exception):
+            (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        status = "preempted" if isinstance(exc, SystemExit) and exc.code == 143 else "failed"
+        lw_registry.fail_run(
+            run_dir,
+            error=f"{type(exc).__name__}: {exc}",
+            category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
+            status=status,
+            log_tail=_log_tail(run_dir / LOG_NAME),
+        )
+        raise
+    else:
+        lw_registry.finish_run(run_dir, metrics=run.metrics, artifacts=run.artifacts)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
