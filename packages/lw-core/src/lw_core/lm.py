@@ -63,6 +63,10 @@ class AnswerScores:
         return self.logprobs / self.token_mask.sum(dim=-1).clamp(min=1)
 
 
+class _StopForward(Exception):
+    """Raised by a forward hook to end a forward pass early."""
+
+
 class FrozenLM(torch.nn.Module):
     """A frozen causal LM (no parameter requires grad, eval mode) that stays differentiable in its inputs."""
 
@@ -184,10 +188,29 @@ class FrozenLM(torch.nn.Module):
         n = self.num_layers
         if not -(n + 1) <= layer <= n:
             raise LwError(f"layer {layer} out of range for {self.name} ({n} layers: -{n + 1}..{n})")
-        out = self.model.base_model(
-            inputs_embeds=inputs.embeds, attention_mask=inputs.mask, output_hidden_states=True, use_cache=False
-        )
-        return Embedded(out.hidden_states[layer], inputs.mask)
+        index = layer % (n + 1)
+        base = self.model.base_model
+        if index == 0:
+            return Embedded(inputs.embeds, inputs.mask)
+        layers = getattr(base, "layers", None)
+        if index == n or layers is None:
+            out = base(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, output_hidden_states=True, use_cache=False)
+            return Embedded(out.hidden_states[index], inputs.mask)
+        # Stop after decoder layer `index`: the layers above it would be computed for nothing.
+        captured: list[torch.Tensor] = []
+
+        def stop(_module, _args, output):
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForward
+
+        handle = layers[index - 1].register_forward_hook(stop)
+        try:
+            base(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return Embedded(captured[0], inputs.mask)
 
     def logits(self, hidden: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """LM-head logits of final hidden states, for the whole vocabulary or only the token ids `rows`."""

@@ -1,0 +1,81 @@
+"""Sender hidden states computed once and cached on disk (the sender is frozen).
+
+Keyed by model, layer, a caller-given identity (task, split, truncation) and a fingerprint of the
+texts themselves, so a changed split never reuses stale states. Stored as one safetensors file of
+concatenated states plus offsets (variable-length sequences, no padding), written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from lw_core.lm import FrozenLM
+from lw_core.models import cache_dir
+
+log = logging.getLogger("lw.states")
+
+
+def states_key(lm_name: str, layer: int, identity: str, texts: Sequence[str], max_tokens: int | None) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    payload = json.dumps([lm_name, layer, identity, max_tokens, digest.hexdigest()])
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60]
+
+
+def compute_states(
+    lm: FrozenLM, texts: Sequence[str], layer: int, *, batch_size: int = 16, max_tokens: int | None = None,
+    desc: str = "sender states",
+) -> list[torch.Tensor]:
+    """Hidden states at `layer` for each text, unpadded: a list of [n_tokens_i, hidden] float32 tensors."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches pad less
+    out: list[torch.Tensor | None] = [None] * len(texts)
+    with torch.no_grad():
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+            idx = order[start : start + batch_size]
+            states = lm.hidden_states([texts[i] for i in idx], layer, max_tokens=max_tokens)
+            for row, i in enumerate(idx):
+                out[i] = states.embeds[row, : int(states.mask[row].sum())].float().cpu()
+    return out  # type: ignore[return-value]
+
+
+def cached_states(
+    lm: FrozenLM, texts: Sequence[str], layer: int, *, identity: str, batch_size: int = 16,
+    max_tokens: int | None = None,
+) -> list[torch.Tensor]:
+    """`compute_states`, cached under `$LW_CACHE/states/`. A corrupt cache file is recomputed."""
+    key = states_key(lm.name, layer, identity, texts, max_tokens)
+    path = cache_dir() / "states" / f"{_slug(lm.name)}-L{layer}-{_slug(identity)}-{key}.safetensors"
+    if path.is_file():
+        try:
+            data = load_file(path)
+            flat, offsets = data["states"], data["offsets"].tolist()
+            return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+        except (SafetensorsError, KeyError, OSError) as err:
+            log.warning("ignoring unreadable state cache %s (%s); recomputing", path, err)
+    states = compute_states(lm, texts, layer, batch_size=batch_size, max_tokens=max_tokens, desc=f"{lm.name} L{layer} {identity}")
+    offsets = [0]
+    for s in states:
+        offsets.append(offsets[-1] + s.shape[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    save_file({"states": torch.cat(states).contiguous(), "offsets": torch.tensor(offsets)}, tmp)
+    os.replace(tmp, path)
+    return states
