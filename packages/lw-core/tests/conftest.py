@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from lw_core.testing import tiny_gemma3, tiny_llama
 
 torch.set_num_threads(1)

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from lw_core import Embedded, LwError
 from lw_core.testing import tiny_gemma3, tiny_llama
 

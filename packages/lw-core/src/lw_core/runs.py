@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lw_registry
+
 from lw_core.config import config_hash, config_to_dict
 
 LOG_NAME = "log.txt"

@@ -13,7 +13,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from safetensors import SafetensorsError
