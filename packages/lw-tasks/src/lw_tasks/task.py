@@ -9,15 +9,18 @@ answer" (a generated text that parsed to nothing) and counts as invalid, never a
 
 from __future__ import annotations
 
+import string
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
-
 from lw_core.errors import LwError
 
 SPLITS = ("train", "validation", "test")
+CONTENT_FREE = ("N/A", "", "[MASK]")
+"""Content-free inputs for contextual calibration (Zhao et al., 2021), run through the task's own template."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,14 @@ class Example:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+def template_fields(template: str) -> list[str]:
+    """The `{name}` placeholders of a format string."""
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:
+        raise LwError(f"invalid template {template!r}: {err}") from None
+
+
 @dataclass
 class Task:
     name: str
@@ -42,7 +53,7 @@ class Task:
     answers: list[str]
     """Answer names in class-index order (read from the source, never retyped)."""
     verbalizers: list[str]
-    """What each answer is scored as, right after the prompt (e.g. " positive")."""
+    """What each answer is scored as, right after the prompt (e.g. " positive"), aligned with `answers`."""
     template: str
     """Prompt for text-reading methods; `{text}` is replaced by the example's text. The answer follows it."""
     splits: dict[str, list[Example]]
@@ -52,7 +63,37 @@ class Task:
     source: str = ""
     """Where the data comes from (package file, hub id, user file)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    input_fields: tuple[str, ...] = ("text",)
+    """The source fields an example's `text` is composed of."""
+    input_template: str = "{text}"
+    """How the input fields compose into `Example.text`."""
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("classification", "generative"):
+            raise LwError(f"task {self.name!r}: unknown kind {self.kind!r}; known: classification, generative")
+        if self.kind == "classification":
+            if len(self.answers) < 2:
+                raise LwError(f"task {self.name!r} needs at least two answers, got {self.answers}")
+            if len(self.verbalizers) != len(self.answers):
+                raise LwError(
+                    f"task {self.name!r}: {len(self.verbalizers)} verbalizers for {len(self.answers)} answers"
+                )
+            for kind, values in (("answer", self.answers), ("verbalizer", self.verbalizers)):
+                dupes = sorted(v for v, n in Counter(values).items() if n > 1)
+                if dupes:
+                    raise LwError(f"task {self.name!r}: duplicate {kind}(s) {', '.join(map(repr, dupes))}")
+            empty = [a for a, v in zip(self.answers, self.verbalizers, strict=True) if not v.strip()]
+            if empty:
+                raise LwError(f"task {self.name!r}: empty verbalizer for answer(s) {', '.join(empty)}")
+        allowed = {"text", *self.input_fields}
+        unknown = sorted(set(template_fields(self.template)) - allowed)
+        if unknown:
+            raise LwError(
+                f"task {self.name!r}: template uses unknown field(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
+
+    # ---- splits ------------------------------------------------------------------------------
     def split(self, name: str) -> list[Example]:
         if name not in self.splits:
             raise LwError(f"task {self.name!r} has no split {name!r}; known: {', '.join(self.splits)}")
@@ -61,8 +102,37 @@ class Task:
             raise LwError(f"task {self.name!r}: split {name!r} is empty")
         return examples
 
+    def sizes(self) -> dict[str, int]:
+        return {name: len(examples) for name, examples in self.splits.items()}
+
+    def class_counts(self, split: str) -> dict[str, int]:
+        """How many examples of each answer a split holds (answer order)."""
+        counts = Counter(e.label for e in self.split(split))
+        return {answer: counts.get(i, 0) for i, answer in enumerate(self.answers)}
+
+    # ---- answers -----------------------------------------------------------------------------
+    @property
+    def verbalizer_map(self) -> dict[str, str]:
+        """Answer name → verbalizer."""
+        return dict(zip(self.answers, self.verbalizers, strict=True))
+
+    def answer_index(self, name: str) -> int:
+        try:
+            return self.answers.index(name)
+        except ValueError:
+            raise LwError(
+                f"task {self.name!r}: {name!r} is not in the answer set ({', '.join(self.answers)})"
+            ) from None
+
+    # ---- prompts -----------------------------------------------------------------------------
     def prompt(self, example: Example) -> str:
         return self.template.format(text=example.text, **example.fields)
+
+    def content_free(self, token: str) -> Example:
+        """A content-free input (every field set to `token`) for contextual calibration."""
+        fields = {f: token for f in self.input_fields if f != "text"}
+        text = self.input_template.format(**{f: token for f in self.input_fields})
+        return Example(id=f"content-free:{token}", text=text, fields=fields)
 
     def labels(self, examples: Sequence[Example]) -> torch.Tensor:
         return torch.tensor([e.label for e in examples], dtype=torch.long)
