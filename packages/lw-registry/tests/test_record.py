@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from lw_registry import categorize_error, fail_run, finish_run, read_record, start_run, update_record
 
 

@@ -19,6 +19,13 @@ from typing import Any
 RECORD_NAME = "run.json"
 STATUSES = ("pending", "submitted", "running", "completed", "failed", "preempted", "cancelled")
 ERROR_CATEGORIES = ("oom", "nan", "import", "timeout", "preempted", "missing-file", "bad-config", "other")
+ACTIVE_STATUSES = ("submitted", "running")
+FINAL_STATUSES = ("completed", "failed", "preempted", "cancelled")
+RETRYABLE_STATUSES = ("failed", "preempted")
+# Set by the executors for the command they launch: the attempt they counted and the run dir it is for,
+# so `start_run` inside that command does not count the same attempt twice.
+ENV_ATTEMPT = "LW_ATTEMPT"
+ENV_RUN_DIR = "LW_RUN_DIR"
 
 
 def _now() -> str:
@@ -61,25 +68,66 @@ class RunRecord:
     log_tail: str | None = None
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     artifacts: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Set by the executors (`lw-registry submit`); lw CLIs run by hand leave them empty.
+    plan: str | None = None
+    plan_hash: str | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    command: list[str] = dataclasses.field(default_factory=list)
+    resume: list[str] = dataclasses.field(default_factory=list)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    backend: str | None = None
+    executor: str | None = None  # "host:pid" of the local executor running it
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    slurm_state: str | None = None
+    slurm: dict[str, Any] = dataclasses.field(default_factory=dict)
+    updated_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """Build a record from parsed JSON; raise `ValueError` naming the problem if it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in ("id", "name", "run_dir") if not isinstance(data.get(k), str)]
+        if missing:
+            raise ValueError(f"missing or non-string field(s): {', '.join(missing)}")
+        if data.get("status", "pending") not in STATUSES:
+            raise ValueError(f"unknown status {data.get('status')!r}")
+        for key in ("metrics", "artifacts", "config", "params", "slurm", "env"):
+            if key in data and not isinstance(data[key], dict):
+                raise ValueError(f"field {key!r} must be an object")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
+def _file_mode() -> int:
+    """0o666 minus the umask: what `open()` would give (mkstemp's files are 0o600, wrong on a shared root)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True, default=str)
             f.flush()
@@ -108,6 +156,7 @@ def read_record(run_dir: str | Path) -> RunRecord:
 
 
 def write_record(record: RunRecord) -> RunRecord:
+    record.updated_at = _now()
     with _locked(Path(record.run_dir)):
         write_json_atomic(Path(record.run_dir) / RECORD_NAME, record.to_dict())
     return record
@@ -123,8 +172,32 @@ def update_record(run_dir: str | Path, **fields: Any) -> RunRecord:
                 getattr(record, key).update(value)
             else:
                 setattr(record, key, value)
+        record.updated_at = _now()
         write_json_atomic(run_dir / RECORD_NAME, record.to_dict())
     return record
+
+
+@contextlib.contextmanager
+def edit_record(run_dir: str | Path) -> Iterator[RunRecord]:
+    """Read-modify-write `run.json` under the run's lock: `with edit_record(d) as rec: rec.status = ...`."""
+    run_dir = Path(run_dir)
+    with _locked(run_dir):
+        record = read_record(run_dir)
+        yield record
+        record.updated_at = _now()
+        write_json_atomic(run_dir / RECORD_NAME, record.to_dict())
+
+
+def _counted_attempt(run_dir: Path) -> int | None:
+    """The attempt number an executor already counted for this run dir (see ENV_ATTEMPT), if any."""
+    attempt, target = os.environ.get(ENV_ATTEMPT), os.environ.get(ENV_RUN_DIR)
+    if not attempt or not target:
+        return None
+    try:
+        same = Path(target).resolve() == run_dir.resolve()
+        return int(attempt) if same else None
+    except (OSError, ValueError):
+        return None
 
 
 def start_run(
@@ -145,14 +218,20 @@ def start_run(
             record = read_record(run_dir)
         else:
             record = RunRecord(id=new_run_id(), name=name, run_dir=str(run_dir.resolve()))
-        record.argv, record.config, record.config_hash = list(argv), config, config_hash
-        record.task, record.method, record.seed = task, method, seed
+        record.argv, record.config = list(argv), config
+        # Keep what the executor already set when the CLI does not know better.
+        record.config_hash = config_hash or record.config_hash
+        record.task = task if task is not None else record.task
+        record.method = method if method is not None else record.method
+        record.seed = seed if seed is not None else record.seed
         record.status, record.started_at, record.finished_at = "running", _now(), None
-        record.attempt += 1
+        counted = _counted_attempt(run_dir)
+        record.attempt = max(record.attempt, counted) if counted is not None else record.attempt + 1
         record.host, record.git_sha = socket.gethostname(), git_sha()
         record.slurm_job_id = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID") or record.slurm_job_id
         record.slurm_array_task_id = os.environ.get("SLURM_ARRAY_TASK_ID") or record.slurm_array_task_id
         record.exit_code = record.error_category = record.error = record.log_tail = None
+        record.updated_at = _now()
         write_json_atomic(run_dir / RECORD_NAME, record.to_dict())
     return record
 
@@ -203,3 +282,38 @@ def categorize_error(exc: BaseException) -> str:
     if name == "LwError" or isinstance(exc, (ValueError, TypeError, KeyError)):
         return "bad-config"
     return "other"
+
+
+# Checked in order against a log's last lines: the first hit wins.
+_TEXT_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("preempted", ("due to preemption", "preempted")),
+    ("timeout", ("due to time limit", "timeouterror", "timed out", "time limit")),
+    ("oom", ("out of memory", "outofmemoryerror", "memoryerror", "oom-kill", "oom_kill", "oom killer")),
+    ("nan", (" nan ", "loss is nan", "non-finite", "not finite", "nan loss")),
+    ("import", ("modulenotfounderror", "importerror", "no module named")),
+    ("missing-file", ("filenotfounderror", "no such file or directory", "file not found")),
+    ("bad-config", ("lwerror", "valueerror", "keyerror", "typeerror", "error: ", "usage: ")),
+)
+
+
+def categorize_text(text: str | None) -> str:
+    """Map a log's last lines to one of ERROR_CATEGORIES (for commands that died without a record)."""
+    low = f" {(text or '').lower()} "
+    for category, needles in _TEXT_CATEGORIES:
+        if any(n in low for n in needles):
+            return category
+    return "other"
+
+
+def tail_lines(path: str | Path, lines: int = 30, max_bytes: int = 64_000) -> str | None:
+    """The last `lines` lines of a (possibly large) text file, or None if it does not exist."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return "\n".join(data.splitlines()[-lines:])

@@ -1,0 +1,350 @@
+"""Turning planned runs into tracked runs, and running one run (locally or inside a SLURM job).
+
+`prepare` writes a `pending` record for every planned run that still has to run (a completed run is
+never run twice, an active one is left alone, a failed one is retried up to its attempt limit).
+`run_one` runs one run's command with its output tee'd, timestamped, into `<run_dir>/job.log`, and
+settles the record from the exit code when the command did not write it itself (a non-lw command,
+or one killed hard). `run_local` runs many with a concurrency limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lw_registry.plan import Plan, PlannedRun, describe
+from lw_registry.record import (
+    ACTIVE_STATUSES,
+    ENV_ATTEMPT,
+    ENV_RUN_DIR,
+    RECORD_NAME,
+    RETRYABLE_STATUSES,
+    RunRecord,
+    _now,
+    categorize_text,
+    edit_record,
+    git_sha,
+    new_run_id,
+    read_record,
+    tail_lines,
+    write_record,
+)
+from lw_registry.table import Table
+
+JOB_LOG = "job.log"
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Prepared:
+    """What `prepare` decided for a plan: run dirs to launch, and why the others are skipped."""
+
+    to_run: list[Path] = field(default_factory=list)
+    planned: list[tuple[Path, PlannedRun]] = field(default_factory=list)
+    completed: list[RunRecord] = field(default_factory=list)
+    active: list[RunRecord] = field(default_factory=list)
+    exhausted: list[RunRecord] = field(default_factory=list)
+    cancelled: list[RunRecord] = field(default_factory=list)
+
+
+def _latest_by_hash(table: Table) -> dict[str, list[RunRecord]]:
+    found: dict[str, list[RunRecord]] = {}
+    for record in table.records:
+        if record.plan_hash:
+            found.setdefault(record.plan_hash, []).append(record)
+    return found
+
+
+def prepare(
+    plan: Plan, table: Table, backend: str, *, retry_cancelled: bool = False, dry_run: bool = False
+) -> Prepared:
+    """Write a pending record for each planned run that has to run; skip completed and active ones.
+
+    With `dry_run`, decide the same way but write nothing (`to_run` stays empty, `planned` is filled).
+    """
+    existing = _latest_by_hash(table)
+    out = Prepared()
+    for planned in plan.runs:
+        records = existing.get(planned.plan_hash, [])
+        done = [r for r in records if r.status == "completed"]
+        if done:
+            out.completed.append(done[0])
+            continue
+        active = [r for r in records if r.status in ACTIVE_STATUSES]
+        if active:
+            out.active.append(active[0])
+            continue
+        # Retry in the same run dir (checkpoints, attempt count), preferring this plan's own dir.
+        own = table.root / plan.name / planned.slug
+        reuse = next((r for r in records if Path(r.run_dir) == own.resolve()), records[0] if records else None)
+        if reuse is not None and reuse.status == "cancelled" and not retry_cancelled:
+            out.cancelled.append(reuse)
+            continue
+        if reuse is not None and reuse.status in RETRYABLE_STATUSES and reuse.attempt >= plan.max_attempts:
+            out.exhausted.append(reuse)
+            continue
+        run_dir = (Path(reuse.run_dir) if reuse is not None else own).resolve()
+        out.planned.append((run_dir, planned))
+        if not dry_run:
+            out.to_run.append(register(planned, run_dir, plan=plan, backend=backend))
+    return out
+
+
+def register(planned: PlannedRun, run_dir: Path, *, plan: Plan, backend: str) -> Path:
+    """Create or refresh the run's record as `pending`, with everything needed to run it again."""
+    run_dir = run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fields: dict[str, Any] = {
+        "name": planned.name, "plan": planned.plan, "plan_hash": planned.plan_hash, "params": planned.params,
+        "command": planned.argv(run_dir), "resume": planned.resume_args(run_dir), "backend": backend,
+        "max_attempts": plan.max_attempts, "timeout_s": plan.timeout, "task": planned.task,
+        "method": planned.method, "seed": planned.seed, "status": "pending", "env": planned.env,
+        "slurm_job_id": None, "slurm_array_task_id": None, "slurm_state": None, "executor": None,
+    }
+    if (run_dir / RECORD_NAME).is_file():
+        try:
+            with edit_record(run_dir) as record:
+                for key, value in fields.items():
+                    setattr(record, key, value)
+                record.config_hash = record.config_hash or planned.plan_hash
+            return run_dir
+        except (ValueError, json.JSONDecodeError):
+            pass  # a corrupt record is replaced by a fresh one below
+    record = RunRecord(id=new_run_id(), name=planned.name, run_dir=str(run_dir), config_hash=planned.plan_hash,
+                       config={"argv": planned.argv_template, "params": planned.params, "env": planned.env})
+    for key, value in fields.items():
+        setattr(record, key, value)
+    write_record(record)
+    return run_dir
+
+
+def _env_for(run_dir: Path, attempt: int, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (extra or {}).items()})
+    env[ENV_ATTEMPT] = str(attempt)
+    env[ENV_RUN_DIR] = str(run_dir)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _read_metrics_file(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "metrics.json"
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    return {}
+
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    status: str
+    exit_code: int | None
+    seconds: float
+    name: str
+    error_category: str | None = None
+
+
+class _Signals:
+    """Forwarding SIGTERM / SIGUSR1 (SLURM's warning before the time limit) to the running command."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.received = signum
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)  # lw CLIs checkpoint and exit on SIGTERM
+
+
+def run_one(
+    run_dir: str | Path,
+    *,
+    echo: bool = False,
+    handle_signals: bool = False,
+    requeue: Callable[[], bool] | None = None,
+    stop: threading.Event | None = None,
+    procs: dict[Path, subprocess.Popen[bytes]] | None = None,
+) -> Outcome:
+    """Run one registered run's command to its end and settle its record.
+
+    echo: also copy the timestamped output to stdout (a SLURM job's own log).
+    handle_signals: forward SIGTERM/SIGUSR1 to the command (main thread only); the run is then
+    `preempted`, and on SIGUSR1 `requeue()` is called so SLURM starts it again.
+    """
+    run_dir = Path(run_dir).resolve()
+    start = time.monotonic()
+    with edit_record(run_dir) as record:
+        record.attempt += 1
+        attempt = record.attempt
+        record.status, record.started_at, record.finished_at = "running", _now(), None
+        record.exit_code = record.error_category = record.error = record.log_tail = None
+        record.host = socket.gethostname()
+        record.git_sha = record.git_sha or git_sha()
+        record.slurm_job_id = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID") or \
+            record.slurm_job_id
+        record.slurm_array_task_id = os.environ.get("SLURM_ARRAY_TASK_ID") or record.slurm_array_task_id
+        record.artifacts[Path(JOB_LOG).stem] = JOB_LOG
+        argv = list(record.command or record.argv)
+        if attempt > 1:
+            argv += record.resume
+        timeout, name, extra_env = record.timeout_s, record.name, dict(record.env)
+    sigs = _Signals() if handle_signals else None
+    log_path = run_dir / JOB_LOG
+    rc: int | None = None
+    timed_out = False
+    with open(log_path, "a", buffering=1) as log:
+
+        def emit(line: str) -> None:
+            stamped = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}"
+            log.write(stamped + "\n")
+            if echo:
+                print(stamped, flush=True)
+
+        emit(f"=== attempt {attempt} on {socket.gethostname()}: {describe(argv)}")
+        try:
+            proc = subprocess.Popen(argv, cwd=os.getcwd(), env=_env_for(run_dir, attempt, extra_env), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            emit(f"cannot start command: {exc}")
+            proc = None
+            rc = 127
+        if proc is not None:
+            if procs is not None:
+                procs[run_dir] = proc
+            if sigs is not None:
+                sigs.proc = proc
+                sigs.install()
+            try:
+                reader = threading.Thread(target=_pump, args=(proc, emit), daemon=True)
+                reader.start()
+                deadline = None if not timeout else start + float(timeout)
+                while True:
+                    try:
+                        rc = proc.wait(timeout=0.2)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if deadline is not None and time.monotonic() > deadline and not timed_out:
+                            timed_out = True
+                            emit(f"=== timeout after {timeout}s: stopping the command")
+                            _terminate(proc)
+                        if stop is not None and stop.is_set():
+                            _terminate(proc)
+                reader.join(timeout=5)
+            finally:
+                if sigs is not None:
+                    sigs.restore()
+                if procs is not None:
+                    procs.pop(run_dir, None)
+        received = sigs.received if sigs is not None else None
+        if stop is not None and stop.is_set() and received is None:
+            received = signal.SIGINT
+        emit(f"=== exit code {rc}" + (f" after signal {signal.Signals(received).name}" if received else ""))
+    outcome = _settle(run_dir, rc, received, timed_out, start)
+    if received == signal.SIGUSR1 and requeue is not None:
+        requeue()
+    outcome.name = name
+    return outcome
+
+
+def _pump(proc: subprocess.Popen[bytes], emit: Callable[[str], None]) -> None:
+    assert proc.stdout is not None
+    for raw in iter(proc.stdout.readline, b""):
+        emit(raw.decode(errors="replace").rstrip("\n"))
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _settle(run_dir: Path, rc: int | None, received: int | None, timed_out: bool, start: float) -> Outcome:
+    tail = tail_lines(run_dir / JOB_LOG, 30)
+    with edit_record(run_dir) as record:
+        if rc is not None:
+            record.exit_code = rc
+        if record.status in ("running", "pending", "submitted"):
+            # The command did not settle its own record: decide from how it ended.
+            record.finished_at = _now()
+            if received in (signal.SIGTERM, signal.SIGUSR1):
+                record.status, record.error_category = "preempted", "preempted"
+                record.error = f"stopped by {signal.Signals(received).name}"
+            elif received == signal.SIGINT:
+                record.status, record.error_category, record.error = "cancelled", "other", "interrupted"
+            elif timed_out:
+                record.status, record.error_category = "failed", "timeout"
+                record.error = f"timed out after {record.timeout_s}s"
+            elif rc == 0:
+                record.status = "completed"
+                if not record.metrics:
+                    record.metrics = _read_metrics_file(run_dir)
+            else:
+                record.status, record.error_category = "failed", categorize_text(tail)
+                record.error = f"exit code {rc}"
+        elif record.status == "failed" and timed_out:
+            record.error_category = "timeout"
+        if record.status != "completed" and not record.log_tail:
+            record.log_tail = tail
+        status, exit_code, category = record.status, record.exit_code, record.error_category
+    return Outcome(run_dir, status, exit_code, time.monotonic() - start, "", category)
+
+
+def run_local(
+    run_dirs: Iterable[Path], *, concurrency: int = 1, report: Callable[[Outcome, int, int], None] | None = None
+) -> list[Outcome]:
+    """Run registered runs as subprocesses on this machine, at most `concurrency` at once."""
+    run_dirs = list(run_dirs)
+    stop = threading.Event()
+    procs: dict[Path, subprocess.Popen[bytes]] = {}
+    outcomes: list[Outcome] = []
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(run_one, d, stop=stop, procs=procs) for d in run_dirs]
+        try:
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                if report is not None:
+                    report(outcome, len(outcomes), len(run_dirs))
+        except KeyboardInterrupt:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            for proc in list(procs.values()):
+                _terminate(proc, grace=5)
+            for d in run_dirs:  # never started: back to pending is wrong, they were asked to stop
+                with contextlib.suppress(Exception):
+                    rec = read_record(d)
+                    if rec.status == "pending":
+                        with edit_record(d) as r:
+                            r.status, r.error = "cancelled", "interrupted before it started"
+            raise
+    return outcomes
+

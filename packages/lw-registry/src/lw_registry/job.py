@@ -1,0 +1,48 @@
+"""Inside a SLURM array task: `python -m lw_registry.job MANIFEST INDEX` runs the run at INDEX.
+
+The record is written straight to the shared runs root; output is tee'd, timestamped, into
+`<run_dir>/job.log` and the job's own SLURM log. On SIGUSR1 (SLURM's warning before the time limit)
+or SIGTERM (preemption, scancel) the command gets SIGTERM so it can checkpoint; on SIGUSR1 the task
+is requeued (if the manifest allows it and attempts are left) and resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from lw_registry.executor import run_one
+from lw_registry.record import read_record
+from lw_registry.slurm import requeue_self
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not args[1].isdigit():
+        print("usage: python -m lw_registry.job MANIFEST INDEX", file=sys.stderr)
+        return 2
+    manifest = json.loads(Path(args[0]).read_text())
+    runs = manifest["runs"]
+    index = int(args[1])
+    if index >= len(runs):
+        print(f"error: array index {index} out of range (manifest has {len(runs)} runs)", file=sys.stderr)
+        return 2
+    run_dir = Path(runs[index])
+
+    def requeue() -> bool:
+        record = read_record(run_dir)
+        if not manifest.get("requeue", True) or record.attempt > int(manifest.get("max_requeues", 10)):
+            print(f"lw-registry: not requeueing {run_dir} (attempt {record.attempt})", flush=True)
+            return False
+        return requeue_self()
+
+    outcome = run_one(run_dir, echo=True, handle_signals=True, requeue=requeue)
+    print(f"lw-registry: run {run_dir} ended {outcome.status} (exit {outcome.exit_code})", flush=True)
+    if outcome.status == "completed":
+        return 0
+    return outcome.exit_code if outcome.exit_code not in (None, 0) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""The SLURM backend: render array-job scripts, submit with `sbatch --parsable`, poll with one `sacct` call.
+
+A submission writes `<runs root>/.slurm/<stamp>-<plan>/` with `manifest.json` (array index → run dir)
+and `job.sbatch`. Each array task runs `python -m lw_registry.job MANIFEST INDEX`, which runs the
+command of that run with tee'd, timestamped output in `<run_dir>/job.log`, writes the record straight
+to the shared runs root, and on SLURM's warning signal before the time limit (`--signal=B:USR1@S`)
+stops the command (SIGTERM: lw CLIs checkpoint), marks the run `preempted` and requeues it; the
+next attempt appends the plan's `resume` args. Every value put into the script is checked
+(`#SBATCH` lines) or shell-quoted (everything else).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lw_registry.record import (
+    RunRecord,
+    _now,
+    categorize_text,
+    edit_record,
+    tail_lines,
+    write_json_atomic,
+)
+
+PROFILE_KEYS: dict[str, str] = {
+    "account": "--account",
+    "partition": "--partition",
+    "qos": "--qos",
+    "time": "--time (e.g. 04:00:00 or 1-00:00:00)",
+    "gpus": "GPUs per run (--gres=gpu[:type]:N)",
+    "gpu_type": "GPU type for --gres (e.g. a100)",
+    "cpus_per_task": "--cpus-per-task",
+    "mem": "--mem (e.g. 64G)",
+    "constraint": "--constraint",
+    "max_parallel": "array tasks running at once (--array=...%N)",
+    "max_array_size": "largest array per sbatch (cluster MaxArraySize - 1)",
+    "requeue": "--requeue preempted jobs, and requeue on the time-limit warning (true/false)",
+    "max_requeues": "most attempts a run is requeued for on the time-limit warning",
+    "signal_seconds": "seconds before the time limit to send USR1 (--signal=B:USR1@S)",
+    "job_name": "--job-name (default: lw-<plan>)",
+    "sbatch_args": "list of extra sbatch options, e.g. ['--exclusive']",
+    "setup": "list of shell lines run before the job (module load ..., source ...): raw shell, your own",
+    "env": "mapping of environment variables exported in the job",
+    "python": "python on the compute nodes (default: this one, on the shared filesystem)",
+    "chdir": "working directory of the job (default: the submit directory)",
+    "profile": "(in a plan's slurm: section) path of a profile file to start from",
+}
+DEFAULT_PROFILE: dict[str, Any] = {
+    "time": "04:00:00", "gpus": 1, "cpus_per_task": 4, "mem": "32G", "max_parallel": 8,
+    "max_array_size": 1000, "requeue": True, "max_requeues": 10, "signal_seconds": 120,
+}
+ENV_PROFILE = "LW_SLURM_PROFILE"
+_SAFE = re.compile(r"[A-Za-z0-9_.,:=@%+/-]+")
+# SLURM job state -> (run status, error category or None to categorize from the log).
+SLURM_STATES: dict[str, tuple[str, str | None]] = {
+    "PENDING": ("submitted", None), "REQUEUED": ("submitted", None), "REQUEUE_HOLD": ("submitted", None),
+    "REQUEUE_FED": ("submitted", None), "CONFIGURING": ("submitted", None), "RESV_DEL_HOLD": ("submitted", None),
+    "RUNNING": ("running", None), "COMPLETING": ("running", None), "SUSPENDED": ("running", None),
+    "STAGE_OUT": ("running", None), "SIGNALING": ("running", None), "RESIZING": ("running", None),
+    "COMPLETED": ("completed", None),
+    "FAILED": ("failed", None), "SPECIAL_EXIT": ("failed", None), "BOOT_FAIL": ("failed", "other"),
+    "TIMEOUT": ("failed", "timeout"), "DEADLINE": ("failed", "timeout"), "OUT_OF_MEMORY": ("failed", "oom"),
+    "NODE_FAIL": ("preempted", "preempted"), "PREEMPTED": ("preempted", "preempted"),
+    "CANCELLED": ("cancelled", None), "REVOKED": ("cancelled", None),
+}
+
+
+class SlurmError(RuntimeError):
+    """A SLURM command or profile problem; the message is one line."""
+
+
+def map_state(state: str) -> tuple[str, str | None]:
+    """`"CANCELLED by 1234"` → `("cancelled", None)`; unknown states count as still running."""
+    word = state.strip().split()[0].rstrip("+").upper() if state.strip() else "PENDING"
+    return SLURM_STATES.get(word, ("running", None))
+
+
+# ---------------------------------------------------------------- profiles
+
+
+def read_profile_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SlurmError(f"SLURM profile not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text())
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SlurmError(f"cannot parse SLURM profile {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SlurmError(f"SLURM profile {path} must be a mapping")
+    return data
+
+
+def resolve_profile(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults ← profile file (`path`, the overrides' `profile`, or $LW_SLURM_PROFILE) ← overrides."""
+    overrides = dict(overrides or {})
+    source = path or overrides.pop("profile", None) or os.environ.get(ENV_PROFILE)
+    overrides.pop("profile", None)
+    profile = dict(DEFAULT_PROFILE)
+    if source:
+        profile.update(read_profile_file(source))
+    profile.update(overrides)
+    profile.pop("profile", None)
+    validate_profile(profile)
+    return profile
+
+
+def validate_profile(profile: dict[str, Any]) -> None:
+    unknown = sorted(set(profile) - set(PROFILE_KEYS))
+    if unknown:
+        raise SlurmError(f"unknown SLURM profile key(s) {', '.join(unknown)}; known: {', '.join(PROFILE_KEYS)}")
+    for key in ("account", "partition", "qos", "time", "gpu_type", "mem", "constraint", "job_name"):
+        value = profile.get(key)
+        if value not in (None, "") and not _SAFE.fullmatch(str(value)):
+            raise SlurmError(f"SLURM profile {key}={value!r} has characters not allowed in an #SBATCH line")
+    for key in ("gpus", "cpus_per_task", "max_parallel", "max_array_size", "signal_seconds", "max_requeues"):
+        value = profile.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise SlurmError(f"SLURM profile {key} must be a non-negative integer, got {value!r}")
+    for key in ("sbatch_args", "setup"):
+        value = profile.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SlurmError(f"SLURM profile {key} must be a list of strings")
+    for arg in profile.get("sbatch_args", []):
+        if not arg.startswith("--") or not _SAFE.fullmatch(arg.lstrip("-")):
+            raise SlurmError(f"SLURM profile sbatch_args item {arg!r} must look like --option[=value]")
+    env = profile.get("env", {})
+    if not isinstance(env, dict) or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)) for k in env):
+        raise SlurmError("SLURM profile env must be a mapping NAME -> value")
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def sbatch_lines(profile: dict[str, Any], *, job_name: str, array: str, log_pattern: str) -> list[str]:
+    opts = [f"--job-name={profile.get('job_name') or job_name}", f"--array={array}",
+            f"--output={log_pattern}", "--open-mode=append"]
+    for key in ("account", "partition", "qos", "time", "mem", "constraint"):
+        if profile.get(key) not in (None, ""):
+            opts.append(f"--{key}={profile[key]}")
+    if profile.get("cpus_per_task"):
+        opts.append(f"--cpus-per-task={profile['cpus_per_task']}")
+    if profile.get("gpus"):
+        kind = f"{profile['gpu_type']}:" if profile.get("gpu_type") else ""
+        opts.append(f"--gres=gpu:{kind}{profile['gpus']}")
+    if profile.get("requeue", True):
+        opts.append("--requeue")
+    if profile.get("signal_seconds"):
+        opts.append(f"--signal=B:USR1@{profile['signal_seconds']}")
+    opts += list(profile.get("sbatch_args", []))
+    for opt in opts:
+        if not _SAFE.fullmatch(opt.lstrip("-").replace("[", "").replace("]", "")):
+            raise SlurmError(f"cannot put {opt!r} in an #SBATCH line (spaces or quotes); use a simpler path")
+    return [f"#SBATCH {opt}" for opt in opts]
+
+
+def render_script(
+    profile: dict[str, Any], *, plan: str, manifest: Path, count: int, root: Path, log_dir: Path
+) -> str:
+    parallel = profile.get("max_parallel") or 0
+    array = f"0-{count - 1}" + (f"%{parallel}" if parallel else "")
+    python = profile.get("python") or sys.executable
+    chdir = profile.get("chdir") or os.getcwd()
+    q = shlex.quote
+    lines = [
+        "#!/bin/bash",
+        f"# Rendered by lw-registry for plan {plan!r}: {count} run(s), one per array task.",
+        f"# Resubmit by hand with: sbatch {q(str(manifest.parent / 'job.sbatch'))}",
+        *sbatch_lines(profile, job_name=f"lw-{plan}", array=array, log_pattern=str(log_dir / "slurm-%A_%a.out")),
+        "",
+        "set -uo pipefail",
+        f"cd {q(str(chdir))} || exit 1",
+        f"export LW_RUNS={q(str(root))}",
+    ]
+    lines += [f"export {k}={q(str(v))}" for k, v in (profile.get("env") or {}).items()]
+    if profile.get("setup"):
+        lines += ["# setup (from the profile)", *profile["setup"]]
+    lines += [
+        "# The job wrapper writes the run's record and tees timestamped output into <run_dir>/job.log.",
+        f"exec {q(str(python))} -m lw_registry.job {q(str(manifest))} \"${{SLURM_ARRAY_TASK_ID:-0}}\"",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- submit / poll / cancel
+
+
+def _run(argv: list[str], what: str) -> str:
+    if shutil.which(argv[0]) is None:
+        raise SlurmError(f"{argv[0]} not found on PATH: run on a SLURM login node, or use --backend local")
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"{what}: {argv[0]} did not answer in 120 s") from None
+    if out.returncode != 0:
+        msg = (out.stderr or out.stdout).strip().splitlines()
+        raise SlurmError(f"{what} failed (exit {out.returncode}): {msg[-1] if msg else 'no message'}")
+    return out.stdout
+
+
+def submit(run_dirs: Iterable[Path], profile: dict[str, Any], *, root: Path, plan: str) -> list[str]:
+    """Submit registered runs as array job(s); mark them `submitted` with their job and task ids."""
+    run_dirs = [Path(d).resolve() for d in run_dirs]
+    size = max(1, int(profile.get("max_array_size") or 1000))
+    job_ids = []
+    for start in range(0, len(run_dirs), size):
+        chunk = run_dirs[start:start + size]
+        sub = (root / ".slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan}-{uuid.uuid4().hex[:4]}").resolve()
+        sub.mkdir(parents=True, exist_ok=True)
+        manifest = sub / "manifest.json"
+        write_json_atomic(manifest, {"plan": plan, "root": str(root.resolve()), "runs": [str(d) for d in chunk],
+                                     "requeue": bool(profile.get("requeue", True)),
+                                     "max_requeues": int(profile.get("max_requeues", 10)), "created_at": _now()})
+        script = sub / "job.sbatch"
+        script.write_text(render_script(profile, plan=plan, manifest=manifest, count=len(chunk),
+                                        root=root.resolve(), log_dir=sub))
+        out = _run(["sbatch", "--parsable", str(script)], "sbatch")
+        job_id = out.strip().splitlines()[-1].split(";")[0].strip() if out.strip() else ""
+        if not job_id.isdigit():
+            raise SlurmError(f"sbatch --parsable printed {out.strip()!r}, expected a job id")
+        job_ids.append(job_id)
+        for index, run_dir in enumerate(chunk):
+            with edit_record(run_dir) as record:
+                record.status, record.backend, record.slurm_state = "submitted", "slurm", "PENDING"
+                record.slurm_job_id, record.slurm_array_task_id = job_id, str(index)
+                record.slurm = dict(profile)
+                record.artifacts["slurm_log"] = str(sub / f"slurm-{job_id}_{index}.out")
+                record.artifacts["sbatch"] = str(script)
+    return job_ids
+
+
+def _expand_array_id(job_id: str) -> tuple[str, list[str | None]]:
+    """`123_4` → (123, [4]); `123_[0-3,7%2]` → (123, [0,1,2,3,7]); `123` → (123, [None])."""
+    if "_" not in job_id:
+        return job_id, [None]
+    base, _, tasks = job_id.partition("_")
+    if not tasks.startswith("["):
+        return base, [tasks]
+    spec = tasks.strip("[]").split("%")[0]
+    ids: list[str | None] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (hi.isdigit() or not hi):
+            ids += [str(i) for i in range(int(lo), int(hi or lo) + 1)]
+    return base, ids
+
+
+def query_states(job_ids: Iterable[str]) -> dict[tuple[str, str | None], tuple[str, str]]:
+    """One `sacct` call: (job id, array task id) → (state, exit code) for every task of these jobs."""
+    ids = sorted(set(job_ids), key=lambda j: (len(j), j))
+    if not ids:
+        return {}
+    out = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", ",".join(ids)], "sacct")
+    states: dict[tuple[str, str | None], tuple[str, str]] = {}
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or "." in parts[0]:
+            continue
+        base, tasks = _expand_array_id(parts[0])
+        for task in tasks:
+            states[(base, task)] = (parts[1], parts[2] if len(parts) > 2 else "")
+    return states
+
+
+def _exit_code(text: str) -> int | None:
+    head = text.split(":")[0]
+    return int(head) if head.isdigit() else None
+
+
+def apply_state(run_dir: Path, state: str, exit_text: str = "") -> RunRecord:
+    """Update one record from its SLURM state, without undoing what the job itself wrote."""
+    status, category = map_state(state)
+    with edit_record(run_dir) as record:
+        record.slurm_state = state
+        if record.status == "completed":
+            return record
+        if status in ("submitted", "running"):
+            if record.status in ("pending", "submitted", "running", "preempted"):
+                record.status = status
+            return record
+        if record.status in ("pending", "submitted", "running"):
+            log = tail_lines(Path(run_dir) / "job.log") or tail_lines(record.artifacts.get("slurm_log", "")) or ""
+            record.status, record.finished_at = status, record.finished_at or _now()
+            record.error = f"SLURM state {state}"
+            record.error_category = category or (categorize_text(log) if status == "failed" else
+                                                 "preempted" if status == "preempted" else None)
+            record.exit_code = _exit_code(exit_text) if record.exit_code is None else record.exit_code
+            record.log_tail = record.log_tail or log or None
+            if status == "completed":
+                record.exit_code = 0
+        elif status == "cancelled" and record.status == "preempted":
+            record.status, record.error = "cancelled", f"SLURM state {state}"  # scancel sends SIGTERM too
+        elif category in ("timeout", "oom") and record.status == "failed":
+            record.error_category = category
+    return record
+
+
+def poll(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """Refresh every unfinished SLURM run from one `sacct` call; return the records that changed."""
+    todo = [r for r in records if r.backend == "slurm" and r.slurm_job_id
+            and r.status in ("pending", "submitted", "running", "preempted")]
+    if not todo:
+        return []
+    states = query_states(r.slurm_job_id for r in todo if r.slurm_job_id)
+    changed = []
+    for record in todo:
+        key = (str(record.slurm_job_id), record.slurm_array_task_id)
+        hit = states.get(key) or states.get((str(record.slurm_job_id), None))
+        if hit is None:
+            continue
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            new = apply_state(Path(record.run_dir), *hit)
+            if (new.status, new.slurm_state) != (record.status, record.slurm_state):
+                changed.append(new)
+    return changed
+
+
+def cancel(record: RunRecord) -> None:
+    if not record.slurm_job_id:
+        raise SlurmError(f"run {record.id} has no SLURM job id")
+    target = record.slurm_job_id + (f"_{record.slurm_array_task_id}" if record.slurm_array_task_id else "")
+    _run(["scancel", target], "scancel")
+
+
+def requeue_self() -> bool:
+    """Ask SLURM to requeue the current array task (called by the job wrapper on the time-limit warning)."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if not job:
+        return False
+    target = f"{job}_{task}" if task and os.environ.get("SLURM_ARRAY_JOB_ID") else job
+    try:
+        _run(["scontrol", "requeue", target], "scontrol requeue")
+    except SlurmError as exc:
+        print(f"lw-registry: could not requeue {target}: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
+
