@@ -1,5 +1,42 @@
 """lw-tasks: tasks with constrained answer sets, splits, prompts and the one evaluator."""
 
-from lw_tasks.task import SPLITS, Example, Scorer, Task
+from lw_tasks.evaluate import EvalResult, evaluate, flat_metrics, result_from_scores, write_eval
+from lw_tasks.registry import TASKS, load_task, task_names
+from lw_tasks.scoring import (
+    ContextualCalibration,
+    GenerationScorer,
+    ZeroShotScorer,
+    calibrate_scores,
+    calibration_offset,
+    parse_answer,
+)
+from lw_tasks.spec import RawData, RawRow, TaskSpec, build_task
+from lw_tasks.splits import SPLIT_SEED
+from lw_tasks.task import CONTENT_FREE, SPLITS, Example, Scorer, Task
 
-__all__ = ["SPLITS", "Example", "Scorer", "Task"]
+__all__ = [
+    "CONTENT_FREE",
+    "SPLITS",
+    "SPLIT_SEED",
+    "TASKS",
+    "ContextualCalibration",
+    "EvalResult",
+    "Example",
+    "GenerationScorer",
+    "RawData",
+    "RawRow",
+    "Scorer",
+    "Task",
+    "TaskSpec",
+    "ZeroShotScorer",
+    "build_task",
+    "calibrate_scores",
+    "calibration_offset",
+    "evaluate",
+    "flat_metrics",
+    "load_task",
+    "parse_answer",
+    "result_from_scores",
+    "task_names",
+    "write_eval",
+]

@@ -1,0 +1,251 @@
+"""`lw-tasks`: list tasks, show one, and run a model's zero-shot evaluation as a run.
+
+    lw-tasks list
+    lw-tasks show rt-sentiment
+    lw-tasks show my_reviews.csv --text-column review --label-column stars
+    lw-tasks eval-zero-shot --task 20ng --model smollm2-135m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lw_core.config import parse_config
+from lw_core.errors import LwError, cli_errors
+
+from lw_tasks.registry import TASKS, load_task
+from lw_tasks.splits import SPLIT_SEED
+from lw_tasks.task import SPLITS, Task
+
+COMMANDS = {
+    "list": "list the registered tasks",
+    "show": "split sizes, class balance and one rendered prompt of a task",
+    "eval-zero-shot": "a model's zero-shot score on a task (uncalibrated and calibrated), written as a run",
+}
+TASK_OPTION_FIELDS = ("text_column", "label_column", "data_dir", "max_input_words")
+
+
+def task_options(config: Any) -> dict[str, Any]:
+    """The `load_task` options carried by a config (any dataclass with some of these fields)."""
+    return {k: getattr(config, k) for k in TASK_OPTION_FIELDS if getattr(config, k, None) is not None}
+
+
+# ---- list ---------------------------------------------------------------------------------------
+def _n_answers(spec) -> str:
+    if spec.kind == "generative":
+        return "QA"
+    if spec.answers is not None:
+        return str(len(spec.answers))
+    if isinstance(spec.verbalizers, Mapping):
+        return str(len(spec.verbalizers))
+    return "data"
+
+
+def cmd_list(argv: Sequence[str]) -> None:
+    argparse.ArgumentParser(prog="lw-tasks list", description=COMMANDS["list"]).parse_args(argv)
+    rows = [("name", "kind", "answers", "budget", "source")]
+    for name in TASKS.names():
+        spec = TASKS.get(name)
+        rows.append((name, spec.kind, _n_answers(spec), f"{spec.max_input_words}w", spec.source))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("\nany .csv / .jsonl / .json / .parquet / .yaml / .toml file also works as a task (see `lw-tasks show --help`)")
+
+
+# ---- show ---------------------------------------------------------------------------------------
+def _add_task_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text-column", help="user files: the input text column (default: text)")
+    parser.add_argument("--label-column", help="user files: the label column (default: label)")
+    parser.add_argument("--data-dir", help="embedded / hub tasks: read the source's files from this folder")
+    parser.add_argument("--max-input-words", type=int, help="override the task's input budget (words)")
+
+
+def describe(task: Task) -> dict[str, Any]:
+    """A JSON-able summary of a task: sizes, class balance, answers, one rendered prompt."""
+    out: dict[str, Any] = {
+        "name": task.name,
+        "description": task.description,
+        "kind": task.kind,
+        "source": task.source,
+        "max_input_words": task.max_input_words,
+        "split_seed": SPLIT_SEED,
+        "sizes": task.sizes(),
+        "dropped": task.extra.get("dropped", {}),
+    }
+    if task.kind == "classification":
+        out["answers"] = task.verbalizer_map
+        out["class_counts"] = {s: task.class_counts(s) for s in SPLITS}
+        out["majority_rate_test"] = max(out["class_counts"]["test"].values()) / len(task.split("test"))
+    example = task.split("test")[0]
+    out["example"] = {
+        "id": example.id,
+        "prompt": task.prompt(example),
+        "gold": task.answers[example.label] if example.label is not None else list(example.references),
+    }
+    return out
+
+
+def cmd_show(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="lw-tasks show", description=COMMANDS["show"])
+    parser.add_argument("task", help="a task name (see `lw-tasks list`) or a .csv/.jsonl/.json/.parquet/.yaml/.toml file")
+    _add_task_flags(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    task = load_task(args.task, **task_options(args))
+    info = describe(task)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    print(f"{task.name}: {task.description}")
+    print(f"source: {task.source}")
+    print(f"kind: {task.kind}; input budget: {task.max_input_words} words; split seed {SPLIT_SEED}")
+    print("sizes: " + ", ".join(f"{s} {n}" for s, n in info["sizes"].items()))
+    if info["dropped"]:
+        print("dropped: " + ", ".join(f"{k} {v}" for k, v in info["dropped"].items()))
+    if task.kind == "classification":
+        width = max(len(a) for a in task.answers)
+        print(f"\n{'answer'.ljust(width)}  verbalizer{' ' * 14}" + "".join(f"{s:>11}" for s in SPLITS))
+        for i, answer in enumerate(task.answers):
+            counts = "".join(f"{info['class_counts'][s][answer]:>11}" for s in SPLITS)
+            print(f"{answer.ljust(width)}  {task.verbalizers[i]!r:<24}{counts}")
+        print(f"majority-class rate (test): {info['majority_rate_test']:.4f}")
+    print(f"\nexample {info['example']['id']} (gold: {info['example']['gold']}):")
+    print("-" * 60)
+    print(info["example"]["prompt"])
+    print("-" * 60)
+
+
+# ---- eval-zero-shot ----------------------------------------------------------------------------
+@dataclass
+class ZeroShotConfig:
+    task: str = field(default="rt-sentiment", metadata={"help": "task name or a .csv/.jsonl/.json/.parquet/.yaml/.toml file"})
+    model: str = field(default="gemma3-270m", metadata={"help": "model preset, local folder or hub id"})
+    split: str = field(default="test", metadata={"help": "split to evaluate", "choices": list(SPLITS)})
+    calibration: str = field(
+        default="both",
+        metadata={"help": "none, contextual, or both from the same forward passes", "choices": ["none", "contextual", "both"]},
+    )
+    batch_size: int = field(default=16, metadata={"help": "examples per forward pass"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples of the split"})
+    dtype: str = field(default="fp32", metadata={"help": "model dtype: fp32, bf16 or fp16"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
+    seed: int = field(default=0, metadata={"help": "run seed (zero-shot is deterministic; recorded only)"})
+    run_dir: str | None = field(default=None, metadata={"help": "run directory (default: $LW_RUNS/zero-shot-...)"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    text_column: str | None = field(default=None, metadata={"help": "user files: the input text column"})
+    label_column: str | None = field(default=None, metadata={"help": "user files: the label column"})
+    data_dir: str | None = field(default=None, metadata={"help": "embedded / hub tasks: local files of the source"})
+    max_input_words: int | None = field(default=None, metadata={"help": "override the task's input budget (words)"})
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.calibration not in ("none", "contextual", "both"):
+            raise ValueError(f"calibration must be none, contextual or both, got {self.calibration!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).stem if "/" in text or "." in text[-8:] else text).strip("-")
+
+
+def default_run_dir(config: ZeroShotConfig, task: Task) -> Path:
+    from lw_core.runs import runs_root
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return runs_root() / f"zero-shot_{_slug(task.name)}_{_slug(config.model)}_{config.split}_{stamp}_{uuid.uuid4().hex[:6]}"
+
+
+def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Evaluate `config.model` zero-shot on `config.task` and record it as a run. Returns the run's metrics."""
+    import torch
+    from lw_core.lm import FrozenLM
+    from lw_core.runs import open_run
+    from lw_core.seeding import seed_everything
+
+    from lw_tasks.evaluate import evaluate, flat_metrics, result_from_scores, write_eval
+    from lw_tasks.scoring import ContextualCalibration, ZeroShotScorer, calibrate_scores
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    task = load_task(config.task, **task_options(config))
+    if task.kind != "classification":
+        raise LwError(f"eval-zero-shot scores answer sets; task {task.name!r} is generative (use GenerationScorer)")
+    task.split(config.split)  # fail on an empty split before loading a model
+    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, task)
+    method = {"none": "zero-shot", "contextual": "zero-shot-calibrated", "both": "zero-shot"}[config.calibration]
+    with open_run(run_dir, config, name=f"{method} {config.model} on {task.name}/{config.split}", task=task.name,
+                  method=method, seed=config.seed, device=config.device, dtype=config.dtype,
+                  argv=list(argv) if argv is not None else None) as run:  # fmt: skip
+        seed_everything(config.seed)
+        start = time.perf_counter()
+        lm = FrozenLM.load(config.model, dtype=config.dtype, device=config.device)
+        load_seconds = time.perf_counter() - start
+        scorer = ZeroShotScorer(lm)
+        raw = evaluate(scorer, task, config.split, batch_size=config.batch_size, limit=config.limit,
+                       progress=config.progress)  # fmt: skip
+        results = {}
+        if config.calibration in ("none", "both"):
+            results[""] = raw
+        if config.calibration in ("contextual", "both"):
+            examples = task.split(config.split)[: config.limit] if config.limit else task.split(config.split)
+            offset = ContextualCalibration(scorer).offset(task)
+            calibrated = result_from_scores(task, config.split, examples, calibrate_scores(raw.scores, offset))
+            calibrated.metrics["seconds"] = raw.metrics["seconds"]
+            calibrated.metrics["calibration_offset"] = dict(zip(task.answers, offset.tolist(), strict=True))
+            results["calibrated" if config.calibration == "both" else ""] = calibrated
+        for suffix, result in results.items():
+            name = f"{config.split}_{suffix}" if suffix else config.split
+            result.metrics.update(model=config.model, method=method, calibration=suffix or config.calibration)
+            paths = write_eval(result, run.dir, name)
+            run.artifacts.update({p.stem: p.name for p in paths.values()})
+            run.metrics.update(flat_metrics(result.metrics, f"{suffix}_" if suffix else ""))
+        run.metrics.update(load_seconds=round(load_seconds, 2), model=config.model, split=config.split)
+        metrics = dict(run.metrics)
+    print(json.dumps({"run_dir": str(run_dir), **metrics}))
+    return metrics
+
+
+def cmd_eval_zero_shot(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="lw-tasks eval-zero-shot", description=COMMANDS["eval-zero-shot"])
+    config, _ = parse_config(ZeroShotConfig, argv, parser)
+    run_zero_shot(config, argv=["lw-tasks", "eval-zero-shot", *argv])
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: lw-tasks {" + ",".join(COMMANDS) + "} ...\n")
+        for name, help in COMMANDS.items():
+            print(f"  {name:<16}{help}")
+        if not argv:
+            sys.exit(2)
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        raise LwError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
+    {"list": cmd_list, "show": cmd_show, "eval-zero-shot": cmd_eval_zero_shot}[command](rest)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["ZeroShotConfig", "describe", "main", "run_zero_shot", "task_options"]

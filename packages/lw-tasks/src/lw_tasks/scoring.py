@@ -1,0 +1,160 @@
+"""Constrained-output scoring: zero-shot answer scoring, contextual calibration, generated-text parsing.
+
+- `ZeroShotScorer` scores each answer's verbalizer after the task's prompt (lw-core's `score_answers`).
+- `ContextualCalibration` wraps any scorer: it scores content-free inputs ("N/A", "", "[MASK]") through
+  the same template and subtracts their mean log-probability per answer (Zhao et al., 2021).
+- `parse_answer` maps a generated text to exactly one answer or to None (invalid); `GenerationScorer`
+  turns that into a score row (all -inf = invalid, never a class).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+from lw_core.errors import LwError
+
+from lw_tasks.task import CONTENT_FREE, Example, Scorer, Task
+
+
+def _answer_ids(lm, task: Task) -> list[list[int]]:
+    ids = [lm.token_ids(v) for v in task.verbalizers]
+    empty = [a for a, i in zip(task.answers, ids, strict=True) if not i]
+    if empty:
+        raise LwError(f"task {task.name!r}: verbalizer of answer(s) {', '.join(empty)} has no tokens for {lm.name}")
+    return ids
+
+
+class ZeroShotScorer:
+    """A frozen LM reads the task's prompt; the score of an answer is the log-probability of its
+    verbalizer (all its tokens) right after the prompt. `calibrate=True` applies contextual calibration."""
+
+    scores_are_logprobs = True
+
+    def __init__(self, lm, calibrate: bool = False, content_free: Sequence[str] = CONTENT_FREE):
+        self.lm = lm
+        self.calibrate = calibrate
+        self._calibration = ContextualCalibration(_RawZeroShot(lm), content_free) if calibrate else None
+
+    @torch.no_grad()
+    def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        if self._calibration is not None:
+            return self._calibration.score(task, examples)
+        return _RawZeroShot(self.lm).score(task, examples)
+
+
+class _RawZeroShot:
+    scores_are_logprobs = True
+
+    def __init__(self, lm):
+        self.lm = lm
+
+    @torch.no_grad()
+    def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        if task.kind != "classification":
+            raise LwError(f"task {task.name!r} is generative: it has no answer set to score (use generate)")
+        prefix = self.lm.embed_texts([task.prompt(e) for e in examples])
+        return self.lm.score_answers(prefix, _answer_ids(self.lm, task)).logprobs.float().cpu()
+
+
+def calibration_offset(content_free_scores: torch.Tensor) -> torch.Tensor:
+    """[A] mean log-probability of each answer over content-free inputs (each row renormalised over the
+    answer set first, so the offset is a log-prior over answers)."""
+    if content_free_scores.ndim != 2 or content_free_scores.shape[0] == 0:
+        raise LwError(f"content-free scores must be [n >= 1, answers], got {tuple(content_free_scores.shape)}")
+    return torch.log_softmax(content_free_scores.float(), dim=-1).mean(dim=0)
+
+
+def calibrate_scores(scores: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """Calibrated scores, renormalised over the answers (still log-probabilities); invalid rows stay -inf."""
+    invalid = torch.isneginf(scores).all(dim=-1, keepdim=True)
+    shifted = torch.log_softmax(scores.float() - offset.to(scores.device), dim=-1)
+    return torch.where(invalid, torch.full_like(shifted, float("-inf")), shifted)
+
+
+class ContextualCalibration:
+    """Wraps any scorer whose scores are log-probabilities: content-free inputs through the same task
+    template give a per-answer prior that is subtracted from every example's scores."""
+
+    scores_are_logprobs = True
+
+    def __init__(self, scorer: Scorer, content_free: Sequence[str] = CONTENT_FREE):
+        if not content_free:
+            raise LwError("contextual calibration needs at least one content-free input")
+        self.scorer = scorer
+        self.content_free = tuple(content_free)
+        self._offsets: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
+
+    def offset(self, task: Task) -> torch.Tensor:
+        key = (task.name, tuple(task.verbalizers))
+        if key not in self._offsets:
+            examples = [task.content_free(token) for token in self.content_free]
+            self._offsets[key] = calibration_offset(self.scorer.score(task, examples))
+        return self._offsets[key]
+
+    def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        return calibrate_scores(self.scorer.score(task, examples), self.offset(task))
+
+
+# ---- generated text ----------------------------------------------------------------------------
+_NON_WORD = re.compile(r"[^\w\s]")
+_SPACE = re.compile(r"\s+")
+
+
+def _norm(text: str) -> str:
+    return _SPACE.sub(" ", _NON_WORD.sub(" ", text.lower())).strip()
+
+
+def parse_answer(text: str, task: Task) -> int | None:
+    """The answer a generated text gives, or None (invalid).
+
+    Only the first non-empty line counts, lower-cased with punctuation removed. It must equal an
+    answer's name or verbalizer, or start with one followed by a word break (the longest such match
+    wins). No search inside the text: "it is not positive" is invalid, not "positive".
+    """
+    if task.kind != "classification":
+        raise LwError(f"task {task.name!r} is generative: parse_answer needs a classification task")
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    out = _norm(line)
+    if not out:
+        return None
+    best: tuple[int, set[int]] = (0, set())
+    for i, (name, verbalizer) in enumerate(zip(task.answers, task.verbalizers, strict=True)):
+        for candidate in {_norm(name), _norm(verbalizer)}:
+            if candidate and (out == candidate or out.startswith(candidate + " ")):
+                if len(candidate) > best[0]:
+                    best = (len(candidate), {i})
+                elif len(candidate) == best[0]:
+                    best[1].add(i)
+    return next(iter(best[1])) if len(best[1]) == 1 else None
+
+
+def one_hot_scores(choices: Sequence[int | None], n_answers: int) -> torch.Tensor:
+    """Score rows for parsed answers: 0 for the chosen answer, -inf elsewhere; all -inf when invalid."""
+    scores = torch.full((len(choices), n_answers), float("-inf"))
+    for row, choice in enumerate(choices):
+        if choice is not None:
+            scores[row, choice] = 0.0
+    return scores
+
+
+class GenerationScorer:
+    """A frozen LM generates greedily after the prompt; the text is parsed to one answer or invalid.
+    For generative tasks `generate` returns the answers (first line, stripped)."""
+
+    scores_are_logprobs = False
+
+    def __init__(self, lm, max_new_tokens: int = 16):
+        self.lm = lm
+        self.max_new_tokens = max_new_tokens
+        self.last_outputs: list[str] = []
+
+    def generate(self, task: Task, examples: Sequence[Example]) -> list[str]:
+        outputs = self.lm.generate([task.prompt(e) for e in examples], max_new_tokens=self.max_new_tokens)
+        self.last_outputs = list(outputs)
+        return [next((ln.strip() for ln in o.splitlines() if ln.strip()), "") for o in outputs]
+
+    def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        self.generate(task, examples)
+        return one_hot_scores([parse_answer(o, task) for o in self.last_outputs], len(task.answers))
