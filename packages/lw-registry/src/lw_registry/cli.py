@@ -574,7 +574,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     for key in ("task", "method", "plan", "root"):
         if not hasattr(args, key):
             setattr(args, key, None)

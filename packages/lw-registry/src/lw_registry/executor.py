@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lw_registry.plan import Plan, PlannedRun, describe
 from lw_registry.record import (
@@ -40,7 +40,9 @@ from lw_registry.record import (
     tail_lines,
     write_record,
 )
-from lw_registry.table import Table
+
+if TYPE_CHECKING:  # the job wrapper imports this module; keep polars out of it
+    from lw_registry.table import Table
 
 JOB_LOG = "job.log"
 DEFAULT_MAX_ATTEMPTS = 3

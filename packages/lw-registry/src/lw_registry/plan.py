@@ -103,6 +103,8 @@ def substitute(template: str, values: dict[str, Any], *, where: str = "command")
         if token == "}}":
             return "}"
         key = match.group(1)
+        if key in ("task", "method", "seed") and key not in values:
+            raise PlanError(f"placeholder {{{key}}} in {where} needs a '{key}s' list in the plan")
         if key not in values:
             known = ", ".join(sorted(values))
             raise PlanError(f"unknown placeholder {{{key}}} in {where}; known: {known}")
@@ -211,8 +213,9 @@ def expand_plan(data: dict[str, Any], *, path: Path | None = None) -> Plan:
     for task, method, seed, combo in itertools.product(tasks, methods, seeds,
                                                        itertools.product(*(params[k] for k in keys))):
         values = dict(zip(keys, combo, strict=True))
-        subst = {"task": task or "", "method": method or "", "seed": "" if seed is None else seed,
-                 "plan": name, "python": sys.executable, "run_dir": "\0RUN_DIR\0", **values}
+        labels = {"task": task, "method": method, "seed": seed}
+        subst = {k: v for k, v in labels.items() if v is not None} | {
+            "plan": name, "python": sys.executable, "run_dir": "\0RUN_DIR\0", **values}
         template = templates[method]
         try:
             split = shlex.split(template)
