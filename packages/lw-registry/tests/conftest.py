@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lw_registry import cli
 
 HERE = Path(__file__).resolve().parent

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lw_registry import read_record
 
 DEMO = "{python} -m lw_registry.demo --task {task} --method {method} --seed {seed} --run-dir {run_dir}"
@@ -45,8 +44,8 @@ def test_submit_local_plan_then_nothing_new(root, tmp_path, run_cli):
     assert len(records) == 4 and all(r.attempt == 1 and r.status == "completed" for r in records)
     assert all(r.metrics["accuracy"] > 0 and r.task in ("sst2", "agnews") and r.seed in (0, 1) for r in records)
     assert all((root / "demo").resolve() in Path(r.run_dir).parents for r in records)
-    log = (records[0].run_dir + "/job.log")
-    assert "=== attempt 1" in open(log).read()  # tee'd, timestamped
+    log = (Path(records[0].run_dir) / "job.log").read_text()
+    assert "=== attempt 1" in log and log[:4].isdigit()  # tee'd, timestamped
     # The report: one table per task, mean ± std over the two seeds.
     rc, out, _ = run_cli("report", "--metric", "accuracy")
     assert rc == 0 and "### sst2" in out and "| m | 2 | " in out and " ± " in out

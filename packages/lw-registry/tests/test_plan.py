@@ -1,5 +1,4 @@
 import pytest
-
 from lw_registry.plan import PlanError, expand_plan, load_plan
 
 

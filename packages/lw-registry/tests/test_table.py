@@ -2,7 +2,6 @@ import json
 
 import polars as pl
 import pytest
-
 from lw_registry import finish_run, start_run
 from lw_registry.table import CACHE_NAME, filter_runs, load_table, sort_runs, status_counts, summarize
 
