@@ -1,0 +1,239 @@
+"""One table of loader cases: every registered task's loader runs on small files written here in the
+source's real schema (`data_dir=`), so no network and no data package is needed."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+from lw_tasks import SPLITS, TASKS, load_task
+from lw_tasks.splits import normalize_text
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
+
+
+def sentence(i: int, n: int = 8) -> str:
+    rng = random.Random(i)
+    return f"item {i} " + " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def class_label_info(folder: Path, column: str, names: list[str]) -> None:
+    """The dataset_info.json that `datasets` writes, with one ClassLabel feature."""
+    features = {column: {"names": names, "_type": "ClassLabel"}, "text": {"dtype": "string", "_type": "Value"}}
+    (folder / "dataset_info.json").write_text(json.dumps({"features": features}))
+
+
+# ---- writers: one per source schema ------------------------------------------------------------
+def write_rt(d: Path) -> None:
+    with bz2.open(d / "rotten_tomatoes_corpus_full.csv.bz2", "wt", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
+        for i in range(60):
+            w.writerow(["plot" if i % 10 == 0 else ("fresh" if i % 2 else "rotten"), sentence(i), f"movie_{i}", "True"])
+        w.writerow(["fresh", sentence(1), "movie_1", "True"])  # a duplicate snippet
+
+
+def write_tab(path: Path, rows: list[tuple[str, str]]) -> None:
+    lines = ["Category\tText", "d\tstring", "class\t"] + [f"{c}\t{t}" for c, t in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def orange_writer(prefix: str, classes: list[str]):
+    def write(d: Path) -> None:
+        train = [(classes[i % len(classes)], sentence(i)) for i in range(20 * len(classes))]
+        test = [(classes[i % len(classes)], sentence(10_000 + i)) for i in range(5 * len(classes))]
+        train.append((classes[0], test[0][1]))  # a train text that is also in test
+        write_tab(d / f"{prefix}-train.tab", train)
+        write_tab(d / f"{prefix}-test.tab", test)
+
+    return write
+
+
+def text_label_writer(text: str, label: str, names: list[str], splits: tuple[str, str], extra=None):
+    def write(d: Path) -> None:
+        for split, offset in zip(splits, (0, 10_000), strict=True):
+            n = 12 * len(names) if offset == 0 else 3 * len(names)
+            rows = [{text: sentence(offset + i), label: i % len(names), **(extra or {})} for i in range(n)]
+            write_jsonl(d / f"{split}.jsonl", rows)
+        class_label_info(d, label, names)
+
+    return write
+
+
+def write_boolq(d: Path) -> None:
+    for split, offset, n in (("train", 0, 40), ("validation", 10_000, 10)):
+        rows = [{"question": f"is it {sentence(offset + i, 3)}", "answer": bool(i % 2), "passage": sentence(offset + i, 30)}
+                for i in range(n)]  # fmt: skip
+        write_jsonl(d / f"{split}.jsonl", rows)
+
+
+def write_arc(d: Path) -> None:
+    for split, offset in (("train", 0), ("validation", 10_000), ("test", 20_000)):
+        rows = []
+        for i in range(24):
+            labels = ["1", "2", "3", "4"] if i % 5 == 0 else ["A", "B", "C", "D"]
+            rows.append({"id": f"q{offset + i}", "question": sentence(offset + i),
+                         "choices": {"text": [f"choice {k} of {i}" for k in range(4)], "label": labels},
+                         "answerKey": labels[i % 4]})  # fmt: skip
+        rows.append({"id": "odd", "question": "three choices?", "choices": {"text": ["x", "y", "z"], "label": ["A", "B", "C"]},
+                     "answerKey": "A"})  # fmt: skip
+        write_jsonl(d / f"{split}.jsonl", rows)
+
+
+def write_winogrande(d: Path) -> None:
+    for split, offset in (("train", 0), ("validation", 10_000)):
+        rows = [{"sentence": sentence(offset + i).replace("item", "_"), "option1": "the cat", "option2": "the dog",
+                 "answer": str(1 + i % 2)} for i in range(30)]  # fmt: skip
+        write_jsonl(d / f"{split}.jsonl", rows)
+
+
+def write_hellaswag(d: Path) -> None:
+    for split, offset in (("train", 0), ("validation", 10_000)):
+        rows = []
+        for i in range(30):
+            ctx = sentence(offset + i)
+            rows.append({"ind": i, "activity_label": "Cooking", "ctx_a": ctx, "ctx_b": "then", "ctx": ctx + " then",
+                         "endings": [f"ending {k} {i}" for k in range(4)], "source_id": "x", "split": split,
+                         "split_type": "indomain", "label": str(i % 4)})  # fmt: skip
+        write_jsonl(d / f"{split}.jsonl", rows)
+
+
+def write_squad(d: Path) -> None:
+    for split, offset in (("train", 0), ("validation", 10_000)):
+        rows = []
+        for i in range(30):
+            context = sentence(offset + i, 20) + f" the answer is token{offset + i} ."
+            rows.append({"id": str(offset + i), "title": "T", "context": context, "question": f"what is {i}?",
+                         "answers": {"text": [f"token{offset + i}", f"token{offset + i}"], "answer_start": [0, 0]}})  # fmt: skip
+        write_jsonl(d / f"{split}.jsonl", rows)
+
+
+def write_hotpotqa(d: Path) -> None:
+    for split, offset in (("train", 0), ("validation", 10_000)):
+        rows = []
+        for i in range(30):
+            titles = [f"Page {k}" for k in range(10)]
+            sentences = [[sentence(offset + i * 10 + k, 60)] for k in range(10)]
+            sentences[7] = [f"The capital is city{offset + i}.", "It is old."]
+            rows.append({"id": f"h{offset + i}", "question": f"which city {i}?", "answer": f"city{offset + i}",
+                         "type": "bridge", "level": "easy",
+                         "supporting_facts": {"title": ["Page 7", "Page 2"], "sent_id": [0, 0]},
+                         "context": {"title": titles, "sentences": sentences}})  # fmt: skip
+        write_jsonl(d / f"{split}.jsonl", rows)
+
+
+# name → (writer, expected answers (None: generative))
+CASES = {
+    "rt-sentiment": (write_rt, ["negative", "positive"]),
+    "20ng": (orange_writer("20newsgroups", ["sci.space", "alt.atheism", "rec.autos"]),
+             ["alt.atheism", "rec.autos", "sci.space"]),
+    "20ng-full": (orange_writer("20newsgroups", ["sci.med", "comp.graphics"]), ["comp.graphics", "sci.med"]),
+    "r8": (orange_writer("reuters-r8", ["earn", "acq", "grain"]), ["acq", "earn", "grain"]),
+    "r8-full": (orange_writer("reuters-r8", ["ship", "trade"]), ["ship", "trade"]),
+    "sst2": (text_label_writer("sentence", "label", ["negative", "positive"], ("train", "validation"), {"idx": 0}),
+             ["negative", "positive"]),
+    "ag_news": (text_label_writer("text", "label", ["World", "Sports", "Business", "Sci/Tech"], ("train", "test")),
+                ["World", "Sports", "Business", "Sci/Tech"]),
+    # class names come from the dataset's features, in its order (not ours)
+    "trec": (text_label_writer("text", "coarse_label", ["NUM", "LOC", "HUM", "DESC", "ENTY", "ABBR"], ("train", "test"),
+                               {"fine_label": 0}), ["NUM", "LOC", "HUM", "DESC", "ENTY", "ABBR"]),
+    "banking77": (text_label_writer("text", "label", ["activate_my_card", "age_limit", "card_arrival"], ("train", "test")),
+                  ["activate_my_card", "age_limit", "card_arrival"]),
+    "boolq": (write_boolq, ["no", "yes"]),
+    "arc_easy": (write_arc, ["A", "B", "C", "D"]),
+    "arc_challenge": (write_arc, ["A", "B", "C", "D"]),
+    "winogrande": (write_winogrande, ["1", "2"]),
+    "hellaswag": (write_hellaswag, ["A", "B", "C", "D"]),
+    "squad": (write_squad, None),
+    "hotpotqa": (write_hotpotqa, None),
+}  # fmt: skip
+
+
+def test_every_registered_task_has_a_loader_case():
+    assert set(CASES) == set(TASKS.names())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_loader(name, tmp_path):
+    writer, answers = CASES[name]
+    writer(tmp_path)
+    task = load_task(name, data_dir=str(tmp_path))
+    assert list(task.splits) == list(SPLITS)
+    assert all(task.split(s) for s in SPLITS)
+    keys = {s: {normalize_text(e.text) for e in task.split(s)} for s in SPLITS}
+    assert not keys["train"] & keys["test"] and not keys["validation"] & keys["test"]
+    assert not keys["train"] & keys["validation"]
+    ids = [e.id for s in SPLITS for e in task.split(s)]
+    assert len(ids) == len(set(ids))
+    for example in task.split("test")[:5]:
+        prompt = task.prompt(example)
+        assert example.text in prompt or all(v in prompt for v in example.fields.values())
+        assert prompt.endswith(":") and len(example.text.split()) <= task.max_input_words
+    if answers is None:
+        assert task.kind == "generative" and task.metrics == ("em", "f1")
+        assert all(e.references and e.label is None for e in task.split("test"))
+    else:
+        assert task.answers == answers
+        assert list(task.verbalizer_map) == answers and all(v.startswith(" ") for v in task.verbalizers)
+        assert all(0 <= e.label < len(answers) for s in SPLITS for e in task.split(s))
+    again = load_task(name, data_dir=str(tmp_path))
+    assert [e.id for e in again.split("test")] == [e.id for e in task.split("test")]
+
+
+def test_rt_drops_plots_and_duplicates(tmp_path):
+    write_rt(tmp_path)
+    task = load_task("rt-sentiment", data_dir=str(tmp_path))
+    assert task.extra["dropped"] == {"duplicate": 1, "plot": 6}
+    assert sum(task.sizes().values()) == 54
+    assert task.prompt(task.split("test")[0]).startswith("Review: ") and task.template.endswith("\nSentiment:")
+
+
+def test_official_test_kept_and_train_copy_removed(tmp_path):
+    orange_writer("reuters-r8", ["earn", "acq"])(tmp_path)
+    task = load_task("r8-full", data_dir=str(tmp_path))
+    assert len(task.split("test")) == 10
+    assert task.extra["dropped"]["train_in_test"] == 1
+    assert len(task.split("validation")) == 4  # 10% of 40 train texts (500 when train is large)
+
+
+def test_multiple_choice_prompt_carries_the_choices(tmp_path):
+    write_arc(tmp_path)
+    task = load_task("arc_easy", data_dir=str(tmp_path))
+    example = task.split("test")[0]
+    prompt = task.prompt(example)
+    assert "\nA. choice 0" in prompt and "\nD. choice 3" in prompt and prompt.endswith("\nAnswer:")
+    assert task.extra["dropped"]["not_four_choices"] == 3
+    # numeric choice labels 1-4 map to A-D
+    assert {task.answers[e.label] for e in task.split("train")} == {"A", "B", "C", "D"}
+
+
+def test_hotpotqa_keeps_supporting_paragraphs(tmp_path):
+    write_hotpotqa(tmp_path)
+    task = load_task("hotpotqa", data_dir=str(tmp_path))
+    for example in task.split("test"):
+        assert "Page 7: The capital is" in example.text and "Page 2:" in example.text
+        assert example.references[0] in example.text
+
+
+def test_hub_without_class_names_fails(tmp_path):
+    text_label_writer("text", "label", ["a", "b"], ("train", "test"))(tmp_path)
+    (tmp_path / "dataset_info.json").unlink()
+    from lw_core.errors import LwError
+
+    with pytest.raises(LwError, match="no class names"):
+        load_task("ag_news", data_dir=str(tmp_path))
+
+
+def test_missing_split_file_fails(tmp_path):
+    from lw_core.errors import LwError
+
+    with pytest.raises(LwError, match="no train.jsonl"):
+        load_task("sst2", data_dir=str(tmp_path))
