@@ -1,0 +1,101 @@
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from lw_core import PRESETS, LwError, models
+from lw_core.presets import Preset
+
+
+def test_unknown_preset_names_the_known_ones():
+    with pytest.raises(LwError, match="known presets: gemma3-270m, smollm2-135m"):
+        models.resolve_model_source("gpt-17")
+
+
+def test_missing_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(LwError, match="unknown model .*known presets"):
+        models.resolve_model_source(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LwError, match="no config.json"):
+        models.resolve_model_source(str(tmp_path / "empty"))
+
+
+def test_hub_ids_pass_through():
+    assert models.resolve_model_source("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
+
+
+@pytest.mark.parametrize(("value", "ok"), [("fp32", True), ("bf16", True), ("fp16", True), ("fp64", False)])
+def test_dtypes(value, ok):
+    if ok:
+        models.resolve_dtype(value)
+    else:
+        with pytest.raises(LwError, match="known: fp32, bf16, fp16"):
+            models.resolve_dtype(value)
+
+
+def test_device_auto_and_unknown():
+    assert models.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(LwError, match="unknown device"):
+        models.resolve_device("tpu")
+
+
+def _fake_convert(gguf: Path, dest: Path) -> None:
+    with open(gguf.parent.parent / "calls.log", "a") as log:  # scratch is cache/models/.tmp-*/, log in cache/
+        log.write("convert\n")
+    time.sleep(0.5)
+    dest.mkdir(parents=True)
+    (dest / "config.json").write_text("{}")
+
+
+def _fake_gguf(scratch: Path) -> Path:
+    path = scratch / "model.gguf"
+    path.write_text("gguf")
+    return path
+
+
+def _register(name: str) -> None:
+    if name not in PRESETS:
+        PRESETS.add(name, Preset(name, "test preset", "none", "none", _fake_gguf))
+
+
+def _convert_in_child(cache: str, name: str) -> None:
+    import os
+
+    os.environ["LW_CACHE"] = cache
+    _register(name)
+    models._convert_gguf = _fake_convert
+    models.preset_folder(name)
+
+
+def test_conversion_is_atomic_and_runs_once_under_concurrency(tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_CACHE", str(tmp_path))
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_convert_in_child, args=(str(tmp_path), "fake-a")) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    folder = tmp_path / "models" / "fake-a"
+    assert (folder / "config.json").is_file()
+    assert (tmp_path / "models" / "calls.log").read_text().count("convert") == 1
+    assert not list((tmp_path / "models").glob(".fake-a.tmp-*"))
+
+
+def test_crash_mid_conversion_leaves_no_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_CACHE", str(tmp_path))
+    _register("fake-b")
+
+    def crash(gguf, dest):
+        dest.mkdir(parents=True)
+        (dest / "config.json").write_text("{}")
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(models, "_convert_gguf", crash)
+    with pytest.raises(RuntimeError):
+        models.preset_folder("fake-b")
+    assert not (tmp_path / "models" / "fake-b").exists()
+    assert not list((tmp_path / "models").glob(".fake-b.tmp-*"))
+    monkeypatch.setattr(models, "_convert_gguf", lambda g, d: (d.mkdir(parents=True), (d / "config.json").write_text("{}")))
+    assert (models.preset_folder("fake-b") / "config.json").is_file()
