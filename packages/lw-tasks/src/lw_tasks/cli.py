@@ -200,19 +200,19 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
         scorer = ZeroShotScorer(lm)
         raw = evaluate(scorer, task, config.split, batch_size=config.batch_size, limit=config.limit,
                        progress=config.progress)  # fmt: skip
-        results = {}
+        results: dict[str, tuple[str, Any]] = {}  # file suffix → (calibration, result)
         if config.calibration in ("none", "both"):
-            results[""] = raw
+            results[""] = ("none", raw)
         if config.calibration in ("contextual", "both"):
             examples = task.split(config.split)[: config.limit] if config.limit else task.split(config.split)
             offset = ContextualCalibration(scorer).offset(task)
             calibrated = result_from_scores(task, config.split, examples, calibrate_scores(raw.scores, offset))
             calibrated.metrics["seconds"] = raw.metrics["seconds"]
             calibrated.metrics["calibration_offset"] = dict(zip(task.answers, offset.tolist(), strict=True))
-            results["calibrated" if config.calibration == "both" else ""] = calibrated
-        for suffix, result in results.items():
+            results["calibrated" if config.calibration == "both" else ""] = ("contextual", calibrated)
+        for suffix, (calibration, result) in results.items():
             name = f"{config.split}_{suffix}" if suffix else config.split
-            result.metrics.update(model=config.model, method=method, calibration=suffix or config.calibration)
+            result.metrics.update(model=config.model, method=method, calibration=calibration)
             paths = write_eval(result, run.dir, name)
             run.artifacts.update({p.stem: p.name for p in paths.values()})
             run.metrics.update(flat_metrics(result.metrics, f"{suffix}_" if suffix else ""))

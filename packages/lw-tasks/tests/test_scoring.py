@@ -1,0 +1,124 @@
+"""Zero-shot scoring, contextual calibration and the generated-text parser, on tiny random models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lw_tasks import (
+    ContextualCalibration,
+    Example,
+    GenerationScorer,
+    Task,
+    ZeroShotScorer,
+    calibrate_scores,
+    calibration_offset,
+    evaluate,
+    parse_answer,
+)
+
+
+def make_task(n: int = 6) -> Task:
+    examples = [Example(id=str(i), text=f"text number {i} is {'nice' if i % 2 else 'bad'}", label=i % 2) for i in range(n)]
+    return Task(
+        name="toy", description="toy", kind="classification", answers=["negative", "positive"],
+        verbalizers=[" negative", " very positive"], template="Review: {text}\nSentiment:",
+        splits={"train": examples, "validation": examples, "test": examples}, max_input_words=16,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["tiny_lm", "tiny_gemma"])
+def lm(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_zero_shot_scores_are_answer_logprobs(lm):
+    task = make_task()
+    examples = task.split("test")[:3]
+    scores = ZeroShotScorer(lm).score(task, examples)
+    assert scores.shape == (3, 2) and (scores < 0).all()
+    # the same number as summing the verbalizer's token log-probs after the prompt by hand
+    for i, example in enumerate(examples):
+        ids, _ = lm.tokenize([task.prompt(example)])
+        for a, verbalizer in enumerate(task.verbalizers):
+            answer = torch.tensor([lm.token_ids(verbalizer)])
+            full = torch.cat([ids, answer], dim=1)
+            with torch.no_grad():
+                logp = torch.log_softmax(lm.model(input_ids=full).logits.float(), -1)[0]
+            start = ids.shape[1] - 1
+            expected = sum(logp[start + k, t] for k, t in enumerate(answer[0].tolist()))
+            assert scores[i, a].item() == pytest.approx(expected.item(), abs=1e-3)
+
+
+def test_contextual_calibration(tiny_lm):
+    task = make_task()
+    raw = ZeroShotScorer(tiny_lm)
+    calibrated = ContextualCalibration(raw)
+    offset = calibrated.offset(task)
+    content_free = raw.score(task, [task.content_free(t) for t in ("N/A", "", "[MASK]")])
+    assert torch.allclose(offset, torch.log_softmax(content_free, -1).mean(0))
+    examples = task.split("test")
+    expected = torch.log_softmax(raw.score(task, examples) - offset, -1)
+    assert torch.allclose(calibrated.score(task, examples), expected, atol=1e-5)
+    assert torch.allclose(ZeroShotScorer(tiny_lm, calibrate=True).score(task, examples), expected, atol=1e-5)
+    # content-free inputs themselves become (nearly) uniform on average
+    assert torch.allclose(calibrate_scores(content_free, offset).exp().mean(0), torch.full((2,), 0.5), atol=0.15)
+
+
+def test_calibration_keeps_invalid_rows():
+    scores = torch.tensor([[-1.0, -2.0], [float("-inf"), float("-inf")]])
+    out = calibrate_scores(scores, calibration_offset(torch.tensor([[-0.1, -3.0]])))
+    assert torch.isneginf(out[1]).all() and torch.isfinite(out[0]).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (" positive", 1),
+        ("Positive.", 1),
+        ("very positive!\nmore", 1),
+        ("\n\n negative because", 0),
+        ("NEGATIVE", 0),
+        ("it is not positive", None),  # no substring search
+        ("", None),
+        ("neutral", None),
+        ("positively", None),
+    ],
+)
+def test_parse_answer(text, expected):
+    assert parse_answer(text, make_task()) == expected
+
+
+def test_parse_answer_prefers_the_longest_match():
+    task = make_task()
+    task.answers, task.verbalizers = ["space", "space station"], [" space", " space station"]
+    assert parse_answer("space station orbit", task) == 1
+    assert parse_answer("space", task) == 0
+
+
+class FakeLM:
+    name = "fake"
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def generate(self, texts, max_new_tokens=16):
+        return [self.outputs[i % len(self.outputs)] for i in range(len(texts))]
+
+
+def test_generation_scorer_reports_invalid_never_a_class():
+    task = make_task(4)
+    scorer = GenerationScorer(FakeLM([" negative", " banana", " very positive\nyes", "positive"]))
+    result = evaluate(scorer, task, batch_size=4, progress=False)
+    assert result.metrics["invalid_rate"] == 0.25
+    assert result.metrics["accuracy"] == 0.5  # example 1 (gold positive) invalid; example 2 (gold negative) wrong
+    assert result.metrics["nll"] is None
+    assert [p["pred"] for p in result.predictions] == ["negative", None, "positive", "positive"]
+    assert result.predictions[1]["output"] == " banana" and result.predictions[1]["invalid"]
+    assert sum(map(sum, result.metrics["confusion"])) == 3
+
+
+def test_generation_on_tiny_model(tiny_lm):
+    task = make_task(2)
+    scores = GenerationScorer(tiny_lm, max_new_tokens=3).score(task, task.split("test"))
+    assert scores.shape == (2, 2)
+    assert all(torch.isneginf(r).all() or (r == 0).sum() == 1 for r in scores)
