@@ -341,10 +341,10 @@ def run_local(
                 f.cancel()
             for proc in list(procs.values()):
                 _terminate(proc, grace=5)
-            for d in run_dirs:  # never started: back to pending is wrong, they were asked to stop
+            for d in run_dirs:  # queued but never started: they were asked to stop too
                 with contextlib.suppress(Exception):
                     rec = read_record(d)
-                    if rec.status == "pending":
+                    if rec.status in ("pending", "submitted"):
                         with edit_record(d) as r:
                             r.status, r.error = "cancelled", "interrupted before it started"
             raise
