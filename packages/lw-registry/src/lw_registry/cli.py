@@ -264,16 +264,16 @@ RUN_HEADERS = ("id", "status", "task", "method", "seed", "attempt", "updated", "
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from lw_registry.table import status_counts
+    from lw_registry.table import filter_runs, status_counts
 
     table = _load(args, poll=True)
-    counts = status_counts(table.frame)
+    counts = status_counts(filter_runs(table.frame, task=args.task, method=args.method, plan=args.plan))
     records = _filtered(table, args)
     root = table.root.resolve()
     print(f"runs root: {root}  ({len(table.records)} run{'s' * (len(table.records) != 1)}"
           + (f", {len(table.problems)} unreadable record(s) skipped" if table.problems else "") + ")")
     print()
-    print(fmt_table(("status", "runs"), [[s, counts[s]] for s in STATUSES] + [["total", len(table.records)]]))
+    print(fmt_table(("status", "runs"), [[s, counts[s]] for s in STATUSES] + [["total", len(records)]]))
     if not table.records:
         print()
         print(f"no runs under {root} yet: `lw-registry submit PLAN` (see ops/slurm/plans/), or run any lw CLI "
@@ -306,12 +306,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown sort column {args.sort!r}; known: {', '.join(table.frame.columns)}") from None
     order = {rid: i for i, rid in enumerate(ids)}
     records.sort(key=lambda r: order.get(r.id, 0))
-    if args.limit:
-        records = records[: args.limit] if args.limit > 0 else records
+    total = len(records)
+    if args.limit and args.limit > 0:
+        records = records[: args.limit]
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2, default=str))
         return 0
-    print(f"{len(records)} run(s) with status {', '.join(statuses)} under {table.root.resolve()}")
+    shown = f" (showing {len(records)}; --limit 0 for all)" if len(records) < total else ""
+    print(f"{total} run(s) with status {', '.join(statuses)} under {table.root.resolve()}{shown}")
     if records:
         print(fmt_table(RUN_HEADERS, _run_rows(records)))
     return 0

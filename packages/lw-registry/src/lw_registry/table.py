@@ -81,14 +81,20 @@ class Table:
 
 
 def find_record_files(root: Path) -> list[Path]:
-    """Every `run.json` under `root` (not following symlinked folders; skipping hidden and venv folders)."""
+    """Every `run.json` under `root`.
+
+    A run directory's own contents (checkpoints, caches) are not searched, nor hidden or venv folders,
+    nor symlinked folders: on a shared filesystem with thousands of runs the scan stays cheap.
+    """
     found: list[Path] = []
     if not root.is_dir():
         return found
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
         if RECORD_NAME in filenames:
             found.append(Path(dirpath) / RECORD_NAME)
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
     return found
 
 
