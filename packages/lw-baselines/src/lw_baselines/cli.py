@@ -1,0 +1,77 @@
+"""`lw-baseline METHOD[@MODEL] --task T [...]`, `lw-baseline all --task T`, `lw-baseline list`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lw_core.config import parse_config
+from lw_core.errors import LwError, cli_errors, unknown_name
+
+from lw_baselines.common import METHODS, BaselineConfig, _help
+from lw_baselines.runner import SUITE, make_config, parse_spec, run_method, run_suite, summary_table
+
+USAGE = """usage: lw-baseline METHOD[@MODEL] --task TASK [options]   (lw-baseline METHOD --help for its options)
+       lw-baseline all --task TASK [--methods ...] [--skip ...] [options]
+       lw-baseline list
+
+METHOD@MODEL runs a single-model method on another model: @sender, @receiver or a model name."""
+
+
+@dataclass
+class SuiteConfig(BaselineConfig):
+    methods: list[str] = field(default_factory=lambda: list(SUITE), metadata=_help("methods to run, in order"))
+    skip: list[str] = field(default_factory=list, metadata=_help("methods to leave out"))
+
+
+def _list_methods() -> str:
+    width = max(len(n) for n in METHODS.names())
+    lines = ["methods:"]
+    for name in METHODS.names():
+        m = METHODS.get(name)
+        model = f" [default model: {m.default_model}]" if m.default_model else " [sender + receiver]"
+        lines.append(f"  {name.ljust(width)}  {m.description}{model}")
+    lines.append(f"  {'all'.ljust(width)}  the suite: {', '.join(SUITE)}")
+    return "\n".join(lines)
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE + "\n\n" + _list_methods())
+        return 0 if argv else 2
+    spec, rest = argv[0], argv[1:]
+    if spec == "list":
+        print(_list_methods())
+        return 0
+    if spec == "all":
+        parser = argparse.ArgumentParser(prog="lw-baseline all", description="run the baseline suite")
+        config, _ = parse_config(SuiteConfig, rest, parser)
+        skip = set(config.skip)
+        specs = [s for s in config.methods if s not in skip]
+        for s in [*specs, *skip]:
+            parse_spec(s)  # unknown names fail before anything runs
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(BaselineConfig)}
+        output_dir = values.pop("output_dir")
+        results = run_suite(specs, values, output_dir=output_dir)
+        print(summary_table(results))
+        return 0 if all(r["status"] == "completed" for r in results) else 1
+    if spec.startswith("-"):
+        raise LwError(f"the first argument is the method; known: {', '.join([*METHODS.names(), 'all'])}")
+    method, model = parse_spec(spec)
+    parser = argparse.ArgumentParser(prog=f"lw-baseline {spec}", description=f"{method.description}. Sees: {method.sees}.")
+    config, _ = parse_config(method.config, rest, parser)
+    if model is not None:
+        config = make_config(method, dataclasses.asdict(config), model)
+    result = run_method(method, config)
+    print(summary_table([{**result, "status": "completed"}]))
+    return 0
+
+
+__all__ = ["main", "unknown_name"]

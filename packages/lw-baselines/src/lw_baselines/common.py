@@ -1,0 +1,215 @@
+"""What every baseline shares: the common config, the model pool, the method registry and the budget.
+
+Every method gets the same task view: the train split cut to `max_train_examples` (a seeded stratified
+subset, the bridge's training budget), the validation split cut to `max_validation_examples` (one fixed
+stratified subset for every method and seed: hyper-parameters are chosen there, never on test) and the
+whole test split. Texts are those of the task: already truncated to `task.max_input_words`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from lw_core.errors import LwError
+from lw_core.lm import FrozenLM
+from lw_core.registry import Registry
+from lw_core.runs import Run
+from lw_core.seeding import stratified_subset
+from lw_tasks import EvalResult, Task
+
+log = logging.getLogger("lw.baselines")
+
+VALIDATION_SUBSET_SEED = 0
+"""The validation subset is the same for every method and every run seed."""
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class BaselineConfig:
+    """Fields every method takes (`lw-baseline METHOD --help` lists the method's own on top)."""
+
+    task: str = field(default="", metadata=_help("task name (lw-tasks registry) or task file; required"))
+    sender: str = field(default="smollm2-135m", metadata=_help("sender model: preset, folder or hub id"))
+    receiver: str = field(default="gemma3-270m", metadata=_help("receiver model: preset, folder or hub id"))
+    seed: int = field(default=0, metadata=_help("run seed (training subset, initialisation, data order, draws)"))
+    device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N or mps"))
+    dtype: str = field(default="fp32", metadata=_help("model dtype", choices=["fp32", "bf16", "fp16"]))
+    batch_size: int = field(default=16, metadata=_help("examples per scoring batch"))
+    max_train_examples: int = field(
+        default=2000, metadata=_help("training budget shared with the bridge: a seeded stratified train subset")
+    )
+    max_validation_examples: int = field(
+        default=500, metadata=_help("validation examples used for every selection (fixed stratified subset)")
+    )
+    max_test_examples: int | None = field(
+        default=None, metadata=_help("cut the test split to a fixed stratified subset (smoke runs only)")
+    )
+    output_dir: str | None = field(
+        default=None, metadata=_help("run directory (default $LW_RUNS/<task>/<method>/seed<seed>-<time>)")
+    )
+    progress: bool = field(default=True, metadata=_help("show progress bars"))
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ValueError("--task is required (a task name such as rt-sentiment, or a task file)")
+        for name in ("batch_size", "max_train_examples", "max_validation_examples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_test_examples is not None and self.max_test_examples < 1:
+            raise ValueError(f"max_test_examples must be >= 1, got {self.max_test_examples}")
+
+
+@dataclass
+class SingleModelConfig(BaselineConfig):
+    """A method that runs on one model: the receiver unless `--model` says otherwise."""
+
+    model: str | None = field(
+        default=None,
+        metadata=_help("the model this method uses: 'sender', 'receiver' or a model name (default: the method's)"),
+    )
+
+
+class Models:
+    """Loaded models by name, shared by the methods of one process (`lw-baseline all` loads each once)."""
+
+    def __init__(self, device: str = "auto", dtype: str = "fp32", preloaded: dict[str, FrozenLM] | None = None):
+        self.device, self.dtype = device, dtype
+        self._lms: dict[str, FrozenLM] = dict(preloaded or {})
+
+    def get(self, name: str) -> FrozenLM:
+        if name not in self._lms:
+            start = time.perf_counter()
+            self._lms[name] = FrozenLM.load(name, dtype=self.dtype, device=self.device)
+            log.info("loaded %s in %.1fs", name, time.perf_counter() - start)
+        return self._lms[name]
+
+
+@dataclass
+class Outcome:
+    """What a method hands back to the runner.
+
+    `scorer` is evaluated once on test (and on validation unless `validation` is given). `extra`
+    goes into the run's metrics; `selected` records the choices made on validation.
+    """
+
+    scorer: Any = None
+    trainable_params: int = 0
+    validation: EvalResult | None = None
+    selected: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    after_test: Callable[[EvalResult], dict[str, Any]] | None = None
+    """Called with the test result; returns more metrics (e.g. a relay's per-stage times)."""
+    draws: list[tuple[Any, EvalResult | None]] = field(default_factory=list)
+    """Several (scorer, validation result) draws instead of one scorer (few-shot demonstrations):
+    each is evaluated on test; the run reports their mean and std."""
+
+    def __post_init__(self) -> None:
+        if (self.scorer is None) == (not self.draws):
+            raise ValueError("an Outcome has either one scorer or a list of draws")
+
+
+@dataclass
+class Context:
+    """Everything a method's run function sees."""
+
+    config: Any
+    task: Task
+    """The task view: train / validation cut to the budget, the full test split."""
+    full_task: Task
+    models: Models
+    run: Run | None
+    method: Method
+    model_name: str | None = None
+    """The resolved model of a single-model method."""
+    generator: torch.Generator | None = None
+
+    @property
+    def progress(self) -> bool:
+        return bool(getattr(self.config, "progress", True))
+
+    @property
+    def lm(self) -> FrozenLM:
+        if self.model_name is None:
+            raise LwError(f"method {self.method.name!r} runs on two models; it has no single `lm`")
+        return self.models.get(self.model_name)
+
+    @property
+    def sender(self) -> FrozenLM:
+        return self.models.get(self.config.sender)
+
+    @property
+    def receiver(self) -> FrozenLM:
+        return self.models.get(self.config.receiver)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    config: type
+    run: Callable[[Context], Outcome]
+    description: str
+    sees: str
+    """What information the method gets (for the README and `--help`)."""
+    default_model: str | None = "receiver"
+    """'receiver' or 'sender' for single-model methods; None for methods that use both."""
+    deterministic: bool = False
+    """True when the seed changes nothing (no training, no sampling)."""
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register(method: Method) -> Method:
+    if method.default_model is not None and not issubclass(method.config, SingleModelConfig):
+        raise TypeError(f"single-model method {method.name} needs a config derived from SingleModelConfig")
+    return METHODS.add(method.name, method)
+
+
+def resolve_model(method: Method, config: Any) -> str | None:
+    """The model name a single-model method runs on ('sender'/'receiver' are aliases)."""
+    if method.default_model is None:
+        return None
+    chosen = getattr(config, "model", None) or method.default_model
+    return {"sender": config.sender, "receiver": config.receiver}.get(chosen, chosen)
+
+
+def method_label(method: Method, config: Any) -> str:
+    """The method's name in records and tables: `name`, or `name@model` when it runs on a model other
+    than its default one (e.g. `zero-shot@smollm2-135m`)."""
+    model = resolve_model(method, config)
+    if model is None:
+        return method.name
+    default = {"sender": config.sender, "receiver": config.receiver}[method.default_model]  # type: ignore[index]
+    return method.name if model == default else f"{method.name}@{model}"
+
+
+def budget_view(task: Task, config: BaselineConfig) -> Task:
+    """The task every method sees: train and validation cut to the shared budget, test whole (or cut)."""
+    if task.kind != "classification":
+        raise LwError(f"lw-baseline methods score a finite answer set; task {task.name!r} is {task.kind}")
+
+    def cut(split: str, n: int | None, seed: int) -> list:
+        examples = task.split(split)
+        if n is None or n >= len(examples):
+            return list(examples)
+        return [examples[i] for i in stratified_subset([e.label for e in examples], n, seed)]
+
+    splits = {
+        "train": cut("train", config.max_train_examples, config.seed),
+        "validation": cut("validation", config.max_validation_examples, VALIDATION_SUBSET_SEED),
+        "test": cut("test", config.max_test_examples, VALIDATION_SUBSET_SEED),
+    }
+    return dataclasses.replace(task, splits=splits)
+
+
+def count_trainable(parameters) -> int:
+    return sum(p.numel() for p in parameters if p.requires_grad)

@@ -1,0 +1,98 @@
+"""Prompt tuning (peft's PromptEmbedding): K trained virtual tokens *and* the input text.
+
+The receiver sees [BOS] + K soft tokens + the task prompt with the input text; the loss is on the
+answer tokens only. A prompt that never sees the input can only learn the majority answer, so it is
+no baseline. The soft tokens start from the embeddings of an instruction text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from lw_core.lm import FrozenLM
+from lw_tasks import Task
+from peft import PromptEmbedding, PromptTuningConfig, PromptTuningInit
+
+from lw_baselines.common import Context, Method, Outcome, SingleModelConfig, _help, register
+from lw_baselines.scoring import SoftPromptScorer, answer_ids
+from lw_baselines.training import IGNORE, TrainFields, answer_loss, train_and_select
+
+
+@dataclass
+class PromptTuningMethodConfig(SingleModelConfig, TrainFields):
+    virtual_tokens: int = field(default=16, metadata=_help("K, the number of trained soft tokens"))
+    init_text: str = field(
+        default="Read the text and answer the question about it.",
+        metadata=_help("the soft tokens start as this text's embeddings (repeated to K tokens)"),
+    )
+    learning_rates: list[float] = field(
+        default_factory=lambda: [3e-3, 3e-2], metadata=_help("learning-rate grid (chosen on validation)")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.virtual_tokens < 1 or self.steps < 1 or self.train_batch_size < 1 or self.eval_every < 1:
+            raise ValueError("virtual_tokens, steps, train_batch_size and eval_every must be >= 1")
+
+
+class SoftPromptTrainable:
+    def __init__(self, lm: FrozenLM, cfg: PromptTuningMethodConfig):
+        self.lm, self.k = lm, cfg.virtual_tokens
+        config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=self.k, token_dim=lm.hidden_size,
+                                    num_transformer_submodules=1, prompt_tuning_init=PromptTuningInit.RANDOM)
+        self.prompt = PromptEmbedding(config, lm.model.get_input_embeddings()).to(lm.device)
+        ids = lm.token_ids(cfg.init_text) or [lm.tokenizer.eos_token_id]
+        ids = (ids * (self.k // len(ids) + 1))[: self.k]
+        with torch.no_grad():  # what the first layer sees for these tokens (Gemma's scale included)
+            self.prompt.embedding.weight.copy_(lm.embed(torch.tensor(ids)).float())
+        self.indices = torch.arange(self.k, device=lm.device)
+
+    def soft(self) -> torch.Tensor:
+        return self.prompt(self.indices)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.prompt.parameters())
+
+    def loss(self, task: Task, examples) -> torch.Tensor:
+        lm, answers, soft = self.lm, answer_ids(self.lm, task), self.soft()
+        bos = torch.tensor(lm.bos_ids, dtype=torch.long)
+        rows, label_rows = [], []
+        for e in examples:
+            prompt = torch.tensor(lm.token_ids(task.prompt(e)), dtype=torch.long)
+            answer = torch.tensor(answers[e.label], dtype=torch.long)
+            rows.append([bos, soft, prompt, answer])
+            label_rows.append(torch.cat([torch.full((len(bos) + self.k + len(prompt),), IGNORE), answer]))
+        batch = lm.compose(rows)
+        labels = torch.full(batch.mask.shape, IGNORE, dtype=torch.long, device=lm.device)
+        for i, row in enumerate(label_rows):
+            labels[i, : len(row)] = row
+        return answer_loss(lm, batch.embeds, batch.mask, labels)
+
+    def scorer(self) -> SoftPromptScorer:
+        return SoftPromptScorer(self.lm, self.soft().detach())
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"soft": self.soft().detach().clone()}
+
+
+def run_prompt_tuning(ctx: Context) -> Outcome:
+    cfg: PromptTuningMethodConfig = ctx.config
+    choice = train_and_select(lambda: SoftPromptTrainable(ctx.lm, cfg), ctx.task, cfg, seed=cfg.seed,
+                              batch_size=cfg.batch_size, progress=ctx.progress)
+    soft = choice.state["soft"]
+    if ctx.run is not None:
+        from safetensors.torch import save_file
+
+        save_file({"soft": soft.contiguous()}, ctx.run.path("soft_prompt.safetensors"))
+    return Outcome(
+        scorer=SoftPromptScorer(ctx.lm, soft), trainable_params=soft.numel(), validation=choice.validation,
+        selected={"lr": choice.lr, "step": choice.step, "history": choice.history},
+    )
+
+
+register(Method(
+    "prompt-tuning", PromptTuningMethodConfig, run_prompt_tuning,
+    "K trained soft tokens before the task prompt *with the input text*; lr and step chosen on validation",
+    "K soft tokens + the task prompt with the full input text; trained on the training budget",
+))  # fmt: skip

@@ -1,0 +1,214 @@
+"""Scorers the baselines build on top of lw-tasks' `ZeroShotScorer` and `ContextualCalibration`.
+
+Every score here is a log-probability of an answer's verbalizer (all its tokens) after an input, the
+same quantity `ZeroShotScorer` returns, so every method's scores mean the same thing.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lw_core.errors import LwError
+from lw_core.lm import FrozenLM
+from lw_tasks import (
+    ContextualCalibration,
+    EvalResult,
+    Example,
+    Task,
+    calibrate_scores,
+    evaluate,
+    result_from_scores,
+)
+from lw_tasks.task import template_fields
+
+
+def answer_ids(lm: FrozenLM, task: Task) -> list[list[int]]:
+    """Token ids of each answer's verbalizer for `lm` (as `ZeroShotScorer` scores them)."""
+    ids = [lm.token_ids(v) for v in task.verbalizers]
+    if any(not i for i in ids):
+        raise LwError(f"task {task.name!r}: a verbalizer has no tokens for {lm.name}")
+    return ids
+
+
+def better(candidate: EvalResult, best: EvalResult | None) -> bool:
+    """Selection rule on validation: higher accuracy, then lower NLL."""
+    if best is None:
+        return True
+    a, b = candidate.metrics["accuracy"], best.metrics["accuracy"]
+    if a != b:
+        return a > b
+    na, nb = candidate.metrics.get("nll"), best.metrics.get("nll")
+    return na is not None and (nb is None or na < nb)
+
+
+class MappedScorer:
+    """Score each example after rewriting it (e.g. truncating its text or replacing it by a message)."""
+
+    scores_are_logprobs = True
+
+    def __init__(self, inner: Any, rewrite: Callable[[Task, Sequence[Example]], list[Example]]):
+        self.inner, self.rewrite = inner, rewrite
+
+    def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        return self.inner.score(task, self.rewrite(task, examples))
+
+
+def with_text(example: Example, text: str) -> Example:
+    """The example with another input text (a truncation, a message); id and label kept."""
+    return dataclasses.replace(example, text=text)
+
+
+def require_text_template(task: Task, method: str) -> None:
+    """Methods that replace the input need a prompt that reads the input through `{text}` alone."""
+    fields = template_fields(task.template)
+    if fields != ["text"]:
+        raise LwError(
+            f"method {method!r} replaces the input text, but task {task.name!r}'s template reads fields "
+            f"{', '.join(fields)}; it needs a template whose only field is {{text}}"
+        )
+
+
+def choose_calibration(
+    raw: Any, task: Task, *, batch_size: int, progress: bool, allowed: Sequence[bool] = (False, True)
+) -> tuple[Any, EvalResult, bool]:
+    """Pick raw or contextually calibrated scores on validation (one scoring pass).
+
+    Returns the chosen scorer, its validation result and whether it is calibrated.
+    """
+    val_raw = evaluate(raw, task, "validation", batch_size=batch_size, progress=progress)
+    if tuple(allowed) == (False,):
+        return raw, val_raw, False
+    calibrated = ContextualCalibration(raw)
+    offset = calibrated.offset(task)
+    val_cal = result_from_scores(task, "validation", task.split("validation"), calibrate_scores(val_raw.scores, offset))
+    val_cal.metrics["seconds"] = val_raw.metrics.get("seconds")
+    if tuple(allowed) == (True,) or better(val_cal, None if False not in allowed else val_raw):
+        return calibrated, val_cal, True
+    return raw, val_raw, False
+
+
+# ---- a shared prefix (few-shot demonstrations) computed once -------------------------------------
+class PrefixCachedScorer:
+    """`prefix + task.prompt(example)` scored with the prefix's KV cache computed once.
+
+    Each example runs alone on a copy of the prefix cache (no padding anywhere, so sliding-window
+    layers see exactly what a single unpadded forward would), then every answer continues from it.
+    Equal to `lm.score_answers` on the concatenated token ids.
+    """
+
+    scores_are_logprobs = True
+
+    def __init__(self, lm: FrozenLM, prefix: str):
+        self.lm, self.prefix = lm, prefix
+        ids, _ = lm.tokenize([prefix])
+        self.prefix_len = ids.shape[1]
+        with torch.no_grad():
+            out = lm.model.base_model(input_ids=ids, use_cache=True)
+        self.cache = out.past_key_values
+
+    @torch.no_grad()
+    def score_texts(self, suffixes: Sequence[str], answers: Sequence[Sequence[int]]) -> torch.Tensor:
+        lm, device = self.lm, self.lm.device
+        n_answers, longest = len(answers), max(len(a) for a in answers)
+        tokens = torch.zeros(n_answers, longest, dtype=torch.long, device=device)
+        token_mask = torch.zeros(n_answers, longest, dtype=torch.bool, device=device)
+        for i, a in enumerate(answers):
+            tokens[i, : len(a)] = torch.tensor(list(a), device=device)
+            token_mask[i, : len(a)] = True
+        base = lm.model.base_model
+        rows = []
+        for suffix in suffixes:
+            ids = torch.tensor([lm.token_ids(suffix)], dtype=torch.long, device=device)
+            if ids.shape[1] == 0:
+                raise LwError("few-shot query has no tokens")
+            cache = copy.deepcopy(self.cache)
+            start = self.prefix_len
+            positions = torch.arange(start, start + ids.shape[1], device=device)[None]
+            out = base(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True)
+            logp = F.log_softmax(lm.logits(out.last_hidden_state[:, -1]).float(), dim=-1)[0]
+            row = logp[tokens[:, 0]].clone()
+            if longest > 1:
+                cache = out.past_key_values
+                cache.batch_repeat_interleave(n_answers)
+                end = start + ids.shape[1]
+                positions = torch.arange(end, end + longest - 1, device=device)[None].expand(n_answers, -1)
+                cont = base(input_ids=tokens[:, :-1], position_ids=positions, past_key_values=cache, use_cache=True)
+                rest = F.log_softmax(lm.logits(cont.last_hidden_state).float(), dim=-1)
+                rest = rest.gather(2, tokens[:, 1:, None]).squeeze(2) * token_mask[:, 1:]
+                row = row + rest.sum(dim=1)
+            rows.append(row)
+        return torch.stack(rows).cpu()
+
+    def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        return self.score_texts([task.prompt(e) for e in examples], answer_ids(self.lm, task))
+
+
+# ---- soft prompt + text ---------------------------------------------------------------------------
+class SoftPromptScorer:
+    """The model's BOS (if it adds one), K trained soft tokens, then the task's prompt with the input text."""
+
+    scores_are_logprobs = True
+
+    def __init__(self, lm: FrozenLM, soft: torch.Tensor):
+        self.lm, self.soft = lm, soft
+
+    def compose(self, prompts: Sequence[str], soft: torch.Tensor | None = None):
+        soft = self.soft if soft is None else soft
+        bos = torch.tensor(self.lm.bos_ids, dtype=torch.long)
+        return self.lm.compose([[bos, soft, torch.tensor(self.lm.token_ids(p), dtype=torch.long)] for p in prompts])
+
+    @torch.no_grad()
+    def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        prefix = self.compose([task.prompt(e) for e in examples])
+        return self.lm.score_answers(prefix, answer_ids(self.lm, task)).logprobs.float().cpu()
+
+
+# ---- batched greedy generation ----------------------------------------------------------------------
+@torch.no_grad()
+def generate_batch(lm: FrozenLM, texts: Sequence[str], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[str]:
+    """Greedy continuations of a batch of texts: left-padded, with explicit position ids (so padding
+    changes nothing), stopping at EOS or any of `stop_ids`. Equal to `lm.generate` one text at a time."""
+    tok = lm.tokenizer
+    encoded = [tok(t)["input_ids"] for t in texts]
+    width = max(len(e) for e in encoded)
+    pad = tok.pad_token_id
+    ids = torch.full((len(texts), width), pad, dtype=torch.long)
+    mask = torch.zeros(len(texts), width, dtype=torch.long)
+    for i, e in enumerate(encoded):
+        ids[i, width - len(e) :] = torch.tensor(e)
+        mask[i, width - len(e) :] = 1
+    ids, mask = ids.to(lm.device), mask.to(lm.device)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    stops = set(stop_ids) | ({tok.eos_token_id} if tok.eos_token_id is not None else set())
+    model = lm.model
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    generated = torch.zeros(len(texts), 0, dtype=torch.long, device=lm.device)
+    done = torch.zeros(len(texts), dtype=torch.bool, device=lm.device)
+    next_pos = positions[:, -1] + 1
+    logits = out.logits[:, -1]
+    for _ in range(max_new_tokens):
+        nxt = logits.argmax(dim=-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+        generated = torch.cat([generated, nxt[:, None]], dim=1)
+        done = done | torch.tensor([int(t) in stops for t in nxt.tolist()], device=lm.device)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                    past_key_values=cache, use_cache=True)
+        cache, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+    texts_out = []
+    for row in generated.tolist():
+        kept = []
+        for t in row:
+            if t in stops:
+                break
+            kept.append(t)
+        texts_out.append(tok.decode(kept, skip_special_tokens=True))
+    return texts_out
