@@ -148,8 +148,8 @@ def _row(record: RunRecord, path: Path) -> dict[str, Any]:
 
 
 def load_table(root: str | Path | None = None, *, use_cache: bool = True) -> Table:
-    """Scan all records under the runs root into a `Table` (newest first)."""
-    root = runs_root(root)
+    """Scan all records under the runs root into a `Table` (newest first); paths are absolute."""
+    root = runs_root(root).absolute()
     files = find_record_files(root)
     cache_path = root / CACHE_NAME
     cache = _read_cache(cache_path) if use_cache else {}
