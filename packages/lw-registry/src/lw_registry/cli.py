@@ -447,8 +447,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UsageError(f"--concurrency must be >= 1, got {args.concurrency}")
     root.mkdir(parents=True, exist_ok=True)
     with _plan_lock(root, plan.name):
-        table = _load(args)
-        _reap_stale_local(table.records)
+        table = _load(args, poll=True)  # SLURM states first: a requeued run is active, not to be resubmitted
         prepared = prepare(plan, table, args.backend, retry_cancelled=args.retry_cancelled, dry_run=args.dry_run)
         notes = [f"{len(prepared.completed)} already completed", f"{len(prepared.active)} active",
                  f"{len(prepared.exhausted)} over the retry limit ({plan.max_attempts})"]

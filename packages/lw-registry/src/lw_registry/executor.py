@@ -230,8 +230,8 @@ def run_one(
         try:
             proc = subprocess.Popen(argv, cwd=os.getcwd(), env=_env_for(run_dir, attempt, extra_env), stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        except OSError as exc:
-            emit(f"cannot start command: {exc}")
+        except (OSError, ValueError, IndexError) as exc:
+            emit(f"cannot start command {describe(argv)}: {exc or type(exc).__name__}")
             proc = None
             rc = 127
         if proc is not None:
