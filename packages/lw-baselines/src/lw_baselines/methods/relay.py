@@ -201,9 +201,8 @@ def run_text_relay(ctx: Context) -> Outcome:
     instruction, fmt, calibrated, _ = best
     receiver_scorer = ZeroShotScorer(receiver, calibrate=calibrated)
     scorer = RelayScorer(sender, receiver_scorer, instruction, fmt, cfg.max_new_tokens, cfg.generate_batch_size)
-    inputs = [e.text for e in task.split("test")]
-
     def after_test(_result: EvalResult) -> dict[str, Any]:
+        inputs = [e.text for e in task.split("test")]
         return message_stats(sender, receiver, scorer.times.messages, scorer.times, inputs)
 
     # Validation is the selection subset's (a second generation pass over all validation would double
@@ -279,9 +278,8 @@ def run_text_relay_answer(ctx: Context) -> Outcome:
     sender_cal, receiver_cal, val = best
     scorer = AnswerRelayScorer(ZeroShotScorer(sender, calibrate=sender_cal),
                                ZeroShotScorer(receiver, calibrate=receiver_cal))
-    inputs = [e.text for e in task.split("test")]
-
     def after_test(_result: EvalResult) -> dict[str, Any]:
+        inputs = [e.text for e in task.split("test")]
         return message_stats(sender, receiver, scorer.times.messages, scorer.times, inputs)
 
     return Outcome(scorer=scorer, validation=val, after_test=after_test,
