@@ -12,13 +12,13 @@ from lw_tasks.splits import normalize_text
 
 pytestmark = pytest.mark.slow
 
-# Documented in the README; identical on every run and every machine (sha256 of each split's example ids).
+# Documented in the README; identical on every run and every machine (sha256 of each split's example ids, in order).
 EXPECTED = {
-    "rt-sentiment": ({"train": 10201, "validation": 1275, "test": 1275}, ("39f1e8289c55", "68692ad33dde", "7224debb392c")),
-    "20ng": ({"train": 10720, "validation": 500, "test": 1000}, ("f20bc1dc38a2", "0734c3f5e9c2", "6f7b901a5c90")),
-    "20ng-full": ({"train": 10720, "validation": 500, "test": 7487}, ("f20bc1dc38a2", "0734c3f5e9c2", "c21d5ee320a5")),
-    "r8": ({"train": 4909, "validation": 500, "test": 1000}, ("66c92382dcc6", "e23d426a7c56", "282f3ed3def6")),
-    "r8-full": ({"train": 4909, "validation": 500, "test": 2174}, ("66c92382dcc6", "e23d426a7c56", "d0691a6999d7")),
+    "rt-sentiment": ({"train": 10201, "validation": 1275, "test": 1275}, ("16447f267ae1", "59daeb3c1d60", "abd59751b2b1")),
+    "20ng": ({"train": 10720, "validation": 500, "test": 1000}, ("4c616700a351", "b753b8ba2709", "91c6e579dd47")),
+    "20ng-full": ({"train": 10720, "validation": 500, "test": 7487}, ("4c616700a351", "b753b8ba2709", "7b35e570ef9b")),
+    "r8": ({"train": 4909, "validation": 500, "test": 1000}, ("280ba1ad014a", "481432a5ba97", "5262db5a50ad")),
+    "r8-full": ({"train": 4909, "validation": 500, "test": 2174}, ("280ba1ad014a", "481432a5ba97", "385857fb4f55")),
 }
 
 

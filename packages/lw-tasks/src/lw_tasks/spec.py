@@ -10,7 +10,8 @@ policy to all of them:
 4. a source without splits is split 80/10/10, stratified; a source with an official test split keeps
    it, and validation is carved (stratified) from train; any train/validation text that also occurs in
    test (or train text that occurs in validation) is removed;
-5. optionally the test split is a seeded stratified sample of the official one (`test_size`).
+5. optionally the test split is a seeded stratified sample of the official one (`test_size`);
+6. each split is stored in a seeded shuffled order, so a prefix (`limit=N`) is a fair sample.
 
 All orders come from `lw_tasks.splits` (sha256 of the text and a constant seed): identical on every
 run and every machine.
@@ -29,6 +30,7 @@ from lw_tasks.splits import (
     SPLIT_SEED,
     count_words,
     normalize_text,
+    seeded_key,
     stratified_fractions,
     stratified_take,
     truncate_words,
@@ -240,7 +242,8 @@ def build_task(spec: TaskSpec, raw: RawData, *, max_input_words: int | None = No
             splits["test"], _ = stratified_take(splits["test"], label, key, spec.test_size, salt=f"{salt}:test")
             if len(splits["test"]) < official:
                 dropped["test_not_sampled"] += official - len(splits["test"])
-    splits = {name: splits[name] for name in SPLITS}
+    # Each split in a seeded shuffled order: any prefix (`evaluate(..., limit=N)`) is a fair sample.
+    splits = {name: sorted(splits[name], key=lambda e: seeded_key(key(e), f"{salt}:order")) for name in SPLITS}
     for name, examples in splits.items():
         if not examples:
             total = sum(len(v) for v in splits.values())
