@@ -1,7 +1,7 @@
 """lw-tasks: tasks with constrained answer sets, splits, prompts and the one evaluator."""
 
 from lw_tasks.evaluate import EvalResult, evaluate, flat_metrics, result_from_scores, write_eval
-from lw_tasks.registry import TASKS, load_task, task_names
+from lw_tasks.registry import TASKS, load_task, task_names, task_options
 from lw_tasks.scoring import (
     ContextualCalibration,
     GenerationScorer,
@@ -38,5 +38,6 @@ __all__ = [
     "parse_answer",
     "result_from_scores",
     "task_names",
+    "task_options",
     "write_eval",
 ]

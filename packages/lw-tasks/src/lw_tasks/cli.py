@@ -22,7 +22,7 @@ from typing import Any
 from lw_core.config import parse_config
 from lw_core.errors import LwError, cli_errors
 
-from lw_tasks.registry import TASKS, load_task
+from lw_tasks.registry import TASKS, load_task, task_options
 from lw_tasks.splits import SPLIT_SEED
 from lw_tasks.task import SPLITS, Task
 
@@ -31,12 +31,6 @@ COMMANDS = {
     "show": "split sizes, class balance and one rendered prompt of a task",
     "eval-zero-shot": "a model's zero-shot score on a task (uncalibrated and calibrated), written as a run",
 }
-TASK_OPTION_FIELDS = ("text_column", "label_column", "data_dir", "max_input_words")
-
-
-def task_options(config: Any) -> dict[str, Any]:
-    """The `load_task` options carried by a config (any dataclass with some of these fields)."""
-    return {k: getattr(config, k) for k in TASK_OPTION_FIELDS if getattr(config, k, None) is not None}
 
 
 # ---- list ---------------------------------------------------------------------------------------

@@ -146,5 +146,14 @@ def load_task(name_or_path: str, **options: Any) -> Task:
     )
 
 
+TASK_OPTION_FIELDS = ("text_column", "label_column", "data_dir", "max_input_words")
+
+
+def task_options(config: Any) -> dict[str, Any]:
+    """The `load_task` options carried by a config or namespace (any object with some of these fields:
+    `text_column`, `label_column`, `data_dir`, `max_input_words`)."""
+    return {k: getattr(config, k) for k in TASK_OPTION_FIELDS if getattr(config, k, None) is not None}
+
+
 def task_names() -> list[str]:
     return TASKS.names()
