@@ -3,7 +3,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from lw_core import PRESETS, LwError, models
 from lw_core.presets import Preset
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from lw_core import FrozenLM
 
 pytestmark = pytest.mark.slow

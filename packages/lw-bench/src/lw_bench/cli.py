@@ -7,7 +7,6 @@ import json
 import sys
 
 import torch
-
 from lw_core import FrozenLM, cli_errors
 from lw_core.presets import PRESETS
 

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import torch
-
 from lw_core import FrozenLM
 from lw_core.models import cache_dir, preset_folder
+
 from lw_bench.timing import time_call
 
 

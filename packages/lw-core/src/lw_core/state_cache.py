@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -66,7 +66,7 @@ def cached_states(
             data = load_file(path)
             flat, offsets = data["states"], data["offsets"].tolist()
             return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-        except (SafetensorsError, KeyError, OSError) as err:
+        except (SafetensorError, KeyError, OSError) as err:
             log.warning("ignoring unreadable state cache %s (%s); recomputing", path, err)
     states = compute_states(lm, texts, layer, batch_size=batch_size, max_tokens=max_tokens, desc=f"{lm.name} L{layer} {identity}")
     offsets = [0]

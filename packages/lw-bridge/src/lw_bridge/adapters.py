@@ -1,0 +1,28 @@
+"""Adapters: message Z [B, M, d_z] → K soft tokens in one receiver's input-embedding space,
+calibrated per example to the RMS that receiver's first layer sees for real text tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Adapter(nn.Module):
+    def __init__(self, d_z: int, num_latents: int, d_receiver: int, num_soft_tokens: int, target_rms: float,
+                 hidden: int = 512):
+        super().__init__()
+        self.num_soft_tokens = num_soft_tokens
+        # Positions: K soft tokens as learned mixtures of the M message vectors (identity-initialised when K == M).
+        mix = torch.eye(num_soft_tokens, num_latents) if num_soft_tokens == num_latents else torch.randn(
+            num_soft_tokens, num_latents) / num_latents**0.5
+        self.mix = nn.Parameter(mix)
+        self.mlp = nn.Sequential(nn.Linear(d_z, hidden), nn.GELU(), nn.Linear(hidden, d_receiver))
+        self.position = nn.Parameter(torch.zeros(num_soft_tokens, d_receiver))
+        self.register_buffer("target_rms", torch.tensor(float(target_rms)))
+        self.log_scale = nn.Parameter(torch.zeros(()))  # learned scale around the receiver's RMS
+
+    def forward(self, message: torch.Tensor) -> torch.Tensor:
+        mixed = torch.einsum("km,bmd->bkd", self.mix, message)
+        tokens = self.mlp(mixed) + self.position
+        rms = tokens.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+        return tokens / rms * self.target_rms * self.log_scale.exp()

@@ -1,0 +1,142 @@
+"""The bridge: one encoder (sender states → message Z) and one adapter per receiver (Z → soft tokens),
+plus the exact receiver input layout (BOS policy and anchor text around the soft tokens)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lw_core import Embedded, FrozenLM
+from lw_core.errors import LwError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lw_bridge.adapters import Adapter
+from lw_bridge.encoders import EncoderConfig, build_encoder
+
+WEIGHTS_NAME = "bridge.safetensors"
+CONFIG_NAME = "bridge_config.json"
+BOS_POLICIES = ("auto", "always", "never")
+
+
+@dataclass
+class BridgeConfig:
+    """Everything needed to rebuild a bridge and feed its receivers exactly as in training."""
+
+    sender: str | None
+    layer: int
+    receivers: list[str]
+    d_sender: int
+    d_receivers: list[int]
+    target_rms: list[float]
+    num_soft_tokens: int
+    encoder: EncoderConfig
+    task: str
+    answers: list[str]
+    verbalizers: list[str]
+    anchor_before: str = ""
+    anchor_after: str = ""
+    bos: str = "auto"
+    max_input_words: int | None = None
+    max_sender_tokens: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BridgeConfig:
+        data = dict(data)
+        data["encoder"] = EncoderConfig(**data["encoder"])
+        return cls(**data)
+
+
+class Bridge(nn.Module):
+    def __init__(self, config: BridgeConfig):
+        super().__init__()
+        if config.bos not in BOS_POLICIES:
+            raise LwError(f"unknown BOS policy {config.bos!r}; known: {', '.join(BOS_POLICIES)}")
+        self.config = config
+        self.encoder = build_encoder(config.d_sender, config.encoder)
+        self.adapters = nn.ModuleList(
+            Adapter(config.encoder.d_z, config.encoder.num_latents, d, config.num_soft_tokens, rms)
+            for d, rms in zip(config.d_receivers, config.target_rms, strict=True)
+        )
+
+    def receiver_index(self, name: str) -> int:
+        if name not in self.config.receivers:
+            raise LwError(f"bridge has no receiver {name!r}; known: {', '.join(self.config.receivers)}")
+        return self.config.receivers.index(name)
+
+    def message(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Z [B, M, d_z]: what goes on the wire."""
+        return self.encoder(states, mask)
+
+    def soft_tokens(self, message: torch.Tensor, receiver: int = 0) -> torch.Tensor:
+        return self.adapters[receiver](message)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Soft tokens [B, K, d_receiver] for every receiver, from one shared message."""
+        message = self.message(states, mask)
+        return [adapter(message) for adapter in self.adapters]
+
+    def receiver_inputs(self, receiver_lm: FrozenLM, soft: torch.Tensor) -> Embedded:
+        """[BOS] + anchor_before + K soft tokens + anchor_after, as the receiver's first layer sees them."""
+        bos = {"auto": receiver_lm.bos_ids, "always": [receiver_lm.tokenizer.bos_token_id], "never": []}[self.config.bos]
+        before = torch.tensor(bos + receiver_lm.token_ids(self.config.anchor_before), dtype=torch.long)
+        after = torch.tensor(receiver_lm.token_ids(self.config.anchor_after), dtype=torch.long)
+        return receiver_lm.compose([[before, row, after] for row in soft])
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp = directory / f".{WEIGHTS_NAME}.tmp"
+        save_file(state, tmp)
+        tmp.replace(directory / WEIGHTS_NAME)
+        tmp = directory / f".{CONFIG_NAME}.tmp"
+        tmp.write_text(json.dumps(self.config.to_dict(), indent=2))
+        tmp.replace(directory / CONFIG_NAME)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Bridge:
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise LwError(f"not a bridge checkpoint: {path} is missing")
+        try:
+            config = BridgeConfig.from_dict(json.loads(config_path.read_text()))
+        except (json.JSONDecodeError, TypeError, KeyError) as err:
+            raise LwError(f"corrupt bridge config {config_path}: {err}") from None
+        bridge = cls(config)
+        try:
+            state = load_file(weights_path, device=str(device))
+        except (SafetensorError, OSError) as err:
+            raise LwError(f"corrupt bridge checkpoint {weights_path}: {err}") from None
+        missing, unexpected = bridge.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise LwError(f"bridge checkpoint {weights_path} does not match its config (missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]})")
+        return bridge.to(device).eval()
+
+
+def anchors_from_template(template: str) -> tuple[str, str]:
+    """Split a task prompt around `{text}`: the bridge reads the same prompt with soft tokens in place
+    of the text."""
+    if template.count("{text}") != 1:
+        return "", "\nAnswer:"
+    before, after = template.split("{text}")
+    return before, after
+
+
+__all__ = ["BOS_POLICIES", "CONFIG_NAME", "WEIGHTS_NAME", "Bridge", "BridgeConfig", "anchors_from_template"]

@@ -1,0 +1,89 @@
+"""`lw-train` configuration: one dataclass, validated on construction; the CLI is generated from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from lw_core.config import config_hash, config_to_dict
+
+from lw_bridge.bridge import BOS_POLICIES
+from lw_bridge.encoders import ENCODERS, EncoderConfig
+
+
+@dataclass
+class TrainConfig:
+    task: str = field(default="rt-sentiment", metadata={"help": "task name or path to your own data file"})
+    sender: str = field(default="smollm2-135m", metadata={"help": "sender model: preset, folder or hub id"})
+    receivers: list[str] = field(default_factory=lambda: ["gemma3-270m"],
+                                 metadata={"help": "receiver model(s); several = interlingua (one adapter each)"})
+    layer: int = field(default=15, metadata={"help": "sender layer whose hidden states the encoder reads"})
+    encoder: str = field(default="perceiver", metadata={"help": "encoder kind", "choices": ENCODERS.names()})
+    num_latents: int = field(default=8, metadata={"help": "M: vectors in the message Z"})
+    d_z: int = field(default=32, metadata={"help": "width of each message vector"})
+    d_model: int = field(default=256, metadata={"help": "encoder width"})
+    depth: int = field(default=2, metadata={"help": "encoder blocks"})
+    heads: int = field(default=4, metadata={"help": "encoder attention heads"})
+    num_soft_tokens: int = field(default=8, metadata={"help": "K: soft tokens per receiver"})
+    anchor_before: str | None = field(default=None, metadata={
+        "help": "text before the soft tokens (default: the task prompt's text before {text})"})
+    anchor_after: str | None = field(default=None, metadata={
+        "help": "text after the soft tokens (default: the task prompt's text after {text})"})
+    bos: str = field(default="auto", metadata={"help": "BOS before the receiver input", "choices": list(BOS_POLICIES)})
+    steps: int = field(default=300, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "examples per step"})
+    lr: float = field(default=3e-4, metadata={"help": "peak learning rate (AdamW)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up before cosine decay"})
+    grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clipping"})
+    kd_weight: float = field(default=0.0, metadata={
+        "help": "weight of distillation from the receiver's own text-prompted answer distribution"})
+    kd_temperature: float = field(default=2.0, metadata={"help": "distillation temperature"})
+    diversity_weight: float = field(default=0.1, metadata={"help": "weight of the anti-collapse term"})
+    diversity_floor: float = field(default=0.1, metadata={"help": "soft-token diversity below which it is penalised"})
+    exact_loss: bool = field(default=False, metadata={
+        "help": "train on full summed answer log-probs even when answers start with distinct tokens"})
+    max_train_examples: int = field(default=3000, metadata={"help": "seeded stratified subset of train (CPU budget)"})
+    val_examples: int = field(default=500, metadata={"help": "validation examples used for checkpoint selection"})
+    eval_every: int = field(default=100, metadata={"help": "validate (and maybe keep the best) every N steps"})
+    checkpoint_every: int = field(default=25, metadata={"help": "save a resumable checkpoint every N steps"})
+    sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})
+    eval_batch_size: int = field(default=64, metadata={"help": "batch size for evaluation"})
+    seed: int = field(default=0, metadata={"help": "seed for init, data order and the train subset"})
+    dtype: str = field(default="fp32", metadata={"help": "model dtype", "choices": ["fp32", "bf16", "fp16"]})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | mps"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "run directory (default: $LW_RUNS/<task>/bridge/<config hash>, so the same command resumes)"})
+    compare_zero_shot: bool = field(default=True, metadata={
+        "help": "also report the receiver's calibrated zero-shot test accuracy (cached after the first run)"})
+
+    def __post_init__(self):
+        if isinstance(self.receivers, str):
+            self.receivers = [self.receivers]
+        if not self.receivers:
+            raise ValueError("at least one receiver is needed")
+        positive = ("num_latents", "d_z", "d_model", "depth", "heads", "num_soft_tokens", "steps", "batch_size",
+                    "max_train_examples", "val_examples", "eval_every", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS.names())}")
+        self.encoder_config()  # validates the encoder fields
+
+    def encoder_config(self) -> EncoderConfig:
+        return EncoderConfig(kind=self.encoder, num_latents=self.num_latents, d_z=self.d_z, d_model=self.d_model,
+                             depth=self.depth, heads=self.heads)
+
+    def identity_hash(self) -> str:
+        """Hash of everything that changes the result (not where it is written)."""
+        values = config_to_dict(self)
+        values.pop("output_dir")
+        return config_hash(values)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,155 @@
+"""Encoders: sender hidden states [B, T, d_sender] (+ mask) → message Z [B, M, d_z].
+
+Sender states have wildly different scales per layer (smollm2 layer 15 has RMS ≈ 285), so every
+encoder first RMS-normalises each state and then applies a learned LayerNorm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from lw_core import Registry
+from lw_core.errors import LwError
+from torch import nn
+
+
+@dataclass
+class EncoderConfig:
+    kind: str = field(default="perceiver", metadata={"help": "encoder: perceiver | meanpool | linear | bytes"})
+    num_latents: int = field(default=8, metadata={"help": "M: vectors in the message"})
+    d_z: int = field(default=32, metadata={"help": "width of each message vector"})
+    d_model: int = field(default=256, metadata={"help": "encoder's internal width"})
+    depth: int = field(default=2, metadata={"help": "perceiver blocks (cross-attention, self-attention, MLP)"})
+    heads: int = field(default=4, metadata={"help": "attention heads"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout inside the encoder"})
+
+    def __post_init__(self):
+        for name in ("num_latents", "d_z", "d_model", "depth", "heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+
+
+ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
+
+
+class InputNorm(nn.Module):
+    """Per-state RMS normalisation (scale-free) followed by a learned LayerNorm and a projection."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_in)
+        self.proj = nn.Linear(d_in, d_out)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        states = states / states.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+        return self.proj(self.norm(states))
+
+
+class PerceiverBlock(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.cross_norm, self.cross = nn.LayerNorm(d), nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.self_norm, self.self_attn = nn.LayerNorm(d), nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.mlp_norm = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
+
+    def forward(self, latents: torch.Tensor, context: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        q = self.cross_norm(latents)
+        latents = latents + self.cross(q, context, context, key_padding_mask=pad, need_weights=False)[0]
+        q = self.self_norm(latents)
+        latents = latents + self.self_attn(q, q, q, need_weights=False)[0]
+        return latents + self.mlp(self.mlp_norm(latents))
+
+
+@ENCODERS.register("perceiver")
+class PerceiverResampler(nn.Module):
+    """Learned queries cross-attend to the sender states (Flamingo / Telepathy style)."""
+
+    def __init__(self, d_sender: int, config: EncoderConfig):
+        super().__init__()
+        self.inp = InputNorm(d_sender, config.d_model)
+        self.latents = nn.Parameter(torch.randn(config.num_latents, config.d_model) * 0.02)
+        self.blocks = nn.ModuleList(PerceiverBlock(config.d_model, config.heads, config.dropout) for _ in range(config.depth))
+        self.out = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, config.d_z))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        context = self.inp(states)
+        latents = self.latents.expand(states.shape[0], -1, -1)
+        pad = mask == 0
+        for block in self.blocks:
+            latents = block(latents, context, pad)
+        return self.out(latents)
+
+
+@ENCODERS.register("meanpool")
+class MeanPoolMLP(nn.Module):
+    """Masked mean of the states, then an MLP to M vectors (ablation: no attention)."""
+
+    def __init__(self, d_sender: int, config: EncoderConfig):
+        super().__init__()
+        self.inp = InputNorm(d_sender, config.d_model)
+        self.m, self.d_z = config.num_latents, config.d_z
+        self.mlp = nn.Sequential(nn.GELU(), nn.Linear(config.d_model, config.d_model), nn.GELU(),
+                                 nn.Linear(config.d_model, config.num_latents * config.d_z))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.inp(states)
+        weights = mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return self.mlp(pooled).view(-1, self.m, self.d_z)
+
+
+@ENCODERS.register("linear")
+class LastStatesLinear(nn.Module):
+    """A linear projection of the last M (real, unpadded) states (ablation: no pooling, no attention)."""
+
+    def __init__(self, d_sender: int, config: EncoderConfig):
+        super().__init__()
+        self.m = config.num_latents
+        self.norm = nn.LayerNorm(d_sender)
+        self.proj = nn.Linear(d_sender, config.d_z)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1)
+        offsets = torch.arange(-self.m, 0, device=states.device)
+        index = (lengths[:, None] + offsets).clamp(min=0)  # short inputs repeat their first state
+        picked = states.gather(1, index[:, :, None].expand(-1, -1, states.shape[-1]))
+        picked = picked / picked.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+        return self.proj(self.norm(picked))
+
+
+@ENCODERS.register("bytes")
+class ByteEncoder(nn.Module):
+    """Reads the input's UTF-8 bytes directly (no sender LM): the interlingua's text encoder.
+    Its 'states' are byte ids [B, T] (as float-free LongTensor) with a mask."""
+
+    vocab = 257  # 256 bytes + padding
+
+    def __init__(self, d_sender: int, config: EncoderConfig):
+        super().__init__()
+        self.embed = nn.Embedding(self.vocab, config.d_model, padding_idx=256)
+        self.pos = nn.Embedding(4096, config.d_model)
+        layer = nn.TransformerEncoderLayer(config.d_model, config.heads, 4 * config.d_model, config.dropout,
+                                           batch_first=True, norm_first=True)
+        self.body = nn.TransformerEncoder(layer, num_layers=config.depth, enable_nested_tensor=False)
+        self.resampler = PerceiverResampler(config.d_model, config)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ids = states.long()
+        positions = torch.arange(ids.shape[1], device=ids.device).clamp(max=4095)
+        x = self.body(self.embed(ids) + self.pos(positions), src_key_padding_mask=mask == 0)
+        return self.resampler(x, mask)
+
+
+def bytes_of(texts: list[str], max_bytes: int = 1024) -> list[torch.Tensor]:
+    """The byte ids the `bytes` encoder reads, one 1-D LongTensor per text."""
+    return [torch.tensor(list(t.encode("utf-8")[:max_bytes]) or [32], dtype=torch.long) for t in texts]
+
+
+def build_encoder(d_sender: int, config: EncoderConfig) -> nn.Module:
+    if config.kind not in ENCODERS:
+        raise LwError(f"unknown encoder {config.kind!r}; known: {', '.join(ENCODERS.names())}")
+    return ENCODERS.get(config.kind)(d_sender, config)

@@ -1,0 +1,55 @@
+"""What the encoder reads for each example: cached sender hidden states, or UTF-8 bytes for the
+sender-free `bytes` encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from lw_core import FrozenLM
+from lw_core.state_cache import cached_states, compute_states
+from lw_tasks import Example, Task
+
+from lw_bridge.encoders import bytes_of
+
+
+def pad_states(states: Sequence[torch.Tensor], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a list of [n_i, ...] tensors into [B, T, ...] plus a [B, T] mask."""
+    longest = max(s.shape[0] for s in states)
+    fill = 256 if states[0].dtype == torch.long else 0  # byte padding id of the bytes encoder
+    out = states[0].new_full((len(states), longest, *states[0].shape[1:]), fill)
+    mask = torch.zeros(len(states), longest, dtype=torch.long)
+    for i, s in enumerate(states):
+        out[i, : s.shape[0]] = s
+        mask[i, : s.shape[0]] = 1
+    return out.to(device), mask.to(device)
+
+
+class EncoderInputs:
+    """Per-example encoder inputs, looked up by example id (cached) or computed for new texts."""
+
+    def __init__(self, sender: FrozenLM | None, layer: int, max_sender_tokens: int | None = None,
+                 batch_size: int = 32):
+        self.sender, self.layer, self.max_tokens, self.batch_size = sender, layer, max_sender_tokens, batch_size
+        self._by_id: dict[str, torch.Tensor] = {}
+
+    def for_texts(self, texts: Sequence[str]) -> list[torch.Tensor]:
+        if self.sender is None:
+            return bytes_of(list(texts))
+        return compute_states(self.sender, texts, self.layer, batch_size=self.batch_size, max_tokens=self.max_tokens)
+
+    def cache_split(self, task: Task, split: str, examples: Sequence[Example]) -> None:
+        """Compute (or read from the on-disk cache) the inputs of a split's examples once."""
+        texts = [e.text for e in examples]
+        if self.sender is None:
+            values = bytes_of(texts)
+        else:
+            values = cached_states(self.sender, texts, self.layer, identity=f"{task.name}-{split}",
+                                   batch_size=self.batch_size, max_tokens=self.max_tokens)
+        self._by_id.update({e.id: v for e, v in zip(examples, values, strict=True)})
+
+    def get(self, examples: Sequence[Example]) -> list[torch.Tensor]:
+        missing = [e for e in examples if e.id not in self._by_id]
+        if missing:
+            self._by_id.update({e.id: v for e, v in zip(missing, self.for_texts([e.text for e in missing]), strict=True)})
+        return [self._by_id[e.id] for e in examples]

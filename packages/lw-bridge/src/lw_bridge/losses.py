@@ -1,0 +1,84 @@
+"""Bridge losses. Each returns a scalar tensor; the trainer logs every term separately."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from lw_core import Embedded, FrozenLM
+
+
+def distinct_first_tokens(answer_ids: Sequence[Sequence[int]]) -> bool:
+    firsts = [a[0] for a in answer_ids]
+    return len(set(firsts)) == len(firsts)
+
+
+def answer_logits(receiver: FrozenLM, prefix: Embedded, answer_ids: Sequence[Sequence[int]], exact: bool = False
+                  ) -> torch.Tensor:
+    """Scores over the answer set at the answer position, [B, A].
+
+    When the answers start with distinct tokens (and `exact` is off) these are the receiver's logits
+    restricted to those first tokens: the answer-set cross-entropy then needs one LM-head row per
+    answer, not the whole vocabulary (262k rows for Gemma). Otherwise, the summed log-probabilities of
+    the full answers (the evaluator's own scoring)."""
+    if exact or not distinct_first_tokens(answer_ids):
+        return receiver.score_answers(prefix, answer_ids).logprobs
+    hidden = receiver.model.base_model(inputs_embeds=prefix.embeds, attention_mask=prefix.mask).last_hidden_state
+    last = hidden[torch.arange(hidden.shape[0], device=hidden.device), prefix.lengths - 1]
+    rows = torch.tensor([a[0] for a in answer_ids], device=hidden.device)
+    return receiver.logits(last, rows=rows).float()
+
+
+def answer_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the task's answer set."""
+    return F.cross_entropy(scores, labels.to(scores.device))
+
+
+def distillation(student_scores: torch.Tensor, teacher_logprobs: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """KL(teacher ‖ student) over the answer set at temperature T (scaled by T², as in Hinton et al.):
+    the teacher is the receiver's own answer distribution when it reads the text prompt."""
+    t = temperature
+    student = F.log_softmax(student_scores / t, dim=-1)
+    teacher = F.log_softmax(teacher_logprobs.to(student.device) / t, dim=-1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * t * t
+
+
+def diversity(soft_tokens: torch.Tensor) -> torch.Tensor:
+    """Soft-token diversity across a batch: 1 − mean cosine similarity between different examples'
+    soft tokens at the same position. Near 0 means every input sends the same message (collapse)."""
+    b = soft_tokens.shape[0]
+    if b < 2:
+        return soft_tokens.new_ones(())
+    flat = F.normalize(soft_tokens.float(), dim=-1).transpose(0, 1)  # [K, B, D]
+    sims = flat @ flat.transpose(1, 2)  # [K, B, B]
+    off_diagonal = sims.sum(dim=(1, 2)) - sims.diagonal(dim1=1, dim2=2).sum(-1)
+    return 1 - (off_diagonal / (b * (b - 1))).mean()
+
+
+def anti_collapse(soft_tokens: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
+    """Penalty when the soft-token diversity falls below `floor`."""
+    return F.relu(floor - diversity(soft_tokens))
+
+
+def teacher_forced_ce(receiver: FrozenLM, prefix: Embedded, targets: Sequence[Sequence[int]], max_tokens: int | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generative answers: CE of the first `max_tokens` reference tokens after the soft prefix
+    (`max_tokens=1` is the first-token CE). Returns (loss, first-token accuracy)."""
+    targets = [list(t[:max_tokens]) if max_tokens else list(t) for t in targets]
+    rows = []
+    for i, target in enumerate(targets):
+        n = int(prefix.lengths[i])
+        rows.append([prefix.embeds[i, :n], torch.tensor(target, dtype=torch.long)])
+    full = receiver.compose(rows)
+    hidden = receiver.model.base_model(inputs_embeds=full.embeds, attention_mask=full.mask).last_hidden_state
+    losses, first_correct = [], []
+    for i, target in enumerate(targets):
+        start = int(prefix.lengths[i]) - 1
+        positions = torch.arange(start, start + len(target), device=hidden.device)
+        logits = receiver.logits(hidden[i, positions]).float()
+        gold = torch.tensor(target, device=hidden.device)
+        losses.append(F.cross_entropy(logits, gold, reduction="sum"))
+        first_correct.append((logits[0].argmax() == gold[0]).float())
+    n_tokens = sum(len(t) for t in targets)
+    return torch.stack(losses).sum() / n_tokens, torch.stack(first_correct).mean()

@@ -1,0 +1,44 @@
+"""The bridge as a scorer: it answers the same question as every other method (scores over the
+task's answers), so the shared evaluator scores it by the same code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from lw_core import FrozenLM
+from lw_core.wire import WireFormat, quantize
+from lw_tasks import Example, Task
+
+from lw_bridge.bridge import Bridge
+from lw_bridge.inputs import EncoderInputs, pad_states
+
+
+class BridgeScorer:
+    scores_are_logprobs = True
+
+    def __init__(self, bridge: Bridge, inputs: EncoderInputs, receiver: FrozenLM, receiver_index: int = 0,
+                 wire: WireFormat | None = None):
+        self.bridge, self.inputs, self.receiver, self.receiver_index, self.wire = (
+            bridge, inputs, receiver, receiver_index, wire)
+        self._answer_ids: list[list[int]] | None = None
+        self.last_soft_tokens: torch.Tensor | None = None
+
+    def answer_ids(self) -> list[list[int]]:
+        if self._answer_ids is None:
+            self._answer_ids = [self.receiver.token_ids(v) for v in self.bridge.config.verbalizers]
+        return self._answer_ids
+
+    def messages(self, examples: Sequence[Example]) -> torch.Tensor:
+        device = next(self.bridge.parameters()).device
+        states, mask = pad_states(self.inputs.get(examples), device)
+        message = self.bridge.message(states, mask)
+        return quantize(message, self.wire) if self.wire else message
+
+    @torch.no_grad()
+    def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        self.bridge.eval()
+        soft = self.bridge.soft_tokens(self.messages(examples), self.receiver_index)
+        self.last_soft_tokens = soft
+        prefix = self.bridge.receiver_inputs(self.receiver, soft)
+        return self.receiver.score_answers(prefix, self.answer_ids()).logprobs.float().cpu()

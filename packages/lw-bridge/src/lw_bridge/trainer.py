@@ -1,0 +1,278 @@
+"""The `lw-train` recipe: cache sender states once, train encoder + adapter(s) with the receivers
+frozen, select on validation, evaluate on test with the shared evaluator, resume after a crash."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lw_core import FrozenLM, LwError, seed_everything
+from lw_core.models import cache_dir
+from lw_core.runs import open_run, runs_root
+from lw_core.seeding import stratified_subset
+from lw_core.wire import WireFormat
+from lw_registry import write_json_atomic
+from lw_tasks import Example, Task, ZeroShotScorer, evaluate, flat_metrics, load_task, write_eval
+from tqdm.auto import tqdm
+
+from lw_bridge.bridge import Bridge, BridgeConfig, anchors_from_template
+from lw_bridge.checkpoint import find_training_state, load_training_state, save_training_state
+from lw_bridge.config import TrainConfig
+from lw_bridge.inputs import EncoderInputs, pad_states
+from lw_bridge.losses import answer_ce, answer_logits, anti_collapse, distillation, diversity
+from lw_bridge.schedule import warmup_cosine
+from lw_bridge.scorer import BridgeScorer
+
+log = logging.getLogger("lw.train")
+
+
+@dataclass
+class Models:
+    sender: FrozenLM | None
+    receivers: list[FrozenLM]
+
+
+def receiver_tag(name: str) -> str:
+    """A file-name-safe tag for a model name (a preset, hub id or folder path)."""
+    return Path(name.rstrip("/")).name
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    task = Path(config.task).stem if Path(config.task).suffix else config.task
+    return runs_root() / task / "bridge" / f"seed{config.seed}-{config.identity_hash()}"
+
+
+def load_models(config: TrainConfig, device: torch.device) -> Models:
+    sender = None if config.encoder == "bytes" else FrozenLM.load(config.sender, dtype=config.dtype, device=str(device))
+    receivers = [FrozenLM.load(name, dtype=config.dtype, device=str(device)) for name in config.receivers]
+    return Models(sender, receivers)
+
+
+def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConfig:
+    before, after = anchors_from_template(task.template)
+    return BridgeConfig(
+        sender=None if models.sender is None else config.sender,
+        layer=config.layer,
+        receivers=list(config.receivers),
+        d_sender=config.d_model if models.sender is None else models.sender.hidden_size,
+        d_receivers=[r.hidden_size for r in models.receivers],
+        target_rms=[round(r.embedding_rms(), 6) for r in models.receivers],
+        num_soft_tokens=config.num_soft_tokens,
+        encoder=config.encoder_config(),
+        task=task.name,
+        answers=list(task.answers),
+        verbalizers=list(task.verbalizers),
+        anchor_before=before if config.anchor_before is None else config.anchor_before,
+        anchor_after=after if config.anchor_after is None else config.anchor_after,
+        bos=config.bos,
+        max_input_words=task.max_input_words,
+    )
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+    """The examples of global step `step`: a pure function of (step, seed), so a resumed run sees the
+    same batches as an uninterrupted one."""
+    out, position = [], step * batch_size
+    orders: dict[int, torch.Tensor] = {}
+    for p in range(position, position + batch_size):
+        epoch = p // n
+        if epoch not in orders:
+            orders[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(int(orders[epoch][p % n]))
+    return out
+
+
+def teacher_logprobs(receiver: FrozenLM, task: Task, examples: Sequence[Example], batch_size: int) -> torch.Tensor:
+    """The receiver's own answer log-probs when it reads the text prompt (for distillation)."""
+    scorer = ZeroShotScorer(receiver)
+    rows = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(examples), batch_size), desc=f"teacher {receiver.name}", leave=False):
+            rows.append(scorer.score(task, examples[start : start + batch_size]))
+    return torch.cat(rows)
+
+
+def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int) -> dict[str, Any]:
+    """The receiver's calibrated zero-shot test metrics, cached per (receiver, task) on disk."""
+    path = cache_dir() / "zero_shot" / f"{receiver.name}-{task.name}-test-calibrated.json".replace("/", "_")
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = evaluate(ZeroShotScorer(receiver, calibrate=True), task, "test", batch_size=batch_size)
+    metrics = flat_metrics(result.metrics)
+    write_json_atomic(path, metrics)
+    return metrics
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    from accelerate import Accelerator
+
+    task = load_task(config.task)
+    if task.kind != "classification":
+        raise LwError(f"lw-train trains on classification tasks; {task.name!r} is {task.kind}")
+    run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
+    accelerator = Accelerator(cpu=config.device == "cpu")
+    device = accelerator.device
+    with open_run(run_dir, config, name=f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}",
+                  task=task.name, method="bridge" if len(config.receivers) == 1 else "bridge-interlingua",
+                  seed=config.seed, device=str(device), dtype=config.dtype) as run:
+        started = time.perf_counter()
+        seed_everything(config.seed)
+        models = load_models(config, device)
+        train_all = task.split("train")
+        train_examples = [train_all[i] for i in stratified_subset(
+            [e.label for e in train_all], config.max_train_examples, config.seed)]
+        val_examples = task.split("validation")[: config.val_examples]
+        test_examples = task.split("test")
+        inputs = EncoderInputs(models.sender, config.layer, batch_size=config.sender_batch_size)
+        for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
+            inputs.cache_split(task, split, examples)
+        cache_seconds = time.perf_counter() - started
+
+        seed_everything(config.seed)
+        bridge = Bridge(bridge_config(config, task, models)).to(device)
+        optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = warmup_cosine(optimizer, config.steps, config.warmup)
+        checkpoint_dir, best_dir = run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "best"
+        state = {"step": 0, "best_val": -1.0, "best_step": None, "history": [], "train_seconds": 0.0}
+        resume_from = find_training_state(checkpoint_dir)
+        if resume_from is not None:
+            state = load_training_state(resume_from, bridge, optimizer, scheduler)
+            log.info("resuming from %s at step %d", resume_from, state["step"])
+        model, optimizer, scheduler = accelerator.prepare(bridge, optimizer, scheduler)
+
+        answer_ids = [[r.token_ids(v) for v in task.verbalizers] for r in models.receivers]
+        labels = task.labels(train_examples)
+        teachers = None
+        if config.kd_weight > 0:
+            teachers = [teacher_logprobs(r, task, train_examples, config.eval_batch_size) for r in models.receivers]
+        scorers = [BridgeScorer(bridge, inputs, r, i) for i, r in enumerate(models.receivers)]
+
+        def validate() -> list[float]:
+            return [evaluate(s, task, "validation", batch_size=config.eval_batch_size, limit=config.val_examples,
+                             progress=False).metrics["accuracy"] for s in scorers]
+
+        rank, world = accelerator.process_index, accelerator.num_processes
+        progress = tqdm(range(state["step"], config.steps), initial=state["step"], total=config.steps,
+                        desc=f"bridge {task.name}", disable=not accelerator.is_main_process)
+        for step in progress:
+            step_start = time.perf_counter()
+            model.train()
+            idx = batch_indices(step, config.batch_size, len(train_examples), config.seed)[rank::world]
+            batch = [train_examples[i] for i in idx]
+            states, mask = pad_states(inputs.get(batch), device)
+            soft_per_receiver = model(states, mask)
+            terms: dict[str, float] = {}
+            loss = torch.zeros((), device=device)
+            for r, (receiver, soft) in enumerate(zip(models.receivers, soft_per_receiver, strict=True)):
+                prefix = bridge.receiver_inputs(receiver, soft)
+                scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
+                ce = answer_ce(scores, labels[idx])
+                loss = loss + ce
+                terms[f"ce/{r}"] = ce.item()
+                if teachers is not None:
+                    kd = distillation(scores, teachers[r][idx], config.kd_temperature)
+                    loss = loss + config.kd_weight * kd
+                    terms[f"kd/{r}"] = kd.item()
+                if config.diversity_weight > 0:
+                    penalty = anti_collapse(soft, config.diversity_floor)
+                    loss = loss + config.diversity_weight * penalty
+                terms[f"diversity/{r}"] = diversity(soft.detach()).item()
+            if not torch.isfinite(loss):
+                kept = find_training_state(checkpoint_dir)
+                raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
+                              f"{kept or 'none yet'}; lower --lr (now {config.lr})")
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            state["train_seconds"] += time.perf_counter() - step_start
+            state["step"] = step + 1
+            record = {"step": step + 1, "loss": round(loss.item(), 5), "grad_norm": round(float(grad_norm), 4),
+                      "lr": scheduler.get_last_lr()[0], **{k: round(v, 5) for k, v in terms.items()}}
+            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+                accs = validate()
+                record["val_accuracy"] = accs
+                if accelerator.is_main_process and sum(accs) / len(accs) > state["best_val"]:
+                    state["best_val"], state["best_step"] = sum(accs) / len(accs), step + 1
+                    bridge.save_pretrained(best_dir)
+                progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{accs[0]:.3f}")
+            else:
+                progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{state['best_val']:.3f}")
+            state["history"].append(record)
+            if accelerator.is_main_process and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+                save_training_state(checkpoint_dir, bridge, optimizer, scheduler, state)
+        progress.close()
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return {}
+        return _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_seconds, started)
+
+
+def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_seconds, started) -> dict[str, Any]:
+    bridge = Bridge.from_pretrained(best_dir, device=models.receivers[0].device)
+    bridge.save_pretrained(run.dir / "bridge")
+    run.artifacts["bridge"] = "bridge"
+    write_json_atomic(run.dir / "history.json", state["history"])
+    texts_bytes = [len(e.text.encode("utf-8")) for e in task.split("test")]
+    numel = bridge.config.encoder.num_latents * bridge.config.encoder.d_z
+    metrics: dict[str, Any] = {
+        "trainable_params": bridge.trainable_parameters(),
+        "train_seconds": round(state["train_seconds"], 1),
+        "seconds_per_step": round(state["train_seconds"] / max(1, len(state["history"])), 3),
+        "cache_seconds": round(cache_seconds, 1),
+        "best_step": state["best_step"],
+        "val_accuracy_best": state["best_val"],
+        "text_bytes_mean": round(sum(texts_bytes) / len(texts_bytes), 1),
+        **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},
+    }
+    for r, receiver in enumerate(models.receivers):
+        suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
+        scorer = BridgeScorer(bridge, inputs, receiver, r)
+        val = evaluate(scorer, task, "validation", batch_size=config.eval_batch_size)
+        eval_start = time.perf_counter()
+        test = evaluate(scorer, task, "test", batch_size=config.eval_batch_size)
+        eval_seconds = time.perf_counter() - eval_start
+        write_eval(val, run.dir, f"validation{suffix}")
+        write_eval(test, run.dir, f"test{suffix}")
+        soft = torch.cat([bridge.soft_tokens(scorer.messages(task.split("test")[i : i + 64]), r).detach()
+                          for i in range(0, min(256, len(task.split("test"))), 64)])
+        metrics.update({
+            f"accuracy{suffix}": test.metrics["accuracy"],
+            f"macro_f1{suffix}": test.metrics["macro_f1"],
+            f"val_accuracy{suffix}": val.metrics["accuracy"],
+            f"majority_rate{suffix}": test.metrics.get("majority_rate"),
+            f"seconds_per_example{suffix}": round(eval_seconds / len(task.split("test")), 4),
+            f"soft_token_diversity{suffix}": round(diversity(soft).item(), 4),
+        })
+        for fmt in ("int8", "int4"):
+            quantized = evaluate(BridgeScorer(bridge, inputs, receiver, r, WireFormat(fmt)), task, "test",
+                                 batch_size=config.eval_batch_size, progress=False)
+            metrics[f"accuracy_wire_{fmt}{suffix}"] = quantized.metrics["accuracy"]
+        if config.compare_zero_shot:
+            zs = zero_shot_reference(receiver, task, config.eval_batch_size)
+            metrics[f"zero_shot_calibrated_accuracy{suffix}"] = zs["accuracy"]
+    metrics["total_seconds"] = round(time.perf_counter() - started, 1)
+    run.metrics.update(metrics)
+    run.write_json("metrics.json", metrics)
+    _summary(task, config, metrics, models)
+    return metrics
+
+
+def _summary(task: Task, config: TrainConfig, metrics: dict[str, Any], models: Models) -> None:
+    for r, receiver in enumerate(models.receivers):
+        suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
+        parts = [f"{task.name} test accuracy: bridge {config.sender}→{receiver.name} {metrics[f'accuracy{suffix}']:.4f}"]
+        if f"zero_shot_calibrated_accuracy{suffix}" in metrics:
+            parts.append(f"{receiver.name} calibrated zero-shot {metrics[f'zero_shot_calibrated_accuracy{suffix}']:.4f}")
+        if metrics.get(f"majority_rate{suffix}") is not None:
+            parts.append(f"majority class {metrics[f'majority_rate{suffix}']:.4f}")
+        print(" | ".join(parts), flush=True)
+
+

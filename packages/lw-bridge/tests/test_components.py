@@ -1,0 +1,112 @@
+import pytest
+import torch
+from lw_bridge import ENCODERS, Bridge, BridgeConfig, EncoderConfig
+from lw_bridge.adapters import Adapter
+from lw_bridge.bridge import anchors_from_template
+from lw_bridge.encoders import build_encoder, bytes_of
+from lw_bridge.losses import answer_ce, answer_logits, anti_collapse, distillation, diversity
+from lw_core import LwError
+from lw_core.testing import tiny_gemma3, tiny_llama
+
+
+@pytest.mark.parametrize("kind", ENCODERS.names())
+def test_encoders_give_m_by_dz_and_ignore_padding(kind):
+    torch.manual_seed(0)
+    config = EncoderConfig(kind=kind, num_latents=4, d_z=8, d_model=16, depth=1, heads=2)
+    encoder = build_encoder(12, config).eval()
+    if kind == "bytes":
+        states = torch.stack([t[:5] for t in bytes_of(["hello world", "hi there!!"])])
+        padded = torch.cat([states, torch.full((2, 3), 256)], dim=1)
+    else:
+        states = torch.randn(2, 5, 12) * 300  # sender states can be huge (RMS ≈ 285)
+        padded = torch.cat([states, torch.randn(2, 3, 12) * 1e3], dim=1)
+    mask, padded_mask = torch.ones(2, 5, dtype=torch.long), torch.cat([torch.ones(2, 5), torch.zeros(2, 3)], 1).long()
+    z = encoder(states, mask)
+    assert z.shape == (2, 4, 8) and torch.isfinite(z).all()
+    assert torch.allclose(encoder(padded, padded_mask), z, atol=1e-4)
+
+
+def test_unknown_encoder():
+    with pytest.raises(LwError, match="unknown encoder 'gru'; known: bytes, linear, meanpool, perceiver"):
+        build_encoder(8, EncoderConfig(kind="gru"))
+
+
+@pytest.mark.parametrize(("k", "m"), [(8, 8), (4, 8), (12, 8)])
+def test_adapter_calibrates_each_soft_token_to_the_receiver_rms(k, m):
+    adapter = Adapter(d_z=8, num_latents=m, d_receiver=24, num_soft_tokens=k, target_rms=1.03)
+    soft = adapter(torch.randn(3, m, 8) * 50)
+    assert soft.shape == (3, k, 24)
+    assert torch.allclose(soft.pow(2).mean(-1).sqrt(), torch.full((3, k), 1.03), atol=1e-3)
+    with torch.no_grad():
+        adapter.log_scale.fill_(0.5)
+    assert torch.allclose(adapter(torch.randn(1, m, 8)).pow(2).mean(-1).sqrt(), torch.full((1, k), 1.03 * 1.6487), atol=1e-3)
+
+
+def _bridge(receivers, **kw) -> Bridge:
+    config = BridgeConfig(sender="tiny-llama", layer=2, receivers=[r.name for r in receivers], d_sender=32,
+                          d_receivers=[r.hidden_size for r in receivers], target_rms=[r.embedding_rms() for r in receivers],
+                          num_soft_tokens=4, encoder=EncoderConfig(num_latents=4, d_z=8, d_model=16, depth=1, heads=2),
+                          task="toy", answers=["negative", "positive"], verbalizers=[" negative", " positive"], **kw)
+    return Bridge(config)
+
+
+@pytest.mark.parametrize(("bos", "expect_bos"), [("auto", True), ("always", True), ("never", False)])
+def test_receiver_inputs_layout(bos, expect_bos):
+    gemma = tiny_gemma3()
+    bridge = _bridge([gemma], anchor_before="Review:", anchor_after="\nSentiment:", bos=bos)
+    soft = torch.randn(2, 4, gemma.hidden_size)
+    inputs = bridge.receiver_inputs(gemma, soft)
+    before = ([gemma.tokenizer.bos_token_id] if expect_bos else []) + gemma.token_ids("Review:")
+    after = gemma.token_ids("\nSentiment:")
+    assert inputs.embeds.shape[1] == len(before) + 4 + len(after)
+    assert torch.allclose(inputs.embeds[0, : len(before)], gemma.embed(torch.tensor(before)))
+    assert torch.allclose(inputs.embeds[1, len(before) : len(before) + 4], soft[1])
+
+
+def test_llama_receiver_gets_no_bos_by_default():
+    llama = tiny_llama()
+    bridge = _bridge([llama])
+    assert bridge.receiver_inputs(llama, torch.randn(1, 4, llama.hidden_size)).embeds.shape[1] == 4
+
+
+def test_anchors_from_template():
+    assert anchors_from_template("Review: {text}\nSentiment:") == ("Review: ", "\nSentiment:")
+
+
+def test_checkpoint_roundtrip_and_corruption(tmp_path):
+    gemma = tiny_gemma3()
+    bridge = _bridge([gemma]).eval()
+    states, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.long)
+    bridge.save_pretrained(tmp_path / "b")
+    loaded = Bridge.from_pretrained(tmp_path / "b")
+    assert loaded.config == bridge.config
+    assert torch.equal(loaded(states, mask)[0], bridge(states, mask)[0])
+    (tmp_path / "b" / "bridge.safetensors").write_bytes(b"garbage")
+    with pytest.raises(LwError, match="corrupt bridge checkpoint"):
+        Bridge.from_pretrained(tmp_path / "b")
+    with pytest.raises(LwError, match="missing"):
+        Bridge.from_pretrained(tmp_path / "nowhere")
+
+
+def test_diversity_detects_collapse():
+    same = torch.randn(1, 4, 16).expand(8, -1, -1)
+    assert diversity(same).item() == pytest.approx(0.0, abs=1e-5)
+    assert anti_collapse(same, 0.1).item() == pytest.approx(0.1, abs=1e-5)
+    varied = torch.randn(64, 4, 256)
+    assert diversity(varied).item() > 0.9 and anti_collapse(varied, 0.1).item() == 0
+
+
+def test_distillation_is_zero_at_the_teacher():
+    t = torch.log_softmax(torch.randn(4, 3), -1)
+    assert distillation(t, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation(torch.zeros(4, 3), t).item() > 0
+
+
+def test_fast_answer_logits_give_the_exact_answer_set_ce():
+    gemma = tiny_gemma3()
+    answers = [[10], [20], [30]]  # single tokens: the restricted CE equals the exact one
+    prefix = gemma.embed_texts(["abc", "de"])
+    labels = torch.tensor([0, 2])
+    fast = answer_ce(answer_logits(gemma, prefix, answers), labels)
+    exact = answer_ce(answer_logits(gemma, prefix, answers, exact=True), labels)
+    assert fast.item() == pytest.approx(exact.item(), abs=1e-4)

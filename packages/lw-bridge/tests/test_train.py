@@ -1,0 +1,131 @@
+"""The lw-train recipe end to end on tiny models and a toy CSV task."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from lw_bridge import checkpoint as checkpoint_module
+from lw_bridge import trainer
+from lw_bridge.cli import train_main
+from lw_bridge.config import TrainConfig
+from lw_core import LwError
+from safetensors.torch import load_file
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _config(model_dirs, task, out, **kw) -> TrainConfig:
+    values = dict(task=task, sender=model_dirs["sender"], receivers=[model_dirs["receiver"]], layer=2, steps=12,
+                  batch_size=8, eval_every=6, checkpoint_every=3, lr=3e-3, d_model=32, depth=1, heads=2,
+                  num_latents=4, num_soft_tokens=4, d_z=8, device="cpu", output_dir=str(out), val_examples=24,
+                  compare_zero_shot=False)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_train_writes_a_complete_run(env, model_dirs, toy_task_file):
+    metrics = trainer.train(_config(model_dirs, toy_task_file, env / "run"))
+    run = env / "run"
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["method"] == "bridge"
+    for key in ("accuracy", "macro_f1", "val_accuracy", "trainable_params", "seconds_per_step", "soft_token_diversity",
+                "wire_bytes_int8", "accuracy_wire_int4"):
+        assert key in metrics and key in record["metrics"]
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["trainable_params"] > 0
+    for name in ("config.json", "env.json", "log.txt", "metrics_test.json", "predictions_test.jsonl",
+                 "bridge/bridge.safetensors", "bridge/bridge_config.json", "history.json"):
+        assert (run / name).is_file(), name
+    history = json.loads((run / "history.json").read_text())
+    assert [h["step"] for h in history] == list(range(1, 13))
+    assert {"loss", "ce/0", "diversity/0", "grad_norm"} <= set(history[0])
+    assert 1 <= metrics["best_step"] <= 12 and metrics["best_step"] % 6 == 0  # selected on validation
+
+
+def test_resume_after_a_crash_gives_the_same_result(env, model_dirs, toy_task_file, monkeypatch):
+    reference = trainer.train(_config(model_dirs, toy_task_file, env / "straight"))
+    real_save = checkpoint_module.save_training_state
+    calls = {"n": 0}
+
+    def crash_after_second_checkpoint(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # stands in for kill -9 right after step 6's checkpoint
+
+    monkeypatch.setattr(trainer, "save_training_state", crash_after_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(_config(model_dirs, toy_task_file, env / "crashed"))
+    assert json.loads((env / "crashed" / "run.json").read_text())["status"] == "cancelled"
+    monkeypatch.setattr(trainer, "save_training_state", real_save)
+    resumed = trainer.train(_config(model_dirs, toy_task_file, env / "crashed"))
+    record = json.loads((env / "crashed" / "run.json").read_text())
+    assert record["status"] == "completed" and record["attempt"] == 2
+    assert resumed["accuracy"] == reference["accuracy"] and resumed["best_step"] == reference["best_step"]
+    a = load_file(env / "straight" / "bridge" / "bridge.safetensors")
+    b = load_file(env / "crashed" / "bridge" / "bridge.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(env, model_dirs, toy_task_file, monkeypatch):
+    real_ce = trainer.answer_ce
+    step = {"n": 0}
+
+    def ce_then_nan(scores, labels):
+        step["n"] += 1
+        loss = real_ce(scores, labels)
+        return loss * float("nan") if step["n"] > 4 else loss
+
+    monkeypatch.setattr(trainer, "answer_ce", ce_then_nan)
+    with pytest.raises(LwError, match=r"non-finite loss \(nan/inf\) at step 4; the last good checkpoint is kept at"):
+        trainer.train(_config(model_dirs, toy_task_file, env / "nan"))
+    record = json.loads((env / "nan" / "run.json").read_text())
+    assert record["status"] == "failed" and record["error_category"] == "nan"
+    state = json.loads((env / "nan" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert state["step"] == 3
+
+
+def test_saved_bridge_reproduces_its_test_accuracy_in_a_fresh_process(env, model_dirs, toy_task_file):
+    metrics = trainer.train(_config(model_dirs, toy_task_file, env / "run"))
+    script = (
+        "import json, sys\n"
+        "from lw_bridge import BridgePipeline\n"
+        "from lw_tasks import load_task\n"
+        f"pipe = BridgePipeline.from_pretrained({str(env / 'run')!r}, device='cpu')\n"
+        f"task = load_task({toy_task_file!r})\n"
+        "test = task.split('test')\n"
+        "pred = pipe.predict([e.text for e in test])\n"
+        "print(json.dumps(sum(p == task.answers[e.label] for p, e in zip(pred, test)) / len(test)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == metrics["accuracy"]
+
+
+def test_interlingua_and_bytes_encoder(env, model_dirs, toy_task_file):
+    metrics = trainer.train(_config(model_dirs, toy_task_file, env / "inter", encoder="bytes",
+                                    receivers=[model_dirs["receiver"], model_dirs["sender"]], steps=6, eval_every=3))
+    assert "accuracy" in metrics and "accuracy_sender" in metrics
+    config = json.loads((env / "inter" / "bridge" / "bridge_config.json").read_text())
+    assert config["sender"] is None and len(config["receivers"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task", "no-such-task"], "unknown task 'no-such-task'"),
+        (["--encoder", "gru"], "invalid choice"),
+        (["--steps", "0"], "steps must be >= 1"),
+        (["--bogus", "1"], "unrecognized arguments"),
+    ],
+)
+def test_cli_rejects_bad_input_in_one_line(env, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
