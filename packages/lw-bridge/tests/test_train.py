@@ -90,6 +90,30 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(env, model_d
     assert state["step"] == 3
 
 
+def test_preemption_signal_checkpoints_and_the_same_command_resumes(env, model_dirs, toy_task_file, monkeypatch):
+    import os
+    import signal
+
+    real_ce = trainer.answer_ce
+    calls = {"n": 0}
+
+    def ce_then_signal(scores, labels):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGUSR1)  # what SLURM sends before a time limit
+        return real_ce(scores, labels)
+
+    monkeypatch.setattr(trainer, "answer_ce", ce_then_signal)
+    with pytest.raises(SystemExit) as exit_info:
+        trainer.train(_config(model_dirs, toy_task_file, env / "pre"))
+    assert exit_info.value.code == 143
+    assert json.loads((env / "pre" / "run.json").read_text())["status"] == "preempted"
+    assert json.loads((env / "pre" / "checkpoints" / "last" / "trainer_state.json").read_text())["step"] == 5
+    monkeypatch.setattr(trainer, "answer_ce", real_ce)
+    trainer.train(_config(model_dirs, toy_task_file, env / "pre"))
+    assert json.loads((env / "pre" / "run.json").read_text())["status"] == "completed"
+
+
 def test_saved_bridge_reproduces_its_test_accuracy_in_a_fresh_process(env, model_dirs, toy_task_file):
     metrics = trainer.train(_config(model_dirs, toy_task_file, env / "run"))
     script = (

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lw_core.config import config_hash, config_to_dict
+from lw_core.wire import WireFormat
 
 from lw_bridge.bridge import BOS_POLICIES
 from lw_bridge.encoders import ENCODERS, EncoderConfig
@@ -54,6 +55,8 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | mps"})
     output_dir: str | None = field(default=None, metadata={
         "help": "run directory (default: $LW_RUNS/<task>/bridge/<config hash>, so the same command resumes)"})
+    wire_formats: list[str] = field(default_factory=lambda: ["int4"], metadata={
+        "help": "also report test accuracy with the message quantised to these wire formats (fp16 int8 int6 int4)"})
     compare_zero_shot: bool = field(default=True, metadata={
         "help": "also report the receiver's calibrated zero-shot test accuracy (cached after the first run)"})
 
@@ -74,6 +77,8 @@ class TrainConfig:
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS.names())}")
         self.encoder_config()  # validates the encoder fields
+        for fmt in self.wire_formats:
+            WireFormat(fmt)
 
     def encoder_config(self) -> EncoderConfig:
         return EncoderConfig(kind=self.encoder, num_latents=self.num_latents, d_z=self.d_z, d_model=self.d_model,

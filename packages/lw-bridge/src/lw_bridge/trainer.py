@@ -26,6 +26,7 @@ from lw_bridge.checkpoint import find_training_state, load_training_state, save_
 from lw_bridge.config import TrainConfig
 from lw_bridge.inputs import EncoderInputs, pad_states
 from lw_bridge.losses import answer_ce, answer_logits, anti_collapse, distillation, diversity
+from lw_bridge.preemption import PREEMPTED_EXIT_CODE, PreemptionFlag
 from lw_bridge.schedule import warmup_cosine
 from lw_bridge.scorer import BridgeScorer
 
@@ -160,54 +161,60 @@ def train(config: TrainConfig) -> dict[str, Any]:
         rank, world = accelerator.process_index, accelerator.num_processes
         progress = tqdm(range(state["step"], config.steps), initial=state["step"], total=config.steps,
                         desc=f"bridge {task.name}", disable=not accelerator.is_main_process)
-        for step in progress:
-            step_start = time.perf_counter()
-            model.train()
-            idx = batch_indices(step, config.batch_size, len(train_examples), config.seed)[rank::world]
-            batch = [train_examples[i] for i in idx]
-            states, mask = pad_states(inputs.get(batch), device)
-            soft_per_receiver = model(states, mask)
-            terms: dict[str, float] = {}
-            loss = torch.zeros((), device=device)
-            for r, (receiver, soft) in enumerate(zip(models.receivers, soft_per_receiver, strict=True)):
-                prefix = bridge.receiver_inputs(receiver, soft)
-                scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
-                ce = answer_ce(scores, labels[idx])
-                loss = loss + ce
-                terms[f"ce/{r}"] = ce.item()
-                if teachers is not None:
-                    kd = distillation(scores, teachers[r][idx], config.kd_temperature)
-                    loss = loss + config.kd_weight * kd
-                    terms[f"kd/{r}"] = kd.item()
-                if config.diversity_weight > 0:
-                    penalty = anti_collapse(soft, config.diversity_floor)
-                    loss = loss + config.diversity_weight * penalty
-                terms[f"diversity/{r}"] = diversity(soft.detach()).item()
-            if not torch.isfinite(loss):
-                kept = find_training_state(checkpoint_dir)
-                raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
-                              f"{kept or 'none yet'}; lower --lr (now {config.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            state["train_seconds"] += time.perf_counter() - step_start
-            state["step"] = step + 1
-            record = {"step": step + 1, "loss": round(loss.item(), 5), "grad_norm": round(float(grad_norm), 4),
-                      "lr": scheduler.get_last_lr()[0], **{k: round(v, 5) for k, v in terms.items()}}
-            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-                accs = validate()
-                record["val_accuracy"] = accs
-                if accelerator.is_main_process and sum(accs) / len(accs) > state["best_val"]:
-                    state["best_val"], state["best_step"] = sum(accs) / len(accs), step + 1
-                    bridge.save_pretrained(best_dir)
-                progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{accs[0]:.3f}")
-            else:
-                progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{state['best_val']:.3f}")
-            state["history"].append(record)
-            if accelerator.is_main_process and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-                save_training_state(checkpoint_dir, bridge, optimizer, scheduler, state)
+        with PreemptionFlag() as preemption:
+            for step in progress:
+                step_start = time.perf_counter()
+                model.train()
+                idx = batch_indices(step, config.batch_size, len(train_examples), config.seed)[rank::world]
+                batch = [train_examples[i] for i in idx]
+                states, mask = pad_states(inputs.get(batch), device)
+                soft_per_receiver = model(states, mask)
+                terms: dict[str, float] = {}
+                loss = torch.zeros((), device=device)
+                for r, (receiver, soft) in enumerate(zip(models.receivers, soft_per_receiver, strict=True)):
+                    prefix = bridge.receiver_inputs(receiver, soft)
+                    scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
+                    ce = answer_ce(scores, labels[idx])
+                    loss = loss + ce
+                    terms[f"ce/{r}"] = ce.item()
+                    if teachers is not None:
+                        kd = distillation(scores, teachers[r][idx], config.kd_temperature)
+                        loss = loss + config.kd_weight * kd
+                        terms[f"kd/{r}"] = kd.item()
+                    if config.diversity_weight > 0:
+                        penalty = anti_collapse(soft, config.diversity_floor)
+                        loss = loss + config.diversity_weight * penalty
+                    terms[f"diversity/{r}"] = diversity(soft.detach()).item()
+                if not torch.isfinite(loss):
+                    kept = find_training_state(checkpoint_dir)
+                    raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
+                                  f"{kept or 'none yet'}; lower --lr (now {config.lr})")
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                state["train_seconds"] += time.perf_counter() - step_start
+                state["step"] = step + 1
+                record = {"step": step + 1, "loss": round(loss.item(), 5), "grad_norm": round(float(grad_norm), 4),
+                          "lr": scheduler.get_last_lr()[0], **{k: round(v, 5) for k, v in terms.items()}}
+                if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+                    accs = validate()
+                    record["val_accuracy"] = accs
+                    if accelerator.is_main_process and sum(accs) / len(accs) > state["best_val"]:
+                        state["best_val"], state["best_step"] = sum(accs) / len(accs), step + 1
+                        bridge.save_pretrained(best_dir)
+                    progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{accs[0]:.3f}")
+                else:
+                    progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{state['best_val']:.3f}")
+                state["history"].append(record)
+                last_step = step + 1 == config.steps
+                if accelerator.is_main_process and ((step + 1) % config.checkpoint_every == 0 or last_step
+                                                    or preemption.requested):
+                    save_training_state(checkpoint_dir, bridge, optimizer, scheduler, state)
+                if preemption.requested and not last_step:
+                    log.warning("preemption signal: checkpointed at step %d; the same command resumes", step + 1)
+                    raise SystemExit(PREEMPTED_EXIT_CODE)
         progress.close()
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
@@ -251,7 +258,7 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
             f"seconds_per_example{suffix}": round(eval_seconds / len(task.split("test")), 4),
             f"soft_token_diversity{suffix}": round(diversity(soft).item(), 4),
         })
-        for fmt in ("int8", "int4"):
+        for fmt in config.wire_formats:
             quantized = evaluate(BridgeScorer(bridge, inputs, receiver, r, WireFormat(fmt)), task, "test",
                                  batch_size=config.eval_batch_size, progress=False)
             metrics[f"accuracy_wire_{fmt}{suffix}"] = quantized.metrics["accuracy"]
