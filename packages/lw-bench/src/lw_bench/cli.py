@@ -34,7 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     score.add_argument("--prompt-words", type=int, default=48)
     score.add_argument("--answers", nargs="+", default=[" positive", " negative"])
     score.add_argument("--repeats", type=int, default=3)
-    for p in (load, score):
+    lat = sub.add_parser("latency", help="bridge vs text relay vs receiver reading the text, per example")
+    lat.add_argument("--task", default="rt-sentiment")
+    lat.add_argument("--sender", default="smollm2-135m")
+    lat.add_argument("--receiver", default="gemma3-270m")
+    lat.add_argument("--bridge", default=None, help="a trained bridge or run dir (default: a fresh one of the same shape)")
+    lat.add_argument("--examples", type=int, default=20)
+    lat.add_argument("--layer", type=int, default=15)
+    lat.add_argument("--num-soft-tokens", type=int, default=8)
+    lat.add_argument("--relay-tokens", type=int, default=24, help="tokens the sender writes in the text relay")
+    for p in (load, score, lat):
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
         p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     args = parser.parse_args(argv)
@@ -44,6 +53,17 @@ def main(argv: list[str] | None = None) -> None:
         from lw_bench.models_bench import bench_load
 
         rows = (bench_load(args.models, cold=True) if args.cold else []) + bench_load(args.models, cold=False)
+    elif args.command == "latency":
+        from lw_bridge import Bridge
+        from lw_bridge.pipeline import bridge_folder
+        from lw_tasks import load_task
+
+        from lw_bench.latency import bench_latency
+
+        bridge = Bridge.from_pretrained(bridge_folder(args.bridge)) if args.bridge else None
+        rows = bench_latency(load_task(args.task), FrozenLM.load(args.sender, device="cpu"),
+                             FrozenLM.load(args.receiver, device="cpu"), examples=args.examples, layer=args.layer,
+                             num_soft_tokens=args.num_soft_tokens, relay_tokens=args.relay_tokens, bridge=bridge)
     else:
         from lw_bench.models_bench import bench_scoring
 
