@@ -33,7 +33,7 @@ def bench_latency(task: Task, sender: FrozenLM, receiver: FrozenLM, *, examples:
     if bridge is None:
         config = TrainConfig(task=task.name, layer=layer, num_soft_tokens=num_soft_tokens, num_latents=num_soft_tokens)
         bridge = Bridge(bridge_config(config, task, Models(sender, [receiver]))).eval()
-    bridge_scorer = BridgeScorer(bridge, EncoderInputs(sender, bridge.config.layer), receiver)
+    bridge_scorer = BridgeScorer(bridge, EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template), receiver)
     zero_shot = ZeroShotScorer(receiver)
     relay_texts: list[str] = []
 
@@ -43,7 +43,7 @@ def bench_latency(task: Task, sender: FrozenLM, receiver: FrozenLM, *, examples:
         zero_shot.score(task, [Example(id=batch[0].id, text=message)])
 
     def bridge_call(batch: Sequence[Example]) -> None:
-        bridge_scorer.inputs = EncoderInputs(sender, bridge.config.layer)  # no cached states: time the sender too
+        bridge_scorer.inputs = EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template)  # no cached states: time the sender too
         bridge_scorer.score(task, batch)
 
     with torch.no_grad():

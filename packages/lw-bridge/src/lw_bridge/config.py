@@ -30,6 +30,9 @@ class TrainConfig:
         "help": "text before the soft tokens (default: the task prompt's text before {text})"})
     anchor_after: str | None = field(default=None, metadata={
         "help": "text after the soft tokens (default: the task prompt's text after {text})"})
+    sender_reads: str = field(default="prompt", metadata={
+        "help": "what the sender reads: the task prompt around the text (as text baselines do) or the bare text",
+        "choices": ["prompt", "text"]})
     bos: str = field(default="auto", metadata={"help": "BOS before the receiver input", "choices": list(BOS_POLICIES)})
     steps: int = field(default=300, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per step"})

@@ -28,28 +28,34 @@ def pad_states(states: Sequence[torch.Tensor], device: torch.device | str = "cpu
 class EncoderInputs:
     """Per-example encoder inputs, looked up by example id (cached) or computed for new texts."""
 
-    def __init__(self, sender: FrozenLM | None, layer: int, max_sender_tokens: int | None = None,
-                 batch_size: int = 32):
-        self.sender, self.layer, self.max_tokens, self.batch_size = sender, layer, max_sender_tokens, batch_size
+    def __init__(self, sender: FrozenLM | None, layer: int, template: str = "{text}",
+                 max_sender_tokens: int | None = None, batch_size: int = 32):
+        self.sender, self.layer, self.template = sender, layer, template
+        self.max_tokens, self.batch_size = max_sender_tokens, batch_size
         self._by_id: dict[str, torch.Tensor] = {}
 
-    def for_texts(self, texts: Sequence[str]) -> list[torch.Tensor]:
+    def sender_text(self, example: Example) -> str:
+        """What the sender reads: the example's text inside the bridge's sender template."""
+        return self.template.format(text=example.text, **{k: v for k, v in example.fields.items() if k != "text"})
+
+    def compute(self, examples: Sequence[Example]) -> list[torch.Tensor]:
         if self.sender is None:
-            return bytes_of(list(texts))
-        return compute_states(self.sender, texts, self.layer, batch_size=self.batch_size, max_tokens=self.max_tokens)
+            return bytes_of([e.text for e in examples])
+        return compute_states(self.sender, [self.sender_text(e) for e in examples], self.layer,
+                              batch_size=self.batch_size, max_tokens=self.max_tokens)
 
     def cache_split(self, task: Task, split: str, examples: Sequence[Example]) -> None:
         """Compute (or read from the on-disk cache) the inputs of a split's examples once."""
-        texts = [e.text for e in examples]
         if self.sender is None:
-            values = bytes_of(texts)
+            values = bytes_of([e.text for e in examples])
         else:
-            values = cached_states(self.sender, texts, self.layer, identity=f"{task.name}-{split}",
-                                   batch_size=self.batch_size, max_tokens=self.max_tokens)
+            values = cached_states(self.sender, [self.sender_text(e) for e in examples], self.layer,
+                                   identity=f"{task.name}-{split}", batch_size=self.batch_size,
+                                   max_tokens=self.max_tokens)
         self._by_id.update({e.id: v for e, v in zip(examples, values, strict=True)})
 
     def get(self, examples: Sequence[Example]) -> list[torch.Tensor]:
         missing = [e for e in examples if e.id not in self._by_id]
         if missing:
-            self._by_id.update({e.id: v for e, v in zip(missing, self.for_texts([e.text for e in missing]), strict=True)})
+            self._by_id.update({e.id: v for e, v in zip(missing, self.compute(missing), strict=True)})
         return [self._by_id[e.id] for e in examples]

@@ -34,7 +34,10 @@ def bridge_folder(path: str | Path) -> Path:
 class BridgePipeline:
     def __init__(self, bridge: Bridge, sender: FrozenLM | None, receivers: list[FrozenLM]):
         self.bridge, self.sender, self.receivers = bridge, sender, receivers
-        self.inputs = EncoderInputs(sender, bridge.config.layer)
+        self.inputs = self._fresh_inputs()
+
+    def _fresh_inputs(self) -> EncoderInputs:
+        return EncoderInputs(self.sender, self.bridge.config.layer, self.bridge.config.sender_template)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str = "fp32") -> BridgePipeline:
@@ -61,7 +64,7 @@ class BridgePipeline:
     def scores(self, texts: Sequence[str], receiver: str | None = None, batch_size: int = 64) -> torch.Tensor:
         """Log-probabilities [N, answers] of each answer for each text."""
         scorer, examples = self.scorer(receiver), self._examples(texts)
-        self.inputs = EncoderInputs(self.sender, self.bridge.config.layer)  # new texts: nothing to reuse
+        self.inputs = self._fresh_inputs()  # new texts: nothing to reuse
         scorer.inputs = self.inputs
         return torch.cat([scorer.score(None, examples[i : i + batch_size])  # type: ignore[arg-type]
                           for i in range(0, len(examples), batch_size)])

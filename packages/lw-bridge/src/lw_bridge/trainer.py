@@ -72,6 +72,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         anchor_before=before if config.anchor_before is None else config.anchor_before,
         anchor_after=after if config.anchor_after is None else config.anchor_after,
         bos=config.bos,
+        sender_template=task.template if config.sender_reads == "prompt" else "{text}",
         max_input_words=task.max_input_words,
     )
 
@@ -130,13 +131,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
             [e.label for e in train_all], config.max_train_examples, config.seed)]
         val_examples = task.split("validation")[: config.val_examples]
         test_examples = task.split("test")
-        inputs = EncoderInputs(models.sender, config.layer, batch_size=config.sender_batch_size)
+        bconfig = bridge_config(config, task, models)
+        inputs = EncoderInputs(models.sender, config.layer, bconfig.sender_template, batch_size=config.sender_batch_size)
         for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
             inputs.cache_split(task, split, examples)
         cache_seconds = time.perf_counter() - started
 
         seed_everything(config.seed)
-        bridge = Bridge(bridge_config(config, task, models)).to(device)
+        bridge = Bridge(bconfig).to(device)
         optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = warmup_cosine(optimizer, config.steps, config.warmup)
         checkpoint_dir, best_dir = run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "best"
