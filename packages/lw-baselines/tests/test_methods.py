@@ -15,7 +15,7 @@ from lw_baselines.methods.probe import fit_probe, select_probe
 from lw_baselines.methods.prompt_tuning import PromptTuningMethodConfig, SoftPromptTrainable
 from lw_baselines.methods.token_budget import truncate_tokens
 from lw_baselines.runner import SUITE, make_config, parse_spec, run_method, run_suite
-from lw_baselines.scoring import PrefixCachedScorer, generate_batch
+from lw_baselines.scoring import TaskViewScorer, generate_batch
 from lw_baselines.training import IGNORE, answer_batch
 from lw_core.errors import LwError
 from lw_core.registry import Registry
@@ -190,17 +190,19 @@ def test_probe_selects_c_on_validation(task):
     assert fit_probe(train[(1, "mean")], y_train, 2, 1e-4).weight.norm() < fit_probe(train[(1, "mean")], y_train, 2, 100.0).weight.norm()
 
 
-@pytest.mark.parametrize("which", ["sender", "receiver"])
-def test_prefix_cache_equals_full_scoring(which, request, task):
-    lm = request.getfixturevalue(which)  # tiny Gemma has a 16-token sliding window: the prefix exceeds it
-    prefix = demo_prefix(task, task.split("train")[:3], None)
-    scorer = PrefixCachedScorer(lm, prefix)
-    examples = task.split("test")[:3]
-    answers = [lm.token_ids(v) for v in task.verbalizers]
-    got = scorer.score(task, examples)
-    rows = [[torch.tensor(lm.tokenize([prefix])[0][0].tolist() + lm.token_ids(task.prompt(e)))] for e in examples]
-    want = torch.cat([lm.score_answers(lm.compose([r]), answers).logprobs for r in rows])
-    assert torch.allclose(got, want, atol=1e-4)
+def test_few_shot_prompt_holds_demos_then_the_input(receiver, task):
+    import numpy as np
+    from lw_baselines.methods.few_shot import balanced_demos
+
+    demos = balanced_demos(task.split("train"), 2, 2, np.random.default_rng(0))
+    prefix = demo_prefix(task, demos, None)
+    for demo in demos:
+        assert task.prompt(demo) + task.verbalizers[demo.label] + "\n\n" in prefix
+    view = dataclasses.replace(task, template=prefix + task.template)
+    example = task.split("test")[0]
+    assert view.prompt(example) == prefix + task.prompt(example)
+    scores = TaskViewScorer(ZeroShotScorer(receiver), view).score(task, [example])
+    assert torch.allclose(scores, ZeroShotScorer(receiver).score(view, [example]))
 
 
 @pytest.mark.parametrize("which", ["sender", "receiver"])
@@ -272,3 +274,18 @@ def test_registry_rejects_duplicates():
     registry.add("x", METHODS.get("zero-shot"))
     with pytest.raises(LwError, match="duplicate"):
         registry.add("x", METHODS.get("zero-shot"))
+
+
+def test_suite_options_reach_the_right_methods():
+    from lw_baselines.runner import check_options, method_options
+
+    lora, probe = METHODS.get("lora"), METHODS.get("probe")
+    options = ["steps=7", "lora.learning_rates=1e-4,1e-3", "probe.c_grid=0.5", "max_test_examples=none"]
+    assert method_options(lora, options) == {"steps": 7, "learning_rates": [1e-4, 1e-3], "max_test_examples": None}
+    assert method_options(probe, options) == {"c_grid": [0.5], "max_test_examples": None}
+    with pytest.raises(LwError, match="no method has an option"):
+        check_options(["stepz=3"])
+    with pytest.raises(LwError, match="has no option"):
+        method_options(lora, ["lora.c_grid=1"])
+    with pytest.raises(LwError, match="unknown method"):
+        method_options(lora, ["lroa.steps=1"])

@@ -26,6 +26,11 @@ METHOD@MODEL runs a single-model method on another model: @sender, @receiver or 
 class SuiteConfig(BaselineConfig):
     methods: list[str] = field(default_factory=lambda: list(SUITE), metadata=_help("methods to run, in order"))
     skip: list[str] = field(default_factory=list, metadata=_help("methods to leave out"))
+    options: list[str] = field(
+        default_factory=list,
+        metadata=_help("method options: field=value (every method that has it) or method.field=value; "
+                       "lists comma-separated, e.g. lora.learning_rates=1e-4,1e-3 steps=100"),
+    )
 
 
 def _list_methods() -> str:
@@ -59,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_spec(s)  # unknown names fail before anything runs
         values = {f.name: getattr(config, f.name) for f in dataclasses.fields(BaselineConfig)}
         output_dir = values.pop("output_dir")
-        results = run_suite(specs, values, output_dir=output_dir)
+        results = run_suite(specs, values, output_dir=output_dir, options=config.options)
         print(summary_table(results))
         return 0 if all(r["status"] == "completed" for r in results) else 1
     if spec.startswith("-"):

@@ -175,13 +175,69 @@ def run_method(
     return {**metrics, "method": label, "run_dir": str(run_dir)}
 
 
+def _convert(value: str, annotation: Any) -> Any:
+    text = str(annotation)
+    if "list" in text:
+        kind = float if "float" in text else int if "int" in text else str
+        return [kind(v) for v in value.split(",") if v]
+    if "bool" in text:
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise LwError(f"expected true or false, got {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    if value.lower() == "none" and "None" in text:
+        return None
+    for kind in (int, float):
+        if kind.__name__ in text:
+            try:
+                return kind(value)
+            except ValueError:
+                raise LwError(f"expected {kind.__name__}, got {value!r}") from None
+    return value
+
+
+def method_options(method: Method, options: list[str]) -> dict[str, Any]:
+    """`field=value` (every method that has the field) or `method.field=value` overrides for one method."""
+    fields = {f.name: f.type for f in dataclasses.fields(method.config)}
+    out: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise LwError(f"option {option!r} is not field=value or method.field=value")
+        scope, _, name = key.rpartition(".")
+        name = name.replace("-", "_")
+        if scope and scope not in METHODS:
+            raise unknown_name("method", scope, METHODS.names())
+        if scope and scope != method.name:
+            continue
+        if name not in fields:
+            if scope:
+                raise LwError(f"method {scope!r} has no option {name!r}; known: {', '.join(sorted(fields))}")
+            continue
+        out[name] = _convert(value, fields[name])
+    return out
+
+
+def check_options(options: list[str]) -> None:
+    """Every unscoped option must belong to some method."""
+    known = {f.name for m in METHODS.names() for f in dataclasses.fields(METHODS.get(m).config)}
+    for option in options:
+        key = option.partition("=")[0]
+        name = key.rpartition(".")[2].replace("-", "_")
+        if "." not in key and name not in known:
+            raise LwError(f"no method has an option {name!r}; known: {', '.join(sorted(known))}")
+
+
 def run_suite(
     specs: list[str], values: dict[str, Any], *, task: Task | None = None, models: Models | None = None,
-    output_dir: str | Path | None = None,
+    output_dir: str | Path | None = None, options: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run several methods (each its own run directory); a failing method is reported and skipped."""
+    """Run several methods (each its own run directory); a failing method is reported and skipped.
+    `options` are `field=value` / `method.field=value` overrides of the methods' own fields."""
+    options = list(options or [])
+    check_options(options)
     parsed = [(spec, *parse_spec(spec)) for spec in specs]  # fail fast on an unknown name
-    configs = [(spec, method, make_config(method, values, model)) for spec, method, model in parsed]
+    configs = [(spec, method, make_config(method, values | method_options(method, options), model))
+               for spec, method, model in parsed]
     first = configs[0][2] if configs else None
     if first is None:
         raise LwError("no methods to run")

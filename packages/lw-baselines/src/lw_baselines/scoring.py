@@ -6,13 +6,11 @@ same quantity `ZeroShotScorer` returns, so every method's scores mean the same t
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
 from lw_tasks import (
@@ -92,60 +90,16 @@ def choose_calibration(
     return raw, val_raw, False
 
 
-# ---- a shared prefix (few-shot demonstrations) computed once -------------------------------------
-class PrefixCachedScorer:
-    """`prefix + task.prompt(example)` scored with the prefix's KV cache computed once.
-
-    Each example runs alone on a copy of the prefix cache (no padding anywhere, so sliding-window
-    layers see exactly what a single unpadded forward would), then every answer continues from it.
-    Equal to `lm.score_answers` on the concatenated token ids.
-    """
+class TaskViewScorer:
+    """Score every example through another view of the task (e.g. a template with demonstrations)."""
 
     scores_are_logprobs = True
 
-    def __init__(self, lm: FrozenLM, prefix: str):
-        self.lm, self.prefix = lm, prefix
-        ids, _ = lm.tokenize([prefix])
-        self.prefix_len = ids.shape[1]
-        with torch.no_grad():
-            out = lm.model.base_model(input_ids=ids, use_cache=True)
-        self.cache = out.past_key_values
-
-    @torch.no_grad()
-    def score_texts(self, suffixes: Sequence[str], answers: Sequence[Sequence[int]]) -> torch.Tensor:
-        lm, device = self.lm, self.lm.device
-        n_answers, longest = len(answers), max(len(a) for a in answers)
-        tokens = torch.zeros(n_answers, longest, dtype=torch.long, device=device)
-        token_mask = torch.zeros(n_answers, longest, dtype=torch.bool, device=device)
-        for i, a in enumerate(answers):
-            tokens[i, : len(a)] = torch.tensor(list(a), device=device)
-            token_mask[i, : len(a)] = True
-        base = lm.model.base_model
-        rows = []
-        for suffix in suffixes:
-            ids = torch.tensor([lm.token_ids(suffix)], dtype=torch.long, device=device)
-            if ids.shape[1] == 0:
-                raise LwError("few-shot query has no tokens")
-            cache = copy.deepcopy(self.cache)
-            start = self.prefix_len
-            positions = torch.arange(start, start + ids.shape[1], device=device)[None]
-            out = base(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True)
-            logp = F.log_softmax(lm.logits(out.last_hidden_state[:, -1]).float(), dim=-1)[0]
-            row = logp[tokens[:, 0]].clone()
-            if longest > 1:
-                cache = out.past_key_values
-                cache.batch_repeat_interleave(n_answers)
-                end = start + ids.shape[1]
-                positions = torch.arange(end, end + longest - 1, device=device)[None].expand(n_answers, -1)
-                cont = base(input_ids=tokens[:, :-1], position_ids=positions, past_key_values=cache, use_cache=True)
-                rest = F.log_softmax(lm.logits(cont.last_hidden_state).float(), dim=-1)
-                rest = rest.gather(2, tokens[:, 1:, None]).squeeze(2) * token_mask[:, 1:]
-                row = row + rest.sum(dim=1)
-            rows.append(row)
-        return torch.stack(rows).cpu()
+    def __init__(self, inner: Any, view: Task):
+        self.inner, self.view = inner, view
 
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
-        return self.score_texts([task.prompt(e) for e in examples], answer_ids(self.lm, task))
+        return self.inner.score(self.view, examples)
 
 
 # ---- soft prompt + text ---------------------------------------------------------------------------

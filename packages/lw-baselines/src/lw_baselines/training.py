@@ -35,7 +35,7 @@ IGNORE = -100
 class TrainFields:
     """Training fields shared by LoRA, DoRA and prompt tuning (mixed into their configs)."""
 
-    steps: int = field(default=150, metadata=_help("optimizer steps per learning rate"))
+    steps: int = field(default=100, metadata=_help("optimizer steps per learning rate"))
     train_batch_size: int = field(default=8, metadata=_help("examples per optimizer step"))
     learning_rates: list[float] = field(default_factory=list, metadata=_help("learning-rate grid (chosen on validation)"))
     eval_every: int = field(default=50, metadata=_help("validate every N steps (the step is chosen on validation)"))

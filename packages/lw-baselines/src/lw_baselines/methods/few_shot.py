@@ -1,19 +1,21 @@
 """Few-shot: k demonstrations from the training budget (balanced over answers) before the prompt.
 
-Several draws of demonstrations; each draw picks raw or calibrated scores on validation; the run
-reports the mean and std over draws. The demonstrations' KV cache is computed once per draw.
+Several draws of demonstrations; each draw picks raw or calibrated scores on validation (the
+content-free inputs go through the same demonstrations); the run reports the mean and std over draws.
+The demonstrations are part of the template, so scoring is `ZeroShotScorer`'s, batched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
-from lw_tasks import Example, Task
+from lw_tasks import Example, Task, ZeroShotScorer
 from lw_tasks.splits import truncate_words
 
 from lw_baselines.common import Context, Method, Outcome, SingleModelConfig, _help, register
-from lw_baselines.scoring import PrefixCachedScorer, choose_calibration
+from lw_baselines.scoring import TaskViewScorer, choose_calibration
 
 
 @dataclass
@@ -71,12 +73,14 @@ def run_few_shot(ctx: Context) -> Outcome:
     for d in range(cfg.draws):
         rng = np.random.default_rng([cfg.seed, d])
         demos = balanced_demos(task.split("train"), cfg.k, len(task.answers), rng)
-        raw = PrefixCachedScorer(lm, demo_prefix(task, demos, cfg.demo_max_words))
+        prefix = demo_prefix(task, demos, cfg.demo_max_words)
+        view = dataclasses.replace(task, template=prefix.replace("{", "{{").replace("}", "}}") + task.template)
+        raw = TaskViewScorer(ZeroShotScorer(lm), view)
         scorer, val, calibrated = choose_calibration(raw, task, batch_size=cfg.batch_size, progress=ctx.progress,
                                                      allowed=allowed)
         draws.append((scorer, val))
         selected.append({"draw": d, "demos": [e.id for e in demos], "calibrated": calibrated,
-                         "prefix_tokens": raw.prefix_len, "val_accuracy": val.metrics["accuracy"]})
+                         "prefix_tokens": len(lm.token_ids(prefix)), "val_accuracy": val.metrics["accuracy"]})
     return Outcome(draws=draws, selected={"draws": selected, "k": cfg.k})
 
 
