@@ -1,0 +1,91 @@
+"""The README results table from run records: one row per method (baselines and the bridge alike),
+accuracy mean ± std over seeds, trainable parameters, training time and inference time per example.
+
+    uv run lw-registry submit packages/lw-baselines/plans/baselines-deterministic.toml
+    uv run lw-registry submit packages/lw-baselines/plans/baselines.toml
+    uv run python packages/lw-baselines/scripts/results_table.py [--root runs] [--task rt-sentiment --task 20ng]
+
+Every completed run under the root with a task, a method and an `accuracy` metric counts (any plan,
+`lw-baseline all`, `lw-train`); a (task, method, seed) run more than once counts once, the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from lw_registry.table import load_table
+
+ORDER = [
+    "zero-shot", "zero-shot-calibrated", "few-shot", "token-budget", "text-relay", "text-relay-answer",
+    "ensemble", "probe", "probe-best-layer", "prompt-tuning", "lora", "dora",
+]  # fmt: skip
+
+
+def _rank(method: str) -> tuple[int, str]:
+    base = method.split("@")[0]
+    return (ORDER.index(base) + 1 if base in ORDER else 0, method)  # the bridge (not a baseline) first
+
+
+def _fmt_seconds(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def table(root: Path, tasks: list[str] | None) -> str:
+    records = [r for r in load_table(root, use_cache=False).records
+               if r.status == "completed" and r.task and r.method and "accuracy" in (r.metrics or {})]
+    latest: dict[tuple[str, str, int | None], object] = {}
+    for r in sorted(records, key=lambda r: r.finished_at or ""):
+        latest[(r.task, r.method, r.seed)] = r
+    groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for (task, method, _), r in latest.items():
+        if tasks is None or task in tasks:
+            groups[task][method].append(r)
+    lines = []
+    for task in tasks or sorted(groups):
+        if task not in groups:
+            lines += [f"### {task}", "", "_no completed runs_", ""]
+            continue
+        lines += [f"### {task}", "",
+                  "| method | accuracy (mean ± std) | seeds | trainable params | train time (s) | inference (ms / example) |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for method in sorted(groups[task], key=_rank):
+            runs = groups[task][method]
+            acc = [r.metrics["accuracy"] for r in runs]
+            std = f" ± {statistics.stdev(acc):.3f}" if len(acc) > 1 else ""
+            params = statistics.fmean(float(r.metrics.get("trainable_params") or 0) for r in runs)
+            train = statistics.fmean(float(r.metrics.get("train_seconds") or 0) for r in runs)
+            per_example = [r.metrics.get("seconds_per_example") for r in runs if r.metrics.get("seconds_per_example")]
+            infer = f"{1000 * statistics.fmean(per_example):.0f}" if per_example else "–"
+            lines.append(f"| {method} | {statistics.fmean(acc):.3f}{std} | {len(runs)} | {params:,.0f} | "
+                         f"{_fmt_seconds(train)} | {infer} |")
+        majority = [r.metrics.get("majority_rate") for rs in groups[task].values() for r in rs if r.metrics.get("majority_rate")]
+        if majority:
+            lines.append(f"\nMajority-class rate of the test split: {majority[0]:.3f}.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=None, help="runs root (default $LW_RUNS, else ./runs)")
+    parser.add_argument("--task", action="append", help="task(s) to show (default: every task found)")
+    args = parser.parse_args(argv)
+    import os
+
+    root = Path(args.root or os.environ.get("LW_RUNS", "runs"))
+    if not root.is_dir():
+        print(f"error: runs root {root} does not exist", file=sys.stderr)
+        return 2
+    print(table(root, args.task))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
