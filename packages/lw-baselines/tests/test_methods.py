@@ -129,10 +129,11 @@ def test_lora_loss_masks_the_prompt(receiver):
         assert mask[row].sum().item() == n_prompt + len(answer)
 
 
-def test_lora_trains_only_adapters_and_merges_exactly(receiver, common, task):
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_adapters_train_alone_and_merge_exactly(dora, receiver, common, task):
     config = make_config(METHODS.get("lora"), {**common, **FAST})
     assert isinstance(config, LoraMethodConfig)
-    trainable = LoraTrainable(receiver, config, dora=False)
+    trainable = LoraTrainable(receiver, config, dora=dora)
     names = [n for n, p in trainable.peft.named_parameters() if p.requires_grad]
     assert names and all("lora_" in n for n in names)
     assert not any(p.requires_grad for p in receiver.model.parameters())  # the shared model is untouched
