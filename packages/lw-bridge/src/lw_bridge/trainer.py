@@ -111,6 +111,28 @@ def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int) -> dict
     return metrics
 
 
+def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers: list[FrozenLM],
+                answer_ids: list[list[list[int]]], labels: torch.Tensor, config: TrainConfig,
+                teachers: list[torch.Tensor] | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training objective summed over receivers, and each term for the log."""
+    terms: dict[str, float] = {}
+    loss = torch.zeros((), device=soft_per_receiver[0].device)
+    for r, (receiver, soft) in enumerate(zip(receivers, soft_per_receiver, strict=True)):
+        prefix = bridge.receiver_inputs(receiver, soft)
+        scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
+        ce = answer_ce(scores, labels)
+        loss = loss + ce
+        terms[f"ce/{r}"] = ce.item()
+        if teachers is not None:
+            kd = distillation(scores, teachers[r], config.kd_temperature)
+            loss = loss + config.kd_weight * kd
+            terms[f"kd/{r}"] = kd.item()
+        if config.diversity_weight > 0:
+            loss = loss + config.diversity_weight * anti_collapse(soft, config.diversity_floor)
+        terms[f"diversity/{r}"] = diversity(soft.detach()).item()
+    return loss, terms
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     from accelerate import Accelerator
 
@@ -170,23 +192,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 idx = batch_indices(step, config.batch_size, len(train_examples), config.seed)[rank::world]
                 batch = [train_examples[i] for i in idx]
                 states, mask = pad_states(inputs.get(batch), device)
-                soft_per_receiver = model(states, mask)
-                terms: dict[str, float] = {}
-                loss = torch.zeros((), device=device)
-                for r, (receiver, soft) in enumerate(zip(models.receivers, soft_per_receiver, strict=True)):
-                    prefix = bridge.receiver_inputs(receiver, soft)
-                    scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
-                    ce = answer_ce(scores, labels[idx])
-                    loss = loss + ce
-                    terms[f"ce/{r}"] = ce.item()
-                    if teachers is not None:
-                        kd = distillation(scores, teachers[r][idx], config.kd_temperature)
-                        loss = loss + config.kd_weight * kd
-                        terms[f"kd/{r}"] = kd.item()
-                    if config.diversity_weight > 0:
-                        penalty = anti_collapse(soft, config.diversity_floor)
-                        loss = loss + config.diversity_weight * penalty
-                    terms[f"diversity/{r}"] = diversity(soft.detach()).item()
+                loss, terms = bridge_loss(model(states, mask), bridge, models.receivers, answer_ids, labels[idx],
+                                          config, None if teachers is None else [t[idx] for t in teachers])
                 if not torch.isfinite(loss):
                     kept = find_training_state(checkpoint_dir)
                     raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
