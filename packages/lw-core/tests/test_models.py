@@ -24,12 +24,12 @@ def test_hub_ids_pass_through():
     assert models.resolve_model_source("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
 
 
-@pytest.mark.parametrize(("value", "ok"), [("fp32", True), ("bf16", True), ("fp16", True), ("fp64", False)])
+@pytest.mark.parametrize(("value", "ok"), [("fp32", True), ("bf16", True), ("fp16", True), ("fp64", False), ("auto", True)])
 def test_dtypes(value, ok):
     if ok:
         models.resolve_dtype(value)
     else:
-        with pytest.raises(LwError, match="known: fp32, bf16, fp16"):
+        with pytest.raises(LwError, match="known: auto, fp32, bf16, fp16"):
             models.resolve_dtype(value)
 
 

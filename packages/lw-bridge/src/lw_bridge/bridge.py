@@ -42,6 +42,8 @@ class BridgeConfig:
     anchor_before: str = ""
     anchor_after: str = ""
     bos: str = "auto"
+    dtype: str = "fp32"
+    """The dtype the models ran in during training (a pipeline uses the same to reproduce results)."""
     sender_template: str = "{text}"
     """What the sender reads: `{text}` alone, or the task's prompt around it."""
     max_input_words: int | None = None

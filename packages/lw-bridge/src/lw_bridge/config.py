@@ -34,7 +34,7 @@ class TrainConfig:
         "help": "what the sender reads: the task prompt around the text (as text baselines do) or the bare text",
         "choices": ["prompt", "text"]})
     bos: str = field(default="auto", metadata={"help": "BOS before the receiver input", "choices": list(BOS_POLICIES)})
-    steps: int = field(default=300, metadata={"help": "optimizer steps"})
+    steps: int = field(default=200, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per step"})
     lr: float = field(default=3e-4, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
@@ -49,12 +49,14 @@ class TrainConfig:
         "help": "train on full summed answer log-probs even when answers start with distinct tokens"})
     max_train_examples: int = field(default=3000, metadata={"help": "seeded stratified subset of train (CPU budget)"})
     val_examples: int = field(default=500, metadata={"help": "validation examples used for checkpoint selection"})
-    eval_every: int = field(default=100, metadata={"help": "validate (and maybe keep the best) every N steps"})
+    eval_every: int = field(default=50, metadata={"help": "validate (and maybe keep the best) every N steps"})
     checkpoint_every: int = field(default=25, metadata={"help": "save a resumable checkpoint every N steps"})
     sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for evaluation"})
     seed: int = field(default=0, metadata={"help": "seed for init, data order and the train subset"})
-    dtype: str = field(default="fp32", metadata={"help": "model dtype", "choices": ["fp32", "bf16", "fp16"]})
+    dtype: str = field(default="auto", metadata={
+        "help": "model dtype; auto = bf16 where the hardware has native bf16 (recent CPUs, GPUs), else fp32",
+        "choices": ["auto", "fp32", "bf16", "fp16"]})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | mps"})
     output_dir: str | None = field(default=None, metadata={
         "help": "run directory (default: $LW_RUNS/<task>/bridge/<config hash>, so the same command resumes)"})

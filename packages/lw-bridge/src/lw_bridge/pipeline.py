@@ -40,12 +40,14 @@ class BridgePipeline:
         return EncoderInputs(self.sender, self.bridge.config.layer, self.bridge.config.sender_template)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str = "fp32") -> BridgePipeline:
+    def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str | None = None) -> BridgePipeline:
+        """Load a bridge and its models; `dtype` defaults to the one it was trained in."""
         from lw_core.models import resolve_device
 
         torch_device = resolve_device(device)
         bridge = Bridge.from_pretrained(bridge_folder(path), device=torch_device)
         config = bridge.config
+        dtype = dtype or config.dtype
         sender = FrozenLM.load(config.sender, dtype=dtype, device=str(torch_device)) if config.sender else None
         receivers = [FrozenLM.load(name, dtype=dtype, device=str(torch_device)) for name in config.receivers]
         return cls(bridge, sender, receivers)

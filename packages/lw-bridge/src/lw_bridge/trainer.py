@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
-from lw_core.models import cache_dir
+from lw_core.models import DTYPES, cache_dir
 from lw_core.runs import open_run, runs_root
 from lw_core.seeding import stratified_subset
 from lw_core.wire import WireFormat
@@ -72,6 +72,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         anchor_before=before if config.anchor_before is None else config.anchor_before,
         anchor_after=after if config.anchor_after is None else config.anchor_after,
         bos=config.bos,
+        dtype={v: k for k, v in DTYPES.items()}[models.receivers[0].dtype],
         sender_template=task.template if config.sender_reads == "prompt" else "{text}",
         max_input_words=task.max_input_words,
     )

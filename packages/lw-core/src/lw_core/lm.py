@@ -81,7 +81,7 @@ class FrozenLM(torch.nn.Module):
         self._embedding_rms: float | None = None
 
     @classmethod
-    def load(cls, name: str, *, dtype: str = "fp32", device: str = "auto") -> FrozenLM:
+    def load(cls, name: str, *, dtype: str = "auto", device: str = "auto") -> FrozenLM:
         model, tokenizer = load_causal_lm(name, dtype=dtype, device=device)
         return cls(model, tokenizer, name=name)
 

@@ -24,6 +24,7 @@ from lw_core.presets import PRESETS
 log = logging.getLogger("lw.models")
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_CHOICES = ("auto", *DTYPES)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _COMPLETE_MARKER = ".lw-complete"
 
@@ -36,11 +37,22 @@ def cache_dir() -> Path:
     return Path(base) / "lw"
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def _fast_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # native bf16 matmuls (AVX512-BF16 or AMX); emulated bf16 would be slower
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """`auto` is bf16 where the hardware computes it natively (recent CPUs, most GPUs), else fp32."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if _fast_bf16(resolve_device(device)) else torch.float32
     if dtype not in DTYPES:
-        raise LwError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+        raise LwError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPE_CHOICES)}")
     return DTYPES[dtype]
 
 
@@ -128,12 +140,13 @@ def resolve_model_source(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_causal_lm(name_or_path: str, *, dtype: str | torch.dtype = "fp32", device: str | torch.device = "auto"):
+def load_causal_lm(name_or_path: str, *, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto"):
     """Load (model, tokenizer) frozen in eval mode on `device`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model_source(name_or_path)
-    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
