@@ -1,6 +1,6 @@
 """Sender hidden states computed once and cached on disk (the sender is frozen).
 
-Keyed by model, layer, a caller-given identity (task, split, truncation) and a fingerprint of the
+Keyed by model, dtype, layer, a caller-given identity (task, split, truncation) and a fingerprint of the
 texts themselves, so a changed split never reuses stale states. Stored as one safetensors file of
 concatenated states plus offsets (variable-length sequences, no padding), written atomically.
 """
@@ -25,12 +25,13 @@ from lw_core.models import cache_dir
 log = logging.getLogger("lw.states")
 
 
-def states_key(lm_name: str, layer: int, identity: str, texts: Sequence[str], max_tokens: int | None) -> str:
+def states_key(lm_name: str, layer: int, identity: str, texts: Sequence[str], max_tokens: int | None,
+               dtype: str = "") -> str:
     digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode())
         digest.update(b"\0")
-    payload = json.dumps([lm_name, layer, identity, max_tokens, digest.hexdigest()])
+    payload = json.dumps([lm_name, layer, identity, max_tokens, dtype, digest.hexdigest()])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -59,7 +60,7 @@ def cached_states(
     max_tokens: int | None = None,
 ) -> list[torch.Tensor]:
     """`compute_states`, cached under `$LW_CACHE/states/`. A corrupt cache file is recomputed."""
-    key = states_key(lm.name, layer, identity, texts, max_tokens)
+    key = states_key(lm.name, layer, identity, texts, max_tokens, str(lm.dtype))
     path = cache_dir() / "states" / f"{_slug(lm.name)}-L{layer}-{_slug(identity)}-{key}.safetensors"
     if path.is_file():
         try:

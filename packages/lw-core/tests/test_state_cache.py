@@ -1,0 +1,26 @@
+import torch
+
+from lw_core.state_cache import cached_states, compute_states, states_key
+
+
+def test_cached_states_match_computed_and_are_reused(lm, tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_CACHE", str(tmp_path))
+    texts = ["hello there", "a", "something longer than the others"]
+    first = cached_states(lm, texts, 2, identity="toy-train")
+    direct = compute_states(lm, texts, 2)
+    assert [s.shape[0] for s in first] == [len(lm.tokenize([t])[0][0]) for t in texts]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(first, direct, strict=True))
+    files = list((tmp_path / "states").glob("*.safetensors"))
+    assert len(files) == 1
+    again = cached_states(lm, texts, 2, identity="toy-train")
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    files[0].write_bytes(b"corrupt")  # a damaged cache file is recomputed, not trusted
+    assert all(torch.allclose(a, b) for a, b in zip(cached_states(lm, texts, 2, identity="toy-train"), first, strict=True))
+
+
+def test_key_changes_with_anything_that_changes_the_states():
+    base = states_key("m", 15, "t-train", ["a", "b"], None, "torch.float32")
+    assert base != states_key("m", 14, "t-train", ["a", "b"], None, "torch.float32")
+    assert base != states_key("m", 15, "t-train", ["a", "c"], None, "torch.float32")
+    assert base != states_key("m", 15, "t-train", ["a", "b"], 64, "torch.float32")
+    assert base != states_key("m", 15, "t-train", ["a", "b"], None, "torch.bfloat16")
