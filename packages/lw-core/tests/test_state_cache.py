@@ -1,5 +1,4 @@
 import torch
-
 from lw_core.state_cache import cached_states, compute_states, states_key
 
 
