@@ -114,6 +114,7 @@ def test_budget_view_is_a_seeded_stratified_subset(common, task):
     other = budget_view(task, dataclasses.replace(config, seed=1))
     assert [e.id for e in other.split("train")] != [e.id for e in view.split("train")]
     assert [e.id for e in other.split("validation")] == [e.id for e in view.split("validation")]
+    assert [e.id for e in view.split("validation")] == [e.id for e in task.split("validation")[:6]]  # as the bridge
 
 
 def test_lora_loss_masks_the_prompt(receiver):

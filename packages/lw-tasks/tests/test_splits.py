@@ -41,3 +41,21 @@ def test_stratified_take_and_fractions_are_order_independent():
     assert {k: len(v) for k, v in parts.items()} == {"train": 240, "validation": 30, "test": 30}
     parts2 = stratified_fractions(items[::-1], label, key, {"train": 0.8, "validation": 0.1, "test": 0.1}, salt="s")
     assert all(set(parts[k]) == set(parts2[k]) for k in parts)
+
+
+def test_budget_view_cuts_train_by_seed_and_validation_to_a_prefix():
+    from lw_tasks import Example, Task
+
+    def examples(prefix, n):
+        return [Example(id=f"{prefix}{i}", text=f"text {i}", label=int(i % 4 == 0)) for i in range(n)]
+
+    task = Task(name="t", description="", kind="classification", answers=["a", "b"], verbalizers=[" a", " b"],
+                template="{text}", splits={"train": examples("tr", 40), "validation": examples("va", 20),
+                                           "test": examples("te", 8)}, max_input_words=8)
+    view = task.budget_view(train=20, validation=5, seed=0)
+    assert [e.label for e in view.split("train")].count(1) == 5  # the class shares of train are kept
+    assert [e.id for e in view.split("validation")] == [f"va{i}" for i in range(5)]
+    assert view.split("test") == task.split("test") and len(task.split("train")) == 40  # the task is untouched
+    assert task.budget_view(20, 5, seed=1).split("train") != view.split("train")
+    assert task.budget_view(20, 5, seed=0).split("train") == view.split("train")
+    assert len(task.budget_view(None, None, seed=0).split("train")) == 40

@@ -1,14 +1,13 @@
 """What every baseline shares: the common config, the model pool, the method registry and the budget.
 
-Every method gets the same task view: the train split cut to `max_train_examples` (a seeded stratified
-subset, the bridge's training budget), the validation split cut to `max_validation_examples` (one fixed
-stratified subset for every method and seed: hyper-parameters are chosen there, never on test) and the
-whole test split. Texts are those of the task: already truncated to `task.max_input_words`.
+Every method gets the same task view as the bridge (`Task.budget_view`): the train split cut to
+`max_train_examples` (a seeded stratified subset, the bridge's training budget), the validation split
+cut to its first `max_validation_examples` (the same for every method and seed: hyper-parameters are
+chosen there, never on test) and the whole test split. Texts are those of the task: already truncated to `task.max_input_words`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -21,12 +20,12 @@ from lw_core.lm import FrozenLM
 from lw_core.registry import Registry
 from lw_core.runs import Run
 from lw_core.seeding import stratified_subset
-from lw_tasks import EvalResult, Task
+from lw_tasks import TRAIN_BUDGET, VALIDATION_BUDGET, EvalResult, Task
 
 log = logging.getLogger("lw.baselines")
 
-VALIDATION_SUBSET_SEED = 0
-"""The validation subset is the same for every method and every run seed."""
+TEST_SUBSET_SEED = 0
+"""`--max-test-examples` (smoke runs) cuts test to the same stratified subset for every method and seed."""
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -45,10 +44,11 @@ class BaselineConfig:
     dtype: str = field(default="fp32", metadata=_help("model dtype", choices=["fp32", "bf16", "fp16"]))
     batch_size: int = field(default=16, metadata=_help("examples per scoring batch"))
     max_train_examples: int = field(
-        default=2000, metadata=_help("training budget shared with the bridge: a seeded stratified train subset")
+        default=TRAIN_BUDGET, metadata=_help("training budget shared with the bridge: a seeded stratified train subset")
     )
     max_validation_examples: int = field(
-        default=500, metadata=_help("validation examples used for every selection (fixed stratified subset)")
+        default=VALIDATION_BUDGET,
+        metadata=_help("validation examples used for every selection (the split's first N, as for the bridge)"),
     )
     max_test_examples: int | None = field(
         default=None, metadata=_help("cut the test split to a fixed stratified subset (smoke runs only)")
@@ -197,18 +197,12 @@ def budget_view(task: Task, config: BaselineConfig) -> Task:
     if task.kind != "classification":
         raise LwError(f"lw-baseline methods score a finite answer set; task {task.name!r} is {task.kind}")
 
-    def cut(split: str, n: int | None, seed: int) -> list:
-        examples = task.split(split)
-        if n is None or n >= len(examples):
-            return list(examples)
-        return [examples[i] for i in stratified_subset([e.label for e in examples], n, seed)]
-
-    splits = {
-        "train": cut("train", config.max_train_examples, config.seed),
-        "validation": cut("validation", config.max_validation_examples, VALIDATION_SUBSET_SEED),
-        "test": cut("test", config.max_test_examples, VALIDATION_SUBSET_SEED),
-    }
-    return dataclasses.replace(task, splits=splits)
+    view = task.budget_view(config.max_train_examples, config.max_validation_examples, config.seed)
+    if config.max_test_examples is not None and config.max_test_examples < len(task.split("test")):
+        test = task.split("test")
+        keep = stratified_subset([e.label for e in test], config.max_test_examples, TEST_SUBSET_SEED)
+        view.splits["test"] = [test[i] for i in keep]
+    return view
 
 
 def count_trainable(parameters) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from lw_core.config import config_hash, config_to_dict
 from lw_core.wire import WireFormat
+from lw_tasks import TRAIN_BUDGET, VALIDATION_BUDGET
 
 from lw_bridge.bridge import BOS_POLICIES
 from lw_bridge.encoders import ENCODERS, EncoderConfig
@@ -47,8 +48,10 @@ class TrainConfig:
     diversity_floor: float = field(default=0.1, metadata={"help": "soft-token diversity below which it is penalised"})
     exact_loss: bool = field(default=False, metadata={
         "help": "train on full summed answer log-probs even when answers start with distinct tokens"})
-    max_train_examples: int = field(default=3000, metadata={"help": "seeded stratified subset of train (CPU budget)"})
-    val_examples: int = field(default=500, metadata={"help": "validation examples used for checkpoint selection"})
+    max_train_examples: int = field(default=TRAIN_BUDGET, metadata={
+        "help": "seeded stratified subset of train (the CPU budget every trained baseline shares)"})
+    val_examples: int = field(default=VALIDATION_BUDGET, metadata={
+        "help": "validation examples (the split's first N) used for checkpoint selection"})
     eval_every: int = field(default=50, metadata={"help": "validate (and maybe keep the best) every N steps"})
     checkpoint_every: int = field(default=25, metadata={"help": "save a resumable checkpoint every N steps"})
     sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})

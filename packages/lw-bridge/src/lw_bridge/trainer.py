@@ -15,7 +15,6 @@ import torch
 from lw_core import FrozenLM, LwError, seed_everything
 from lw_core.models import DTYPES, cache_dir
 from lw_core.runs import open_run, runs_root
-from lw_core.seeding import stratified_subset
 from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
 from lw_tasks import Example, Task, ZeroShotScorer, evaluate, flat_metrics, load_task, write_eval
@@ -149,10 +148,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         started = time.perf_counter()
         seed_everything(config.seed)
         models = load_models(config, device)
-        train_all = task.split("train")
-        train_examples = [train_all[i] for i in stratified_subset(
-            [e.label for e in train_all], config.max_train_examples, config.seed)]
-        val_examples = task.split("validation")[: config.val_examples]
+        view = task.budget_view(config.max_train_examples, config.val_examples, config.seed)
+        train_examples, val_examples = view.split("train"), view.split("validation")
         test_examples = task.split("test")
         bconfig = bridge_config(config, task, models)
         inputs = EncoderInputs(models.sender, config.layer, bconfig.sender_template, batch_size=config.sender_batch_size)

@@ -12,13 +12,15 @@ from lw_tasks.scoring import (
 )
 from lw_tasks.spec import RawData, RawRow, TaskSpec, build_task
 from lw_tasks.splits import SPLIT_SEED
-from lw_tasks.task import CONTENT_FREE, SPLITS, Example, Scorer, Task
+from lw_tasks.task import CONTENT_FREE, SPLITS, TRAIN_BUDGET, VALIDATION_BUDGET, Example, Scorer, Task
 
 __all__ = [
     "CONTENT_FREE",
     "SPLITS",
     "SPLIT_SEED",
     "TASKS",
+    "TRAIN_BUDGET",
+    "VALIDATION_BUDGET",
     "ContextualCalibration",
     "EvalResult",
     "Example",

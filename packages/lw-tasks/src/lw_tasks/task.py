@@ -9,6 +9,7 @@ answer" (a generated text that parsed to nothing) and counts as invalid, never a
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -17,10 +18,15 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from lw_core.errors import LwError
+from lw_core.seeding import stratified_subset
 
 SPLITS = ("train", "validation", "test")
 CONTENT_FREE = ("N/A", "", "[MASK]")
 """Content-free inputs for contextual calibration (Zhao et al., 2021), run through the task's own template."""
+TRAIN_BUDGET = 3000
+"""Default training examples for every trained method (bridge and baselines alike): a CPU budget."""
+VALIDATION_BUDGET = 500
+"""Default validation examples for every choice made on validation (checkpoint, learning rate, C, ...)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,22 @@ class Task:
         if not examples:
             raise LwError(f"task {self.name!r}: split {name!r} is empty")
         return examples
+
+    def budget_view(self, train: int | None, validation: int | None, seed: int) -> Task:
+        """The task as every trained method sees it: train cut to a seeded class-stratified subset of
+        `train` examples, validation to its first `validation` examples (splits are stored in seeded
+        shuffled order, so a prefix is a fair sample, and it is the same for every method and seed);
+        test untouched."""
+
+        def cut_train(examples: list[Example]) -> list[Example]:
+            if train is None or train >= len(examples):
+                return list(examples)
+            return [examples[i] for i in stratified_subset([e.label for e in examples], train, seed)]
+
+        splits = dict(self.splits)
+        splits["train"] = cut_train(self.split("train"))
+        splits["validation"] = list(self.split("validation"))[:validation]
+        return dataclasses.replace(self, splits=splits)
 
     def sizes(self) -> dict[str, int]:
         return {name: len(examples) for name, examples in self.splits.items()}
