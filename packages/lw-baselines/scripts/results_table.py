@@ -4,6 +4,7 @@ accuracy mean ± std over seeds, trainable parameters, training time and inferen
     uv run lw-registry submit packages/lw-baselines/plans/baselines-deterministic.toml
     uv run lw-registry submit packages/lw-baselines/plans/baselines.toml
     uv run python packages/lw-baselines/scripts/results_table.py [--root runs] [--task rt-sentiment --task 20ng]
+    uv run python packages/lw-baselines/scripts/results_table.py --update README.md   # rewrite the README's table
 
 Every completed run under the root with a task, a method and an `accuracy` metric counts (any plan,
 `lw-baseline all`, `lw-train`); a (task, method, seed) run more than once counts once, the latest.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from lw_registry.table import load_table
 
+START, END = "<!-- results:start -->", "<!-- results:end -->"
 ORDER = [
     "zero-shot", "zero-shot-calibrated", "few-shot", "token-budget", "text-relay", "text-relay-answer",
     "ensemble", "probe", "probe-best-layer", "prompt-tuning", "lora", "dora",
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=None, help="runs root (default $LW_RUNS, else ./runs)")
     parser.add_argument("--task", action="append", help="task(s) to show (default: every task found)")
+    parser.add_argument("--update", metavar="FILE", help=f"write the table into FILE between {START} and {END}")
     args = parser.parse_args(argv)
     import os
 
@@ -83,7 +86,25 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"error: runs root {root} does not exist", file=sys.stderr)
         return 2
-    print(table(root, args.task))
+    text = table(root, args.task)
+    if args.update:
+        return update(Path(args.update), text)
+    print(text)
+    return 0
+
+
+def update(path: Path, text: str) -> int:
+    """Replace what stands between the markers in `path` (written atomically)."""
+    content = path.read_text()
+    if START not in content or END not in content:
+        print(f"error: {path} has no {START} ... {END} markers", file=sys.stderr)
+        return 2
+    head, rest = content.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{head}{START}\n{text.rstrip()}\n{END}{tail}")
+    tmp.replace(path)
+    print(f"updated {path}")
     return 0
 
 

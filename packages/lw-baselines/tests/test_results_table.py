@@ -1,0 +1,46 @@
+"""The README results table: read from run records, mean ± std over seeds, written between markers."""
+
+import importlib.util
+from pathlib import Path
+
+from lw_registry.record import RunRecord, write_record
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_table.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "completed") -> None:
+    run_dir = root / method / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    write_record(RunRecord(id=f"{method}-{seed}", name=method, run_dir=str(run_dir), task="rt-sentiment",
+                           method=method, seed=seed, status=status, finished_at=f"2026-01-01T00:00:0{seed}",
+                           metrics={"accuracy": accuracy, "trainable_params": 10, "train_seconds": 12.0,
+                                    "seconds_per_example": 0.02, "majority_rate": 0.58}))
+
+
+def test_table_rows_mean_std_and_update(tmp_path):
+    module = _script()
+    for seed, acc in enumerate([0.80, 0.82, 0.84]):
+        _record(tmp_path, "bridge", seed, acc)
+    _record(tmp_path, "zero-shot", 0, 0.6)
+    _record(tmp_path, "lora", 0, 0.99, status="failed")
+    text = module.table(tmp_path, ["rt-sentiment", "20ng"])
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows[0].startswith("| bridge | 0.820 ± 0.020 | 3 | 10 | 12 | 20 |")
+    assert rows[1].startswith("| zero-shot | 0.600 | 1 |") and len(rows) == 2  # failed runs never count
+    assert "### 20ng" in text and "_no completed runs_" in text and "0.580" in text
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{module.START}\nold\n{module.END}\nafter\n")
+    assert module.main(["--root", str(tmp_path), "--task", "rt-sentiment", "--update", str(readme)]) == 0
+    content = readme.read_text()
+    assert content.startswith("intro\n") and content.endswith("after\n") and "old" not in content
+    assert "| bridge | 0.820 ± 0.020 |" in content
+    (tmp_path / "plain.md").write_text("no markers")
+    assert module.main(["--root", str(tmp_path), "--update", str(tmp_path / "plain.md")]) == 2
