@@ -68,7 +68,8 @@ def test_eval_zero_shot_is_a_run(reviews, tiny_model_dir, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n"] == 4 and 0 <= summary["accuracy"] <= 1 and "calibrated_accuracy" in summary
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "completed" and record["method"] == "zero-shot" and record["task"] == "reviews"
+    assert record["status"] == "completed" and record["task"] == "reviews"
+    assert record["method"] == f"zero-shot@{tiny_model_dir.name}"
     assert record["metrics"]["accuracy"] == summary["accuracy"]
     metrics = json.loads((run_dir / "metrics_validation.json").read_text())
     calibrated = json.loads((run_dir / "metrics_validation_calibrated.json").read_text())

@@ -183,7 +183,10 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
         raise LwError(f"eval-zero-shot scores answer sets; task {task.name!r} is generative (use GenerationScorer)")
     task.split(config.split)  # fail on an empty split before loading a model
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, task)
+    # The model is part of the method label (as `lw-baseline zero-shot@MODEL` does), so the run table never
+    # mixes two models' zero-shot scores under one method.
     method = {"none": "zero-shot", "contextual": "zero-shot-calibrated", "both": "zero-shot"}[config.calibration]
+    method = f"{method}@{Path(config.model).name if Path(config.model).is_dir() else config.model}"
     with open_run(run_dir, config, name=f"{method} {config.model} on {task.name}/{config.split}", task=task.name,
                   method=method, seed=config.seed, device=config.device, dtype=config.dtype,
                   argv=list(argv) if argv is not None else None) as run:  # fmt: skip
