@@ -115,3 +115,17 @@ def test_generative_evaluation():
     assert result.predictions[1]["references"] == ["1912"]
     with pytest.raises(LwError, match="generate"):
         evaluate(FixedScorer([]), task, progress=False)
+
+
+def test_length_sorted_batches_keep_split_order():
+    texts = ["a much longer text than the others here", "short", "a medium text", "x", "another long text here"]
+    examples = [Example(id=f"e{i}", text=t, label=i % 3) for i, t in enumerate(texts)]
+    task = make_task([0])
+    task.splits["test"] = examples
+    rows = [[0.0, -1.0, -2.0], [-1.0, 0.0, -2.0], [-2.0, -1.0, 0.0], [0.0, -3.0, -3.0], [-3.0, 0.0, -3.0]]
+    scorer = FixedScorer(rows)
+    batched = evaluate(scorer, task, batch_size=2, progress=False)
+    single = evaluate(FixedScorer(rows), task, batch_size=1, progress=False)
+    assert scorer.calls == [2, 2, 1]
+    assert [p["id"] for p in batched.predictions] == [e.id for e in examples]
+    assert batched.predictions == single.predictions and torch.equal(batched.scores, single.scores)

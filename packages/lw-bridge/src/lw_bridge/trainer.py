@@ -249,7 +249,7 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
     for r, receiver in enumerate(models.receivers):
         suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
         scorer = BridgeScorer(bridge, inputs, receiver, r)
-        val = evaluate(scorer, task, "validation", batch_size=config.eval_batch_size)
+        val = evaluate(scorer, task, "validation", batch_size=config.eval_batch_size, limit=config.val_examples)
         eval_start = time.perf_counter()
         test = evaluate(scorer, task, "test", batch_size=config.eval_batch_size)
         eval_seconds = time.perf_counter() - eval_start

@@ -188,26 +188,33 @@ def evaluate(
     if not generative and not callable(getattr(scorer, "score", None)):
         raise LwError(f"{type(scorer).__name__} has no score(task, examples) method")
     start = time.perf_counter()
-    chunks: list[Any] = []
-    outputs: list[str] = []
+    # Batches of similar length pad less; every scorer scores each example on its own, so the order is
+    # restored afterwards and the result is the same as in split order.
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].text))
+    scores: list[Any] = [None] * len(examples)
+    outputs: list[Any] = [None] * len(examples)
     with tqdm(total=len(examples), desc=f"{task.name}/{split}", disable=not progress, unit="ex") as bar:
         for i in range(0, len(examples), batch_size):
-            batch = examples[i : i + batch_size]
+            idx = order[i : i + batch_size]
+            batch = [examples[j] for j in idx]
             if generative:
-                chunks.extend(scorer.generate(task, batch))
+                values = scorer.generate(task, batch)
             else:
-                chunks.append(check_scores(scorer.score(task, batch), task, len(batch), type(scorer).__name__))
+                values = check_scores(scorer.score(task, batch), task, len(batch), type(scorer).__name__)
                 last = getattr(scorer, "last_outputs", None)
                 if isinstance(last, list) and len(last) == len(batch):
-                    outputs.extend(last)
+                    for j, output in zip(idx, last, strict=True):
+                        outputs[j] = output
+            for j, value in zip(idx, values, strict=True):
+                scores[j] = value
             bar.update(len(batch))
     seconds = time.perf_counter() - start
     if generative:
-        result = generative_result(task, split, examples, chunks)
+        result = generative_result(task, split, examples, scores)
     else:
         result = result_from_scores(
-            task, split, examples, torch.cat(chunks), logprobs=getattr(scorer, "scores_are_logprobs", True),
-            outputs=outputs if len(outputs) == len(examples) else None,
+            task, split, examples, torch.stack(scores), logprobs=getattr(scorer, "scores_are_logprobs", True),
+            outputs=outputs if all(o is not None for o in outputs) else None,
         )
     result.metrics["seconds"] = round(seconds, 2)
     result.metrics["examples_per_second"] = round(len(examples) / seconds, 3) if seconds > 0 else None
