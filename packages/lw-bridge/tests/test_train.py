@@ -1,15 +1,17 @@
 """The lw-train recipe end to end on tiny models and a toy CSV task."""
 
 import json
+import random
 import subprocess
 import sys
 
 import pytest
 from lw_bridge import checkpoint as checkpoint_module
 from lw_bridge import trainer
-from lw_bridge.cli import train_main
+from lw_bridge.cli import eval_main, train_main
 from lw_bridge.config import TrainConfig
 from lw_core import LwError
+from lw_tasks import Example, Task
 from safetensors.torch import load_file
 
 
@@ -153,3 +155,55 @@ def test_cli_rejects_bad_input_in_one_line(env, argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1]
+
+
+def _word_task() -> Task:
+    """A generative toy task: the reference answer is the adjective of the text."""
+    rng = random.Random(1)
+    words = ["great", "awful", "boring", "funny"]
+
+    def examples(prefix: str, n: int) -> list[Example]:
+        picks = [rng.choice(words) for _ in range(n)]
+        return [Example(id=f"{prefix}{i}", text=f"review {i}: the film was {w} overall", references=(w,))
+                for i, w in enumerate(picks)]
+
+    return Task(name="toy-words", description="", kind="generative", answers=[], verbalizers=[],
+                template="{text}\nWord:", splits={"train": examples("tr", 64), "validation": examples("va", 24),
+                                                   "test": examples("te", 12)},
+                max_input_words=16, metrics=("em", "f1"))
+
+
+def test_generative_task_trains_on_the_reference_tokens(env, model_dirs, monkeypatch):
+    task = _word_task()
+    monkeypatch.setattr(trainer, "load_task", lambda name, **options: task)
+    metrics = trainer.train(_config(model_dirs, "toy-words", env / "gen", answer_tokens=2, max_new_tokens=3,
+                                    compare_zero_shot=True))
+    assert {"em", "f1", "val_f1", "first_token_accuracy", "f1_wire_int4", "zero_shot_f1"} <= set(metrics)
+    assert "accuracy" not in metrics and 0 <= metrics["first_token_accuracy"] <= 1
+    history = json.loads((env / "gen" / "history.json").read_text())
+    assert {"ce/0", "first_token_acc/0"} <= set(history[0]) and "val_first_token_accuracy" in history[5]
+    predictions = [json.loads(line) for line in (env / "gen" / "predictions_test.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in predictions] == [e.id for e in task.split("test")]
+
+    from lw_bridge import BridgePipeline
+
+    pipe = BridgePipeline.from_pretrained(env / "gen", device="cpu")
+    assert pipe.bridge.config.kind == "generative" and pipe.bridge.config.task_source == "toy-words"
+    texts = [e.text for e in task.split("test")[:4]]
+    assert pipe.predict(texts) == [p["output"] for p in predictions[:4]]
+    with pytest.raises(LwError, match="generative"):
+        pipe.scores(texts)
+    with pytest.raises(LwError, match="kd-weight"):
+        trainer.train(_config(model_dirs, "toy-words", env / "kd", kd_weight=0.5))
+
+
+def test_lw_eval_reevaluates_a_run_on_your_own_data_file(env, model_dirs, toy_task_file, capsys):
+    metrics = trainer.train(_config(model_dirs, toy_task_file, env / "run", steps=6, eval_every=3,
+                                    wire_formats=["int8"]))
+    capsys.readouterr()
+    eval_main([str(env / "run"), "--split", "test", "--device", "cpu"])
+    again = json.loads(capsys.readouterr().out)
+    assert again[model_dirs["receiver"]]["accuracy"] == metrics["accuracy"]
+    assert (env / "run" / "metrics_test_reeval.json").is_file()
+    eval_main([str(env / "run"), "--wire", "int8", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy_wire_int8"]

@@ -109,3 +109,9 @@ def test_score_rejects_empty_answer(lm):
 def test_generate_returns_text(lm):
     out = lm.generate(["hello"], max_new_tokens=3)
     assert isinstance(out[0], str)
+
+
+def test_generate_from_embeddings_equals_generate_from_text(lm):
+    texts = ["the film was", "a b c d e"]
+    prefix = lm.embed_texts(texts)  # right-padded batch: each row continues from its own length
+    assert lm.generate_from(prefix, max_new_tokens=5) == lm.generate(texts, max_new_tokens=5)

@@ -48,6 +48,12 @@ class BridgeConfig:
     """What the sender reads: `{text}` alone, or the task's prompt around it."""
     max_input_words: int | None = None
     max_sender_tokens: int | None = None
+    kind: str = "classification"
+    """The task's kind: `classification` scores `answers`; `generative` generates up to `max_new_tokens`."""
+    max_new_tokens: int = 16
+    task_source: str | None = None
+    """The task as given to lw-train (a name or a data file) and its load options, to reload it."""
+    task_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,6 +16,9 @@ from lw_bridge.encoders import ENCODERS, EncoderConfig
 @dataclass
 class TrainConfig:
     task: str = field(default="rt-sentiment", metadata={"help": "task name or path to your own data file"})
+    data_dir: str | None = field(default=None, metadata={"help": "embedded / hub tasks: local files of the source"})
+    text_column: str | None = field(default=None, metadata={"help": "your own data file: the input text column"})
+    label_column: str | None = field(default=None, metadata={"help": "your own data file: the label column"})
     sender: str = field(default="smollm2-135m", metadata={"help": "sender model: preset, folder or hub id"})
     receivers: list[str] = field(default_factory=lambda: ["gemma3-270m"],
                                  metadata={"help": "receiver model(s); several = interlingua (one adapter each)"})
@@ -46,6 +49,9 @@ class TrainConfig:
     kd_temperature: float = field(default=2.0, metadata={"help": "distillation temperature"})
     diversity_weight: float = field(default=0.1, metadata={"help": "weight of the anti-collapse term"})
     diversity_floor: float = field(default=0.1, metadata={"help": "soft-token diversity below which it is penalised"})
+    answer_tokens: int = field(default=8, metadata={
+        "help": "generative tasks: reference tokens in the teacher-forced CE (1 = first-token CE)"})
+    max_new_tokens: int = field(default=16, metadata={"help": "generative tasks: greedy tokens generated at evaluation"})
     exact_loss: bool = field(default=False, metadata={
         "help": "train on full summed answer log-probs even when answers start with distinct tokens"})
     max_train_examples: int = field(default=TRAIN_BUDGET, metadata={
@@ -74,7 +80,8 @@ class TrainConfig:
         if not self.receivers:
             raise ValueError("at least one receiver is needed")
         positive = ("num_latents", "d_z", "d_model", "depth", "heads", "num_soft_tokens", "steps", "batch_size",
-                    "max_train_examples", "val_examples", "eval_every", "checkpoint_every")
+                    "max_train_examples", "val_examples", "eval_every", "checkpoint_every", "answer_tokens",
+                    "max_new_tokens")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

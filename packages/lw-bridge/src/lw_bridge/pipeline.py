@@ -62,19 +62,29 @@ class BridgePipeline:
         limit = self.bridge.config.max_input_words
         return [Example(id=f"input-{i}", text=truncate_words(t, limit) if limit else t) for i, t in enumerate(texts)]
 
-    @torch.no_grad()
-    def scores(self, texts: Sequence[str], receiver: str | None = None, batch_size: int = 64) -> torch.Tensor:
-        """Log-probabilities [N, answers] of each answer for each text."""
+    def _fresh_scorer(self, texts: Sequence[str], receiver: str | None) -> tuple[BridgeScorer, list[Example]]:
         scorer, examples = self.scorer(receiver), self._examples(texts)
         self.inputs = self._fresh_inputs()  # new texts: nothing to reuse
         scorer.inputs = self.inputs
+        return scorer, examples
+
+    @torch.no_grad()
+    def scores(self, texts: Sequence[str], receiver: str | None = None, batch_size: int = 64) -> torch.Tensor:
+        """Log-probabilities [N, answers] of each answer for each text."""
+        if self.bridge.config.kind == "generative":
+            raise LwError(f"task {self.bridge.config.task!r} is generative: it has no answer set to score; use predict")
+        scorer, examples = self._fresh_scorer(texts, receiver)
         return torch.cat([scorer.score(None, examples[i : i + batch_size])  # type: ignore[arg-type]
                           for i in range(0, len(examples), batch_size)])
 
-    def predict(self, texts: Sequence[str], receiver: str | None = None) -> list[str]:
-        """The answer name for each text."""
+    def predict(self, texts: Sequence[str], receiver: str | None = None, batch_size: int = 64) -> list[str]:
+        """The answer name for each text (generative tasks: the generated answer)."""
+        if self.bridge.config.kind == "generative":
+            scorer, examples = self._fresh_scorer(texts, receiver)
+            return [out for i in range(0, len(examples), batch_size)
+                    for out in scorer.generate(None, examples[i : i + batch_size])]  # type: ignore[arg-type]
         answers = self.bridge.config.answers
-        return [answers[i] for i in self.scores(texts, receiver).argmax(dim=-1).tolist()]
+        return [answers[i] for i in self.scores(texts, receiver, batch_size).argmax(dim=-1).tolist()]
 
 
 def evaluate_run(run_dir: Path, *, split: str = "test", wire: str | None = None, device: str = "auto",
@@ -82,7 +92,8 @@ def evaluate_run(run_dir: Path, *, split: str = "test", wire: str | None = None,
     """Re-evaluate a saved run's bridge on a split through the shared evaluator; writes
     `metrics_{split}_reeval*.json` into the run directory and returns the flat metrics per receiver."""
     pipe = BridgePipeline.from_pretrained(run_dir, device=device)
-    task: Task = load_task(pipe.bridge.config.task)
+    config = pipe.bridge.config
+    task: Task = load_task(config.task_source or config.task, **config.task_options)
     out: dict[str, Any] = {}
     for name in pipe.bridge.config.receivers:
         result = evaluate(pipe.scorer(name, wire), task, split, batch_size=batch_size)

@@ -1,5 +1,6 @@
 """The bridge as a scorer: it answers the same question as every other method (scores over the
-task's answers), so the shared evaluator scores it by the same code."""
+task's answers, or generated answers for generative tasks), so the shared evaluator scores it by the
+same code."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from lw_core import FrozenLM
 from lw_core.wire import WireFormat, quantize
-from lw_tasks import Example, Task
+from lw_tasks import Example, Task, first_line
 
 from lw_bridge.bridge import Bridge
 from lw_bridge.inputs import EncoderInputs, pad_states
@@ -38,7 +39,16 @@ class BridgeScorer:
     @torch.no_grad()
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         self.bridge.eval()
+        return self.receiver.score_answers(self.prefix(examples), self.answer_ids()).logprobs.float().cpu()
+
+    def prefix(self, examples: Sequence[Example]):
+        """The receiver's input for these examples: anchors and BOS around the message's soft tokens."""
         soft = self.bridge.soft_tokens(self.messages(examples), self.receiver_index)
         self.last_soft_tokens = soft
-        prefix = self.bridge.receiver_inputs(self.receiver, soft)
-        return self.receiver.score_answers(prefix, self.answer_ids()).logprobs.float().cpu()
+        return self.bridge.receiver_inputs(self.receiver, soft)
+
+    @torch.no_grad()
+    def generate(self, task: Task, examples: Sequence[Example]) -> list[str]:
+        self.bridge.eval()
+        outputs = self.receiver.generate_from(self.prefix(examples), self.bridge.config.max_new_tokens)
+        return [first_line(o) for o in outputs]

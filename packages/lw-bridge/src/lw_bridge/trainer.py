@@ -3,6 +3,7 @@ frozen, select on validation, evaluate on test with the shared evaluator, resume
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -17,14 +18,31 @@ from lw_core.models import DTYPES, cache_dir
 from lw_core.runs import open_run, runs_root
 from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
-from lw_tasks import Example, Task, ZeroShotScorer, evaluate, flat_metrics, load_task, write_eval
+from lw_tasks import (
+    Example,
+    GenerationScorer,
+    Task,
+    ZeroShotScorer,
+    evaluate,
+    flat_metrics,
+    load_task,
+    task_options,
+    write_eval,
+)
 from tqdm.auto import tqdm
 
 from lw_bridge.bridge import Bridge, BridgeConfig, anchors_from_template
 from lw_bridge.checkpoint import find_training_state, load_training_state, save_training_state
 from lw_bridge.config import TrainConfig
 from lw_bridge.inputs import EncoderInputs, pad_states
-from lw_bridge.losses import answer_ce, answer_logits, anti_collapse, distillation, diversity
+from lw_bridge.losses import (
+    answer_ce,
+    answer_logits,
+    anti_collapse,
+    distillation,
+    diversity,
+    teacher_forced_ce,
+)
 from lw_bridge.preemption import PREEMPTED_EXIT_CODE, PreemptionFlag
 from lw_bridge.schedule import warmup_cosine
 from lw_bridge.scorer import BridgeScorer
@@ -74,6 +92,10 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         dtype={v: k for k, v in DTYPES.items()}[models.receivers[0].dtype],
         sender_template=task.template if config.sender_reads == "prompt" else "{text}",
         max_input_words=task.max_input_words,
+        kind=task.kind,
+        max_new_tokens=config.max_new_tokens,
+        task_source=config.task,
+        task_options=task_options(config),
     )
 
 
@@ -100,27 +122,45 @@ def teacher_logprobs(receiver: FrozenLM, task: Task, examples: Sequence[Example]
     return torch.cat(rows)
 
 
-def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int) -> dict[str, Any]:
-    """The receiver's calibrated zero-shot test metrics, cached per (receiver, task) on disk."""
-    path = cache_dir() / "zero_shot" / f"{receiver.name}-{task.name}-test-calibrated.json".replace("/", "_")
+def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16) -> dict[str, Any]:
+    """The receiver reading the text prompt, on test: calibrated zero-shot scoring of the answer set
+    (classification) or greedy generation (generative). Cached on disk per receiver and test split."""
+    digest = hashlib.sha256("\0".join(f"{e.id}\t{e.text}" for e in task.split("test")).encode()).hexdigest()[:12]
+    name = f"{receiver.name}-{task.name}-{digest}-test-{'calibrated' if task.kind == 'classification' else 'generated'}"
+    path = cache_dir() / "zero_shot" / f"{name.replace('/', '_')}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    result = evaluate(ZeroShotScorer(receiver, calibrate=True), task, "test", batch_size=batch_size)
+    scorer = (ZeroShotScorer(receiver, calibrate=True) if task.kind == "classification"
+              else GenerationScorer(receiver, max_new_tokens))
+    result = evaluate(scorer, task, "test", batch_size=batch_size)
     metrics = flat_metrics(result.metrics)
     write_json_atomic(path, metrics)
     return metrics
 
 
+def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> list[list[list[int]]]:
+    """Generative tasks: each receiver's token ids of each example's first reference, as it follows the
+    prompt (after a space, like the verbalizers of classification tasks)."""
+    return [[r.token_ids(" " + e.references[0].strip()) for e in examples] for r in receivers]
+
+
 def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers: list[FrozenLM],
-                answer_ids: list[list[list[int]]], labels: torch.Tensor, config: TrainConfig,
-                teachers: list[torch.Tensor] | None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The training objective summed over receivers, and each term for the log."""
+                answer_ids: list[list[list[int]]], labels: torch.Tensor | None, config: TrainConfig,
+                teachers: list[torch.Tensor] | None, references: list[list[list[int]]] | None = None,
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training objective summed over receivers, and each term for the log. Classification: CE
+    over the answer set (+ distillation); generative (`references`, per receiver and example): the
+    teacher-forced CE of the first `answer_tokens` reference tokens, with first-token accuracy."""
     terms: dict[str, float] = {}
     loss = torch.zeros((), device=soft_per_receiver[0].device)
     for r, (receiver, soft) in enumerate(zip(receivers, soft_per_receiver, strict=True)):
         prefix = bridge.receiver_inputs(receiver, soft)
-        scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
-        ce = answer_ce(scores, labels)
+        if references is not None:
+            ce, first_token_accuracy = teacher_forced_ce(receiver, prefix, references[r], config.answer_tokens)
+            terms[f"first_token_acc/{r}"] = first_token_accuracy.item()
+        else:
+            scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
+            ce = answer_ce(scores, labels)
         loss = loss + ce
         terms[f"ce/{r}"] = ce.item()
         if teachers is not None:
@@ -133,12 +173,34 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
     return loss, terms
 
 
+ZERO_SHOT_KEY = {"classification": "zero_shot_calibrated_accuracy", "generative": "zero_shot_f1"}
+"""The metric that puts the receiver reading the text prompt beside the bridge."""
+
+
+def headline_metric(task: Task) -> str:
+    return "f1" if task.kind == "generative" else "accuracy"
+
+
+@torch.no_grad()
+def first_token_accuracy(scorer: BridgeScorer, examples: Sequence[Example], references: list[list[int]],
+                         batch_size: int) -> float:
+    """How often the receiver's greedy first token after the soft prefix is the reference's first token."""
+    scorer.bridge.eval()
+    correct = 0.0
+    for start in range(0, len(examples), batch_size):
+        prefix = scorer.prefix(examples[start : start + batch_size])
+        _, accuracy = teacher_forced_ce(scorer.receiver, prefix, references[start : start + batch_size], 1)
+        correct += accuracy.item() * prefix.embeds.shape[0]
+    return correct / len(examples)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     from accelerate import Accelerator
 
-    task = load_task(config.task)
-    if task.kind != "classification":
-        raise LwError(f"lw-train trains on classification tasks; {task.name!r} is {task.kind}")
+    task = load_task(config.task, **task_options(config))
+    generative = task.kind == "generative"
+    if generative and config.kd_weight > 0:
+        raise LwError(f"--kd-weight distils over an answer set; task {task.name!r} is generative (use 0)")
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device
@@ -170,13 +232,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
         model, optimizer, scheduler = accelerator.prepare(bridge, optimizer, scheduler)
 
         answer_ids = [[r.token_ids(v) for v in task.verbalizers] for r in models.receivers]
-        labels = task.labels(train_examples)
+        labels = None if generative else task.labels(train_examples)
+        references = reference_ids(models.receivers, train_examples) if generative else None
+        val_references = reference_ids(models.receivers, val_examples) if generative else None
         teachers = None
         if config.kd_weight > 0:
             teachers = [teacher_logprobs(r, task, train_examples, config.eval_batch_size) for r in models.receivers]
         scorers = [BridgeScorer(bridge, inputs, r, i) for i, r in enumerate(models.receivers)]
 
         def validate() -> list[float]:
+            """The selection metric per receiver: accuracy, or first-token accuracy for generative tasks."""
+            if generative:
+                return [first_token_accuracy(s, val_examples, val_references[i], config.eval_batch_size)
+                        for i, s in enumerate(scorers)]
             return [evaluate(s, task, "validation", batch_size=config.eval_batch_size, limit=config.val_examples,
                              progress=False).metrics["accuracy"] for s in scorers]
 
@@ -190,8 +258,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 idx = batch_indices(step, config.batch_size, len(train_examples), config.seed)[rank::world]
                 batch = [train_examples[i] for i in idx]
                 states, mask = pad_states(inputs.get(batch), device)
-                loss, terms = bridge_loss(model(states, mask), bridge, models.receivers, answer_ids, labels[idx],
-                                          config, None if teachers is None else [t[idx] for t in teachers])
+                loss, terms = bridge_loss(
+                    model(states, mask), bridge, models.receivers, answer_ids, None if generative else labels[idx],
+                    config, None if teachers is None else [t[idx] for t in teachers],
+                    None if references is None else [[refs[i] for i in idx] for refs in references])
                 if not torch.isfinite(loss):
                     kept = find_training_state(checkpoint_dir)
                     raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
@@ -207,7 +277,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                           "lr": scheduler.get_last_lr()[0], **{k: round(v, 5) for k, v in terms.items()}}
                 if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
                     accs = validate()
-                    record["val_accuracy"] = accs
+                    record["val_first_token_accuracy" if generative else "val_accuracy"] = accs
                     if accelerator.is_main_process and sum(accs) / len(accs) > state["best_val"]:
                         state["best_val"], state["best_step"] = sum(accs) / len(accs), step + 1
                         bridge.save_pretrained(best_dir)
@@ -246,6 +316,9 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
         "text_bytes_mean": round(sum(texts_bytes) / len(texts_bytes), 1),
         **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},
     }
+    generative = task.kind == "generative"
+    headline = headline_metric(task)
+    test_examples = task.split("test")
     for r, receiver in enumerate(models.receivers):
         suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
         scorer = BridgeScorer(bridge, inputs, receiver, r)
@@ -255,23 +328,26 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
         eval_seconds = time.perf_counter() - eval_start
         write_eval(val, run.dir, f"validation{suffix}")
         write_eval(test, run.dir, f"test{suffix}")
-        soft = torch.cat([bridge.soft_tokens(scorer.messages(task.split("test")[i : i + 64]), r).detach()
-                          for i in range(0, min(256, len(task.split("test"))), 64)])
+        soft = torch.cat([bridge.soft_tokens(scorer.messages(test_examples[i : i + 64]), r).detach()
+                          for i in range(0, min(256, len(test_examples)), 64)])
+        metrics.update({f"{name}{suffix}": test.metrics[name] for name in (("em", "f1") if generative
+                                                                          else ("accuracy", "macro_f1"))})
         metrics.update({
-            f"accuracy{suffix}": test.metrics["accuracy"],
-            f"macro_f1{suffix}": test.metrics["macro_f1"],
-            f"val_accuracy{suffix}": val.metrics["accuracy"],
+            f"val_{headline}{suffix}": val.metrics[headline],
             f"majority_rate{suffix}": test.metrics.get("majority_rate"),
-            f"seconds_per_example{suffix}": round(eval_seconds / len(task.split("test")), 4),
+            f"seconds_per_example{suffix}": round(eval_seconds / len(test_examples), 4),
             f"soft_token_diversity{suffix}": round(diversity(soft).item(), 4),
         })
+        if generative:
+            metrics[f"first_token_accuracy{suffix}"] = first_token_accuracy(
+                scorer, test_examples, reference_ids([receiver], test_examples)[0], config.eval_batch_size)
         for fmt in config.wire_formats:
             quantized = evaluate(BridgeScorer(bridge, inputs, receiver, r, WireFormat(fmt)), task, "test",
                                  batch_size=config.eval_batch_size, progress=False)
-            metrics[f"accuracy_wire_{fmt}{suffix}"] = quantized.metrics["accuracy"]
+            metrics[f"{headline}_wire_{fmt}{suffix}"] = quantized.metrics[headline]
         if config.compare_zero_shot:
-            zs = zero_shot_reference(receiver, task, config.eval_batch_size)
-            metrics[f"zero_shot_calibrated_accuracy{suffix}"] = zs["accuracy"]
+            zs = zero_shot_reference(receiver, task, config.eval_batch_size, config.max_new_tokens)
+            metrics[f"{ZERO_SHOT_KEY[task.kind]}{suffix}"] = zs[headline]
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     run.metrics.update(metrics)
     run.write_json("metrics.json", metrics)
@@ -280,13 +356,14 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
 
 
 def _summary(task: Task, config: TrainConfig, metrics: dict[str, Any], models: Models) -> None:
+    headline, zero_shot = headline_metric(task), ZERO_SHOT_KEY[task.kind]
+    reference = {"classification": "calibrated zero-shot", "generative": "reading the text"}[task.kind]
     for r, receiver in enumerate(models.receivers):
         suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
-        parts = [f"{task.name} test accuracy: bridge {config.sender}→{receiver.name} {metrics[f'accuracy{suffix}']:.4f}"]
-        if f"zero_shot_calibrated_accuracy{suffix}" in metrics:
-            parts.append(f"{receiver.name} calibrated zero-shot {metrics[f'zero_shot_calibrated_accuracy{suffix}']:.4f}")
+        parts = [f"{task.name} test {headline}: bridge {config.sender}→{receiver.name} "
+                 f"{metrics[f'{headline}{suffix}']:.4f}"]
+        if f"{zero_shot}{suffix}" in metrics:
+            parts.append(f"{receiver.name} {reference} {metrics[f'{zero_shot}{suffix}']:.4f}")
         if metrics.get(f"majority_rate{suffix}") is not None:
             parts.append(f"majority class {metrics[f'majority_rate{suffix}']:.4f}")
         print(" | ".join(parts), flush=True)
-
-

@@ -303,3 +303,19 @@ class FrozenLM(torch.nn.Module):
             )
             outputs.append(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
         return outputs
+
+    @torch.no_grad()
+    def generate_from(self, prefix: Embedded, max_new_tokens: int = 32) -> list[str]:
+        """Greedy continuation of each embedded prefix (text embeddings and soft tokens alike), one
+        example at a time as in `generate`: no padding, so no position-id pitfalls."""
+        outputs = []
+        for i, n in enumerate(prefix.lengths.tolist()):
+            out = self.model.generate(
+                inputs_embeds=prefix.embeds[i : i + 1, :n],
+                attention_mask=prefix.mask[i : i + 1, :n],
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            outputs.append(self.tokenizer.decode(out[0], skip_special_tokens=True))  # new tokens only
+        return outputs

@@ -8,6 +8,7 @@ from lw_tasks.scoring import (
     ZeroShotScorer,
     calibrate_scores,
     calibration_offset,
+    first_line,
     parse_answer,
 )
 from lw_tasks.spec import RawData, RawRow, TaskSpec, build_task
@@ -35,6 +36,7 @@ __all__ = [
     "calibrate_scores",
     "calibration_offset",
     "evaluate",
+    "first_line",
     "flat_metrics",
     "load_task",
     "parse_answer",

@@ -139,6 +139,11 @@ def one_hot_scores(choices: Sequence[int | None], n_answers: int) -> torch.Tenso
     return scores
 
 
+def first_line(text: str) -> str:
+    """A generated answer: the first non-empty line, stripped (the model may go on past it)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 class GenerationScorer:
     """A frozen LM generates greedily after the prompt; the text is parsed to one answer or invalid.
     For generative tasks `generate` returns the answers (first line, stripped)."""
@@ -153,7 +158,7 @@ class GenerationScorer:
     def generate(self, task: Task, examples: Sequence[Example]) -> list[str]:
         outputs = self.lm.generate([task.prompt(e) for e in examples], max_new_tokens=self.max_new_tokens)
         self.last_outputs = list(outputs)
-        return [next((ln.strip() for ln in o.splitlines() if ln.strip()), "") for o in outputs]
+        return [first_line(o) for o in outputs]
 
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         self.generate(task, examples)
