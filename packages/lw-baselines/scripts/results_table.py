@@ -13,6 +13,7 @@ Every completed run under the root with a task, a method and an `accuracy` metri
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import sys
@@ -39,11 +40,20 @@ def _fmt_seconds(value: float | None) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
+def _rows(record):
+    """A record as table rows: an `lw-tasks eval-zero-shot` run holds the calibrated scores too."""
+    yield record
+    metrics = record.metrics
+    if record.method.startswith("zero-shot@") and "calibrated_accuracy" in metrics:
+        yield dataclasses.replace(record, method=record.method.replace("zero-shot", "zero-shot-calibrated", 1),
+                                  metrics={**metrics, "accuracy": metrics["calibrated_accuracy"]})
+
+
 def table(root: Path, tasks: list[str] | None) -> str:
     records = [r for r in load_table(root, use_cache=False).records
                if r.status == "completed" and r.task and r.method and "accuracy" in (r.metrics or {})]
     latest: dict[tuple[str, str, int | None], object] = {}
-    for r in sorted(records, key=lambda r: r.finished_at or ""):
+    for r in sorted((row for r in records for row in _rows(r)), key=lambda r: r.finished_at or ""):
         latest[(r.task, r.method, r.seed)] = r
     groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for (task, method, _), r in latest.items():

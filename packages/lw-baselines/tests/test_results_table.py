@@ -15,13 +15,13 @@ def _script():
     return module
 
 
-def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "completed") -> None:
+def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "completed", **metrics) -> None:
     run_dir = root / method / f"seed{seed}"
     run_dir.mkdir(parents=True)
     write_record(RunRecord(id=f"{method}-{seed}", name=method, run_dir=str(run_dir), task="rt-sentiment",
                            method=method, seed=seed, status=status, finished_at=f"2026-01-01T00:00:0{seed}",
                            metrics={"accuracy": accuracy, "trainable_params": 10, "train_seconds": 12.0,
-                                    "seconds_per_example": 0.02, "majority_rate": 0.58}))
+                                    "seconds_per_example": 0.02, "majority_rate": 0.58, **metrics}))
 
 
 def test_table_rows_mean_std_and_update(tmp_path):
@@ -30,10 +30,13 @@ def test_table_rows_mean_std_and_update(tmp_path):
         _record(tmp_path, "bridge", seed, acc)
     _record(tmp_path, "zero-shot", 0, 0.6)
     _record(tmp_path, "lora", 0, 0.99, status="failed")
+    _record(tmp_path, "zero-shot@gemma3-270m", 0, 0.64, calibrated_accuracy=0.72)  # lw-tasks eval-zero-shot
     text = module.table(tmp_path, ["rt-sentiment", "20ng"])
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert rows[0].startswith("| bridge | 0.820 ± 0.020 | 3 | 10 | 12 | 20 |")
-    assert rows[1].startswith("| zero-shot | 0.600 | 1 |") and len(rows) == 2  # failed runs never count
+    assert rows[1].startswith("| zero-shot | 0.600 | 1 |")
+    assert rows[2].startswith("| zero-shot@gemma3-270m | 0.640 |")
+    assert rows[3].startswith("| zero-shot-calibrated@gemma3-270m | 0.720 |") and len(rows) == 4  # no failed run
     assert "### 20ng" in text and "_no completed runs_" in text and "0.580" in text
 
     readme = tmp_path / "README.md"
