@@ -70,7 +70,7 @@ def test_eval_zero_shot_is_a_run(reviews, tiny_model_dir, tmp_path, capsys):
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and record["task"] == "reviews"
     assert record["method"] == f"zero-shot@{tiny_model_dir.name}"
-    assert record["metrics"]["accuracy"] == summary["accuracy"]
+    assert record["metrics"]["accuracy"] == summary["accuracy"] and record["metrics"]["seconds_per_example"] >= 0
     metrics = json.loads((run_dir / "metrics_validation.json").read_text())
     calibrated = json.loads((run_dir / "metrics_validation_calibrated.json").read_text())
     assert metrics["calibration"] == "none" and calibrated["calibration"] == "contextual"

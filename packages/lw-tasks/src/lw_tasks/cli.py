@@ -213,7 +213,8 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
             paths = write_eval(result, run.dir, name)
             run.artifacts.update({p.stem: p.name for p in paths.values()})
             run.metrics.update(flat_metrics(result.metrics, f"{suffix}_" if suffix else ""))
-        run.metrics.update(load_seconds=round(load_seconds, 2), model=config.model, split=config.split)
+        run.metrics.update(load_seconds=round(load_seconds, 2), model=config.model, split=config.split,
+                           seconds_per_example=round(raw.metrics["seconds"] / raw.metrics["n"], 4))
         metrics = dict(run.metrics)
     print(json.dumps({"run_dir": str(run_dir), **metrics}))
     return metrics
