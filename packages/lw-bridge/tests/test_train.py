@@ -147,6 +147,9 @@ def test_interlingua_and_bytes_encoder(env, model_dirs, toy_task_file):
         (["--encoder", "gru"], "invalid choice"),
         (["--steps", "0"], "steps must be >= 1"),
         (["--bogus", "1"], "unrecognized arguments"),
+        (["--sender", "nope"], "unknown model 'nope': not a preset, a model folder or a hub id (org/name); known presets: "
+                               "gemma3-270m, smollm2-135m"),
+        (["--receivers", "/no/such/folder"], "unknown model '/no/such/folder'"),
     ],
 )
 def test_cli_rejects_bad_input_in_one_line(env, argv, message, capsys):
@@ -155,6 +158,8 @@ def test_cli_rejects_bad_input_in_one_line(env, argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1]
+    if "model" in message:
+        assert len(err) == 1 and not (env / "runs").exists()  # one line, and no run directory for a typo
 
 
 def _word_task() -> Task:

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lw_core.config import config_hash, config_to_dict
+from lw_core.models import check_model_name
 from lw_core.wire import WireFormat
 from lw_tasks import TRAIN_BUDGET, VALIDATION_BUDGET
 
@@ -79,6 +80,8 @@ class TrainConfig:
             self.receivers = [self.receivers]
         if not self.receivers:
             raise ValueError("at least one receiver is needed")
+        for name in (self.sender, *self.receivers):
+            check_model_name(name)
         positive = ("num_latents", "d_z", "d_model", "depth", "heads", "num_soft_tokens", "steps", "batch_size",
                     "max_train_examples", "val_examples", "eval_every", "checkpoint_every", "answer_tokens",
                     "max_new_tokens")

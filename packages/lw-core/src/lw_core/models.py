@@ -123,10 +123,20 @@ def preset_folder(name: str) -> Path:
     return dest
 
 
+def check_model_name(name_or_path: str) -> None:
+    """Fail (one line, naming the presets) unless this is a preset, a model folder or a hub id; converts nothing."""
+    if name_or_path not in PRESETS:
+        _non_preset_source(name_or_path)
+
+
 def resolve_model_source(name_or_path: str) -> str:
     """A preset name → its converted folder; an existing folder → itself; `org/name` → a hub id."""
     if name_or_path in PRESETS:
         return str(preset_folder(name_or_path))
+    return _non_preset_source(name_or_path)
+
+
+def _non_preset_source(name_or_path: str) -> str:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
