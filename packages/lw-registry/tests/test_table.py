@@ -67,3 +67,11 @@ def test_parquet_cache_is_only_a_cache(populated):
     finish_run(populated / "b-lora-0", metrics={"accuracy": 0.9})
     again = load_table(populated).frame
     assert again.filter(pl.col("name") == "b-lora-0")["metrics.accuracy"].to_list() == [0.9]
+
+
+def test_format_mean_std_reads_counts_as_integers():
+    from lw_registry.table import format_mean_std
+
+    assert format_mean_std(1000.0, None, 3) == "1,000" and format_mean_std(1275, 0.0, 3) == "1,275"
+    assert format_mean_std(0.5, None, 3) == "0.500" and format_mean_std(0.0, None, 3) == "0.000"
+    assert format_mean_std(0.82, 0.02, 3) == "0.820 ± 0.020" and format_mean_std(None, None) == "–"

@@ -250,6 +250,9 @@ def summarize(
 def format_mean_std(mean: float | None, std: float | None, digits: int = 4) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
+    no_spread = std is None or (isinstance(std, float) and math.isnan(std)) or std == 0
+    if no_spread and float(mean).is_integer() and abs(mean) >= 1:
+        return f"{int(mean):,}"  # counts (n, parameters) read as integers
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
