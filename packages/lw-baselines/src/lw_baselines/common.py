@@ -3,7 +3,8 @@
 Every method gets the same task view as the bridge (`Task.budget_view`): the train split cut to
 `max_train_examples` (a seeded stratified subset, the bridge's training budget), the validation split
 cut to its first `max_validation_examples` (the same for every method and seed: hyper-parameters are
-chosen there, never on test) and the whole test split. Texts are those of the task: already truncated to `task.max_input_words`.
+chosen there, never on test) and the whole test split. Texts are those of the task: already
+truncated to `task.max_input_words`.
 """
 
 from __future__ import annotations

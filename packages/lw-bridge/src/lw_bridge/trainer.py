@@ -126,7 +126,7 @@ def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new
     """The receiver reading the text prompt, on test: calibrated zero-shot scoring of the answer set
     (classification) or greedy generation (generative). Cached on disk per receiver and test split."""
     digest = hashlib.sha256("\0".join(f"{e.id}\t{e.text}" for e in task.split("test")).encode()).hexdigest()[:12]
-    name = f"{receiver.name}-{task.name}-{digest}-test-{'calibrated' if task.kind == 'classification' else 'generated'}"
+    name = f"{receiver.name}-{task.name}-{digest}-test-{REPORTS[task.kind].cache_tag}"
     path = cache_dir() / "zero_shot" / f"{name.replace('/', '_')}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -173,12 +173,24 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
     return loss, terms
 
 
-ZERO_SHOT_KEY = {"classification": "zero_shot_calibrated_accuracy", "generative": "zero_shot_f1"}
-"""The metric that puts the receiver reading the text prompt beside the bridge."""
+@dataclass(frozen=True)
+class KindReport:
+    """What a run reports for one kind of task."""
+
+    headline: str
+    """The metric the run is judged by (selection aside), in the wire-format and summary lines too."""
+    test_metrics: tuple[str, ...]
+    zero_shot_key: str
+    """The metric name of the receiver reading the text prompt, beside the bridge."""
+    zero_shot_label: str
+    cache_tag: str
 
 
-def headline_metric(task: Task) -> str:
-    return "f1" if task.kind == "generative" else "accuracy"
+REPORTS = {
+    "classification": KindReport("accuracy", ("accuracy", "macro_f1"), "zero_shot_calibrated_accuracy",
+                                 "calibrated zero-shot", "calibrated"),
+    "generative": KindReport("f1", ("em", "f1"), "zero_shot_f1", "reading the text", "generated"),
+}
 
 
 @torch.no_grad()
@@ -317,7 +329,8 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
         **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},
     }
     generative = task.kind == "generative"
-    headline = headline_metric(task)
+    report = REPORTS[task.kind]
+    headline = report.headline
     test_examples = task.split("test")
     for r, receiver in enumerate(models.receivers):
         suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
@@ -330,8 +343,7 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
         write_eval(test, run.dir, f"test{suffix}")
         soft = torch.cat([bridge.soft_tokens(scorer.messages(test_examples[i : i + 64]), r).detach()
                           for i in range(0, min(256, len(test_examples)), 64)])
-        metrics.update({f"{name}{suffix}": test.metrics[name] for name in (("em", "f1") if generative
-                                                                          else ("accuracy", "macro_f1"))})
+        metrics.update({f"{name}{suffix}": test.metrics[name] for name in report.test_metrics})
         metrics.update({
             f"val_{headline}{suffix}": val.metrics[headline],
             f"majority_rate{suffix}": test.metrics.get("majority_rate"),
@@ -347,7 +359,7 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
             metrics[f"{headline}_wire_{fmt}{suffix}"] = quantized.metrics[headline]
         if config.compare_zero_shot:
             zs = zero_shot_reference(receiver, task, config.eval_batch_size, config.max_new_tokens)
-            metrics[f"{ZERO_SHOT_KEY[task.kind]}{suffix}"] = zs[headline]
+            metrics[f"{report.zero_shot_key}{suffix}"] = zs[headline]
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     run.metrics.update(metrics)
     run.write_json("metrics.json", metrics)
@@ -356,14 +368,14 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
 
 
 def _summary(task: Task, config: TrainConfig, metrics: dict[str, Any], models: Models) -> None:
-    headline, zero_shot = headline_metric(task), ZERO_SHOT_KEY[task.kind]
-    reference = {"classification": "calibrated zero-shot", "generative": "reading the text"}[task.kind]
+    report = REPORTS[task.kind]
+    headline, zero_shot = report.headline, report.zero_shot_key
     for r, receiver in enumerate(models.receivers):
         suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
         parts = [f"{task.name} test {headline}: bridge {config.sender}→{receiver.name} "
                  f"{metrics[f'{headline}{suffix}']:.4f}"]
         if f"{zero_shot}{suffix}" in metrics:
-            parts.append(f"{receiver.name} {reference} {metrics[f'{zero_shot}{suffix}']:.4f}")
+            parts.append(f"{receiver.name} {report.zero_shot_label} {metrics[f'{zero_shot}{suffix}']:.4f}")
         if metrics.get(f"majority_rate{suffix}") is not None:
             parts.append(f"majority class {metrics[f'majority_rate{suffix}']:.4f}")
         print(" | ".join(parts), flush=True)
