@@ -1,4 +1,5 @@
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -80,6 +81,26 @@ def test_conversion_is_atomic_and_runs_once_under_concurrency(tmp_path, monkeypa
     assert (folder / "config.json").is_file()
     assert (tmp_path / "models" / "calls.log").read_text().count("convert") == 1
     assert not list((tmp_path / "models").glob(".fake-a.tmp-*"))
+
+
+def test_prepare_presets_converts_the_missing_ones_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_CACHE", str(tmp_path))
+    for name in ("fake-c", "fake-d"):
+        _register(name)
+
+    def convert_recording_pid(gguf: Path, dest: Path) -> None:
+        with open(gguf.parent.parent / "pids.log", "a") as log:
+            log.write(f"{os.getpid()}\n")
+        _fake_convert(gguf, dest)
+
+    monkeypatch.setattr(models, "_convert_gguf", convert_recording_pid)
+    monkeypatch.setattr(models, "_PROCESS_START", "fork")
+    models.prepare_presets(["fake-c", "fake-d", "fake-c", "some-org/not-a-preset"])
+    assert all((tmp_path / "models" / n / "config.json").is_file() for n in ("fake-c", "fake-d"))
+    pids = (tmp_path / "models" / "pids.log").read_text().split()
+    assert len(pids) == len(set(pids)) == 2 and str(os.getpid()) not in pids  # one worker process each
+    models.prepare_presets(["fake-c", "fake-d"])  # converted: nothing to do
+    assert len((tmp_path / "models" / "pids.log").read_text().split()) == 2
 
 
 def test_crash_mid_conversion_leaves_no_folder(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ class TrainConfig:
     layer: int = field(default=15, metadata={"help": "sender layer whose hidden states the encoder reads"})
     encoder: str = field(default="perceiver", metadata={"help": "encoder kind", "choices": ENCODERS.names()})
     num_latents: int = field(default=8, metadata={"help": "M: vectors in the message Z"})
-    d_z: int = field(default=32, metadata={"help": "width of each message vector"})
+    d_z: int = field(default=16, metadata={"help": "width of each message vector"})
     d_model: int = field(default=256, metadata={"help": "encoder width"})
     depth: int = field(default=2, metadata={"help": "encoder blocks"})
     heads: int = field(default=4, metadata={"help": "encoder attention heads"})
@@ -39,7 +39,7 @@ class TrainConfig:
         "help": "what the sender reads: the task prompt around the text (as text baselines do) or the bare text",
         "choices": ["prompt", "text"]})
     bos: str = field(default="auto", metadata={"help": "BOS before the receiver input", "choices": list(BOS_POLICIES)})
-    steps: int = field(default=150, metadata={"help": "optimizer steps"})
+    steps: int = field(default=120, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per step"})
     lr: float = field(default=3e-4, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
@@ -59,7 +59,7 @@ class TrainConfig:
         "help": "seeded stratified subset of train (the CPU budget every trained baseline shares)"})
     val_examples: int = field(default=VALIDATION_BUDGET, metadata={
         "help": "validation examples (the split's first N) used for checkpoint selection"})
-    eval_every: int = field(default=50, metadata={"help": "validate (and maybe keep the best) every N steps"})
+    eval_every: int = field(default=40, metadata={"help": "validate (and maybe keep the best) every N steps"})
     checkpoint_every: int = field(default=25, metadata={"help": "save a resumable checkpoint every N steps"})
     sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for evaluation"})

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
-from lw_core.models import DTYPES, cache_dir
+from lw_core.models import DTYPES, cache_dir, prepare_presets
 from lw_core.runs import open_run, runs_root
 from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
@@ -67,6 +67,7 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def load_models(config: TrainConfig, device: torch.device) -> Models:
+    prepare_presets([config.sender, *config.receivers])
     sender = None if config.encoder == "bytes" else FrozenLM.load(config.sender, dtype=config.dtype, device=str(device))
     receivers = [FrozenLM.load(name, dtype=config.dtype, device=str(device)) for name in config.receivers]
     return Models(sender, receivers)

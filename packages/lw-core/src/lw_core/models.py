@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -27,6 +30,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _COMPLETE_MARKER = ".lw-complete"
+_PROCESS_START = "spawn"  # a fresh interpreter per conversion; tests use "fork" to keep their fakes
 
 
 def cache_dir() -> Path:
@@ -121,6 +125,29 @@ def preset_folder(name: str) -> Path:
             shutil.rmtree(work, ignore_errors=True)
         log.warning("converted %s in %.1fs", name, time.perf_counter() - start)
     return dest
+
+
+def _converted(name: str) -> bool:
+    return (cache_dir() / "models" / name / _COMPLETE_MARKER).exists()
+
+
+def _convert_in_worker(name: str, threads: int) -> str:
+    torch.set_num_threads(threads)
+    return str(preset_folder(name))
+
+
+def prepare_presets(names: Iterable[str]) -> None:
+    """Convert the embedded presets among `names` that are not converted yet, each in its own process at
+    once: a conversion is mostly single-threaded, so a cold start waits for the largest one only."""
+    todo = sorted({n for n in names if n in PRESETS and not _converted(n)})
+    if len(todo) < 2:
+        for name in todo:
+            preset_folder(name)
+        return
+    threads = max(1, (os.cpu_count() or 1) // len(todo))
+    with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context(_PROCESS_START)) as pool:
+        for future in [pool.submit(_convert_in_worker, name, threads) for name in todo]:
+            future.result()
 
 
 def check_model_name(name_or_path: str) -> None:
