@@ -40,10 +40,24 @@ def _fmt_seconds(value: float | None) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
+def _receiver_tag(name: str) -> str:
+    return Path(name.rstrip("/")).name
+
+
 def _rows(record):
-    """A record as table rows: an `lw-tasks eval-zero-shot` run holds the calibrated scores too."""
-    yield record
+    """A record as table rows: an `lw-tasks eval-zero-shot` run holds the calibrated scores too, an
+    interlingua bridge run each receiver's scores from the same message."""
     metrics = record.metrics
+    if record.method == "bridge-interlingua":
+        receivers = [_receiver_tag(r) for r in record.config.get("receivers", [])]
+        for i, tag in enumerate(receivers):
+            suffix = "" if i == 0 else f"_{tag}"
+            if f"accuracy{suffix}" in metrics:
+                yield dataclasses.replace(record, method=f"bridge-interlingua@{tag}", metrics={
+                    **metrics, "accuracy": metrics[f"accuracy{suffix}"],
+                    "seconds_per_example": metrics.get(f"seconds_per_example{suffix}")})
+        return
+    yield record
     if record.method.startswith("zero-shot@") and "calibrated_accuracy" in metrics:
         yield dataclasses.replace(record, method=record.method.replace("zero-shot", "zero-shot-calibrated", 1),
                                   metrics={**metrics, "accuracy": metrics["calibrated_accuracy"]})

@@ -15,10 +15,12 @@ def _script():
     return module
 
 
-def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "completed", **metrics) -> None:
+def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "completed", config=None,
+            **metrics) -> None:
     run_dir = root / method / f"seed{seed}"
     run_dir.mkdir(parents=True)
     write_record(RunRecord(id=f"{method}-{seed}", name=method, run_dir=str(run_dir), task="rt-sentiment",
+                           config=config or {},
                            method=method, seed=seed, status=status, finished_at=f"2026-01-01T00:00:0{seed}",
                            metrics={"accuracy": accuracy, "trainable_params": 10, "train_seconds": 12.0,
                                     "seconds_per_example": 0.02, "majority_rate": 0.58, **metrics}))
@@ -47,3 +49,13 @@ def test_table_rows_mean_std_and_update(tmp_path):
     assert "| bridge | 0.820 ± 0.020 |" in content
     (tmp_path / "plain.md").write_text("no markers")
     assert module.main(["--root", str(tmp_path), "--update", str(tmp_path / "plain.md")]) == 2
+
+
+def test_interlingua_run_gives_a_row_per_receiver(tmp_path):
+    module = _script()
+    _record(tmp_path, "bridge-interlingua", 0, 0.83, config={"receivers": ["gemma3-270m", "smollm2-135m"]},
+            **{"accuracy_smollm2-135m": 0.81, "seconds_per_example_smollm2-135m": 0.01})
+    text = module.table(tmp_path, ["rt-sentiment"])
+    assert "| bridge-interlingua@gemma3-270m | 0.830 | 1 | 10 | 12 | 20 |" in text
+    assert "| bridge-interlingua@smollm2-135m | 0.810 | 1 | 10 | 12 | 10 |" in text
+    assert "| bridge-interlingua |" not in text

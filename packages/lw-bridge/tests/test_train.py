@@ -4,6 +4,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from lw_bridge import checkpoint as checkpoint_module
@@ -35,7 +36,7 @@ def test_train_writes_a_complete_run(env, model_dirs, toy_task_file):
     metrics = trainer.train(_config(model_dirs, toy_task_file, env / "run"))
     run = env / "run"
     record = json.loads((run / "run.json").read_text())
-    assert record["status"] == "completed" and record["method"] == "bridge"
+    assert record["status"] == "completed" and record["method"] == f"bridge@{Path(model_dirs['receiver']).name}"
     for key in ("accuracy", "macro_f1", "val_accuracy", "trainable_params", "seconds_per_step", "soft_token_diversity",
                 "wire_bytes_int8", "accuracy_wire_int4"):
         assert key in metrics and key in record["metrics"]

@@ -51,6 +51,33 @@ def test_zero_shot_scores_are_answer_logprobs(lm):
             assert scores[i, a].item() == pytest.approx(expected.item(), abs=1e-3)
 
 
+def test_a_prompt_is_scored_once_per_weights_version(tiny_lm, monkeypatch):
+    task = make_task()
+    examples = task.split("test")
+    calls = []
+    score_answers = tiny_lm.score_answers
+    monkeypatch.setattr(tiny_lm, "score_answers", lambda prefix, answers: calls.append(1) or score_answers(prefix, answers))
+    first = ZeroShotScorer(tiny_lm).score(task, examples)
+    again = ZeroShotScorer(tiny_lm).score(task, examples[::-1])  # another scorer, another order
+    assert len(calls) == 1 and torch.equal(again, first.flip(0))
+    with torch.no_grad():
+        tiny_lm.model.get_input_embeddings().weight.mul_(1.5)  # the weights changed: score again
+    try:
+        changed = ZeroShotScorer(tiny_lm).score(task, examples)
+        assert len(calls) == 2 and not torch.allclose(changed, first)
+    finally:
+        with torch.no_grad():
+            tiny_lm.model.get_input_embeddings().weight.div_(1.5)
+    weight = tiny_lm.model.get_input_embeddings().weight
+    weight.requires_grad_(True)  # trainable weights (LoRA while it trains): never memoised
+    try:
+        ZeroShotScorer(tiny_lm).score(task, examples)
+        ZeroShotScorer(tiny_lm).score(task, examples)
+        assert len(calls) == 4
+    finally:
+        weight.requires_grad_(False)
+
+
 def test_contextual_calibration(tiny_lm):
     task = make_task()
     raw = ZeroShotScorer(tiny_lm)

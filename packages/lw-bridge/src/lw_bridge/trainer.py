@@ -61,6 +61,16 @@ def receiver_tag(name: str) -> str:
     return Path(name.rstrip("/")).name
 
 
+def method_label(config: TrainConfig) -> str:
+    """The run's method in the registry: `bridge` to the default receiver, `bridge@RECEIVER` to another,
+    `bridge-interlingua` to several (its record holds each receiver's metrics)."""
+    if len(config.receivers) > 1:
+        return "bridge-interlingua"
+    if config.receivers == TrainConfig().receivers:
+        return "bridge"
+    return f"bridge@{receiver_tag(config.receivers[0])}"
+
+
 def default_run_dir(config: TrainConfig) -> Path:
     task = Path(config.task).stem if Path(config.task).suffix else config.task
     return runs_root() / task / "bridge" / f"seed{config.seed}-{config.identity_hash()}"
@@ -218,7 +228,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device
     with open_run(run_dir, config, name=f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}",
-                  task=task.name, method="bridge" if len(config.receivers) == 1 else "bridge-interlingua",
+                  task=task.name, method=method_label(config),
                   seed=config.seed, device=str(device), dtype=config.dtype) as run:
         started = time.perf_counter()
         seed_everything(config.seed)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -44,6 +45,21 @@ class ZeroShotScorer:
         return _RawZeroShot(self.lm).score(task, examples)
 
 
+_PROMPT_SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per LM: answer log-probs by (prompt, answer ids), valid for one version of its weights. A prompt is
+scored once per process: zero-shot, its calibrated variant, the ensemble and the answer relay share
+their passes over a split."""
+
+
+def _weights_version(lm) -> tuple[int, int] | None:
+    """None while any weight is trainable (it is about to change); else a count that every in-place
+    change of a weight (an optimizer step, a merge, `load_state_dict`) moves."""
+    params = list(lm.model.parameters())
+    if any(p.requires_grad for p in params):
+        return None
+    return len(params), sum(p._version for p in params)
+
+
 class _RawZeroShot:
     scores_are_logprobs = True
 
@@ -54,8 +70,22 @@ class _RawZeroShot:
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         if task.kind != "classification":
             raise LwError(f"task {task.name!r} is generative: it has no answer set to score (use generate)")
-        prefix = self.lm.embed_texts([task.prompt(e) for e in examples])
-        return self.lm.score_answers(prefix, _answer_ids(self.lm, task)).logprobs.float().cpu()
+        answers = _answer_ids(self.lm, task)
+        prompts = [task.prompt(e) for e in examples]
+        if not prompts:
+            return torch.zeros(0, len(answers))
+        version = _weights_version(self.lm)
+        if version is None:
+            return self.lm.score_answers(self.lm.embed_texts(prompts), answers).logprobs.float().cpu()
+        entry = _PROMPT_SCORES.get(self.lm)
+        if entry is None or entry[0] != version:
+            entry = _PROMPT_SCORES[self.lm] = (version, {})
+        memo, key = entry[1], tuple(map(tuple, answers))
+        todo = [p for p in dict.fromkeys(prompts) if (p, key) not in memo]
+        if todo:
+            rows = self.lm.score_answers(self.lm.embed_texts(todo), answers).logprobs.float().cpu()
+            memo.update({(p, key): row for p, row in zip(todo, rows, strict=True)})
+        return torch.stack([memo[(p, key)] for p in prompts])
 
 
 def calibration_offset(content_free_scores: torch.Tensor) -> torch.Tensor:
