@@ -68,12 +68,14 @@ def test_a_prompt_is_scored_once_per_weights_version(tiny_lm, monkeypatch):
     finally:
         with torch.no_grad():
             tiny_lm.model.get_input_embeddings().weight.div_(1.5)
+    ZeroShotScorer(tiny_lm, memo=False).score(task, examples)  # asked not to: scores afresh
+    assert len(calls) == 3
     weight = tiny_lm.model.get_input_embeddings().weight
     weight.requires_grad_(True)  # trainable weights (LoRA while it trains): never memoised
     try:
         ZeroShotScorer(tiny_lm).score(task, examples)
         ZeroShotScorer(tiny_lm).score(task, examples)
-        assert len(calls) == 4
+        assert len(calls) == 5
     finally:
         weight.requires_grad_(False)
 

@@ -29,20 +29,22 @@ def _answer_ids(lm, task: Task) -> list[list[int]]:
 
 class ZeroShotScorer:
     """A frozen LM reads the task's prompt; the score of an answer is the log-probability of its
-    verbalizer (all its tokens) right after the prompt. `calibrate=True` applies contextual calibration."""
+    verbalizer (all its tokens) right after the prompt. `calibrate=True` applies contextual calibration;
+    `memo=False` scores every call afresh (benchmarks timing the forward pass)."""
 
     scores_are_logprobs = True
 
-    def __init__(self, lm, calibrate: bool = False, content_free: Sequence[str] = CONTENT_FREE):
+    def __init__(self, lm, calibrate: bool = False, content_free: Sequence[str] = CONTENT_FREE, memo: bool = True):
         self.lm = lm
         self.calibrate = calibrate
-        self._calibration = ContextualCalibration(_RawZeroShot(lm), content_free) if calibrate else None
+        self._raw = _RawZeroShot(lm, memo)
+        self._calibration = ContextualCalibration(self._raw, content_free) if calibrate else None
 
     @torch.no_grad()
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         if self._calibration is not None:
             return self._calibration.score(task, examples)
-        return _RawZeroShot(self.lm).score(task, examples)
+        return self._raw.score(task, examples)
 
 
 _PROMPT_SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -63,8 +65,8 @@ def _weights_version(lm) -> tuple[int, int] | None:
 class _RawZeroShot:
     scores_are_logprobs = True
 
-    def __init__(self, lm):
-        self.lm = lm
+    def __init__(self, lm, memo: bool = True):
+        self.lm, self.memo = lm, memo
 
     @torch.no_grad()
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
@@ -74,7 +76,7 @@ class _RawZeroShot:
         prompts = [task.prompt(e) for e in examples]
         if not prompts:
             return torch.zeros(0, len(answers))
-        version = _weights_version(self.lm)
+        version = _weights_version(self.lm) if self.memo else None
         if version is None:
             return self.lm.score_answers(self.lm.embed_texts(prompts), answers).logprobs.float().cpu()
         entry = _PROMPT_SCORES.get(self.lm)
