@@ -103,6 +103,23 @@ def test_prepare_presets_converts_the_missing_ones_at_once(tmp_path, monkeypatch
     assert len((tmp_path / "models" / "pids.log").read_text().split()) == 2
 
 
+def test_background_conversion_hands_its_thread_back(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("LW_CACHE", str(tmp_path))
+    _register("fake-e")
+    monkeypatch.setattr(models, "_convert_gguf", _fake_convert)
+    monkeypatch.setattr(models, "_PROCESS_START", "fork")
+    threads = torch.get_num_threads()
+    with models.BackgroundConversion(["fake-e", "some-org/not-a-preset"]) as conversion:
+        assert torch.get_num_threads() == max(1, threads - 1)
+        conversion.wait()
+        assert conversion.poll() and torch.get_num_threads() == threads
+    assert (tmp_path / "models" / "fake-e" / "config.json").is_file()
+    with models.BackgroundConversion(["fake-e"]) as nothing_to_do:  # converted: no process, no thread taken
+        assert nothing_to_do.poll() and torch.get_num_threads() == threads
+
+
 def test_crash_mid_conversion_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("LW_CACHE", str(tmp_path))
     _register("fake-b")

@@ -13,6 +13,7 @@ from typing import Any
 
 from lw_core.config import build_config
 from lw_core.errors import LwError, unknown_name
+from lw_core.models import prepare_presets
 from lw_core.runs import open_run, runs_root
 from lw_core.seeding import seed_everything
 from lw_tasks import EvalResult, Task, evaluate, load_task, write_eval
@@ -242,7 +243,9 @@ def run_suite(
     if first is None:
         raise LwError("no methods to run")
     task = task if task is not None else load_task(first.task)
-    models = models or Models(first.device, first.dtype)
+    if models is None:
+        prepare_presets([first.sender, first.receiver])  # a cold cache converts both at once
+        models = Models(first.device, first.dtype)
     results = []
     for spec, method, config in configs:
         label = method_label(method, config)

@@ -31,7 +31,7 @@ def bench_latency(task: Task, sender: FrozenLM, receiver: FrozenLM, *, examples:
                   num_soft_tokens: int, relay_tokens: int, bridge: Bridge | None = None) -> list[dict]:
     test = task.split("test")[:examples]
     if bridge is None:
-        config = TrainConfig(task=task.name, layer=layer, num_soft_tokens=num_soft_tokens, num_latents=num_soft_tokens)
+        config = TrainConfig(task=task.name, layer=layer, num_soft_tokens=num_soft_tokens)
         bridge = Bridge(bridge_config(config, task, Models(sender, [receiver]))).eval()
     bridge_scorer = BridgeScorer(bridge, EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template), receiver)
     zero_shot = ZeroShotScorer(receiver, memo=False)  # time every forward pass
@@ -56,7 +56,7 @@ def bench_latency(task: Task, sender: FrozenLM, receiver: FrozenLM, *, examples:
     numel = bridge.config.encoder.num_latents * bridge.config.encoder.d_z
     text_bytes = sum(len(e.text.encode()) for e in test) / len(test)
     relay_bytes = sum(len(t.encode()) for t in relay_texts) / max(1, len(relay_texts))
-    wire_format = TrainConfig().wire_formats[0]  # what lw-train reports the bridge with
+    wire_format = "int4"  # the format behind lw-train's wire_bytes_int4
     wire = {"bridge": WireFormat(wire_format).message_bytes(numel), "text relay": relay_bytes, "receiver reads text": text_bytes}
     base = seconds["bridge"]
     return [{"method": name, "seconds_per_example": round(s, 4), "ratio_to_bridge": round(s / base, 2),

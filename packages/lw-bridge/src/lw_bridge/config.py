@@ -41,7 +41,7 @@ class TrainConfig:
     bos: str = field(default="auto", metadata={"help": "BOS before the receiver input", "choices": list(BOS_POLICIES)})
     steps: int = field(default=120, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per step"})
-    lr: float = field(default=3e-4, metadata={"help": "peak learning rate (AdamW)"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up before cosine decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clipping"})
@@ -59,7 +59,7 @@ class TrainConfig:
         "help": "seeded stratified subset of train (the CPU budget every trained baseline shares)"})
     val_examples: int = field(default=VALIDATION_BUDGET, metadata={
         "help": "validation examples (the split's first N) used for checkpoint selection"})
-    eval_every: int = field(default=40, metadata={"help": "validate (and maybe keep the best) every N steps"})
+    eval_every: int = field(default=60, metadata={"help": "validate (and maybe keep the best) every N steps"})
     checkpoint_every: int = field(default=25, metadata={"help": "save a resumable checkpoint every N steps"})
     sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for evaluation"})
@@ -70,8 +70,9 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | mps"})
     output_dir: str | None = field(default=None, metadata={
         "help": "run directory (default: $LW_RUNS/<task>/bridge/<config hash>, so the same command resumes)"})
-    wire_formats: list[str] = field(default_factory=lambda: ["int4"], metadata={
-        "help": "also report test accuracy with the message quantised to these wire formats (fp16 int8 int6 int4)"})
+    wire_formats: list[str] = field(default_factory=list, metadata={
+        "help": "also report test accuracy with the message quantised to these wire formats (fp16 int8 int6 int4); "
+                "`lw-eval RUN_DIR --wire int4` does it for a finished run"})
     compare_zero_shot: bool = field(default=True, metadata={
         "help": "also report the receiver's calibrated zero-shot test accuracy (cached after the first run)"})
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
-from lw_core.models import DTYPES, cache_dir, prepare_presets
+from lw_core.models import DTYPES, BackgroundConversion, cache_dir
 from lw_core.runs import open_run, runs_root
 from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
@@ -71,16 +71,26 @@ def method_label(config: TrainConfig) -> str:
     return f"bridge@{receiver_tag(config.receivers[0])}"
 
 
+def receiver_suffix(receivers: Sequence[FrozenLM], index: int) -> str:
+    """How a run's files and metrics name a receiver: nothing for the first, `_<tag>` for the others."""
+    return "" if index == 0 else f"_{receiver_tag(receivers[index].name)}"
+
+
 def default_run_dir(config: TrainConfig) -> Path:
     task = Path(config.task).stem if Path(config.task).suffix else config.task
     return runs_root() / task / "bridge" / f"seed{config.seed}-{config.identity_hash()}"
 
 
-def load_models(config: TrainConfig, device: torch.device) -> Models:
-    prepare_presets([config.sender, *config.receivers])
-    sender = None if config.encoder == "bytes" else FrozenLM.load(config.sender, dtype=config.dtype, device=str(device))
-    receivers = [FrozenLM.load(name, dtype=config.dtype, device=str(device)) for name in config.receivers]
-    return Models(sender, receivers)
+def load_sender(config: TrainConfig, device: torch.device) -> FrozenLM | None:
+    return None if config.encoder == "bytes" else FrozenLM.load(config.sender, dtype=config.dtype, device=str(device))
+
+
+def load_receivers(config: TrainConfig, device: torch.device) -> list[FrozenLM]:
+    return [FrozenLM.load(name, dtype=config.dtype, device=str(device)) for name in config.receivers]
+
+
+def sender_template(config: TrainConfig, task: Task) -> str:
+    return task.template if config.sender_reads == "prompt" else "{text}"
 
 
 def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConfig:
@@ -101,7 +111,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         anchor_after=after if config.anchor_after is None else config.anchor_after,
         bos=config.bos,
         dtype={v: k for k, v in DTYPES.items()}[models.receivers[0].dtype],
-        sender_template=task.template if config.sender_reads == "prompt" else "{text}",
+        sender_template=sender_template(config, task),
         max_input_words=task.max_input_words,
         kind=task.kind,
         max_new_tokens=config.max_new_tokens,
@@ -232,14 +242,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
                   seed=config.seed, device=str(device), dtype=config.dtype) as run:
         started = time.perf_counter()
         seed_everything(config.seed)
-        models = load_models(config, device)
         view = task.budget_view(config.max_train_examples, config.val_examples, config.seed)
         train_examples, val_examples = view.split("train"), view.split("validation")
         test_examples = task.split("test")
+        # On a cold cache the receivers convert in another process while the sender works here.
+        with BackgroundConversion([r for r in config.receivers if r != config.sender]) as conversion:
+            sender = load_sender(config, device)
+            inputs = EncoderInputs(sender, config.layer, sender_template(config, task), batch_size=config.sender_batch_size)
+            for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
+                conversion.poll()
+                inputs.cache_split(task, split, examples)
+            conversion.wait()
+        models = Models(sender, load_receivers(config, device))
         bconfig = bridge_config(config, task, models)
-        inputs = EncoderInputs(models.sender, config.layer, bconfig.sender_template, batch_size=config.sender_batch_size)
-        for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
-            inputs.cache_split(task, split, examples)
         cache_seconds = time.perf_counter() - started
 
         seed_everything(config.seed)
@@ -263,13 +278,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
             teachers = [teacher_logprobs(r, task, train_examples, config.eval_batch_size) for r in models.receivers]
         scorers = [BridgeScorer(bridge, inputs, r, i) for i, r in enumerate(models.receivers)]
 
-        def validate() -> list[float]:
-            """The selection metric per receiver: accuracy, or first-token accuracy for generative tasks."""
+        def validate() -> tuple[list[float], list[Any]]:
+            """The selection metric per receiver (accuracy, or first-token accuracy for generative tasks),
+            and the classification evaluations behind it (written as the run's validation results)."""
             if generative:
                 return [first_token_accuracy(s, val_examples, val_references[i], config.eval_batch_size)
-                        for i, s in enumerate(scorers)]
-            return [evaluate(s, task, "validation", batch_size=config.eval_batch_size, limit=config.val_examples,
-                             progress=False).metrics["accuracy"] for s in scorers]
+                        for i, s in enumerate(scorers)], []
+            results = [evaluate(s, task, "validation", batch_size=config.eval_batch_size, limit=config.val_examples,
+                                progress=False) for s in scorers]
+            return [r.metrics["accuracy"] for r in results], results
 
         rank, world = accelerator.process_index, accelerator.num_processes
         progress = tqdm(range(state["step"], config.steps), initial=state["step"], total=config.steps,
@@ -299,11 +316,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 record = {"step": step + 1, "loss": round(loss.item(), 5), "grad_norm": round(float(grad_norm), 4),
                           "lr": scheduler.get_last_lr()[0], **{k: round(v, 5) for k, v in terms.items()}}
                 if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-                    accs = validate()
+                    accs, results = validate()
                     record["val_first_token_accuracy" if generative else "val_accuracy"] = accs
                     if accelerator.is_main_process and sum(accs) / len(accs) > state["best_val"]:
                         state["best_val"], state["best_step"] = sum(accs) / len(accs), step + 1
                         bridge.save_pretrained(best_dir)
+                        for r, result in enumerate(results):  # the selected checkpoint's validation results
+                            write_eval(result, run_dir, f"validation{receiver_suffix(models.receivers, r)}")
                     progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{accs[0]:.3f}")
                 else:
                     progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{state['best_val']:.3f}")
@@ -344,19 +363,21 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
     headline = report.headline
     test_examples = task.split("test")
     for r, receiver in enumerate(models.receivers):
-        suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
+        suffix = receiver_suffix(models.receivers, r)
         scorer = BridgeScorer(bridge, inputs, receiver, r)
-        val = evaluate(scorer, task, "validation", batch_size=config.eval_batch_size, limit=config.val_examples)
+        if generative:  # selection used first-token accuracy; the headline metric needs a generation pass
+            write_eval(evaluate(scorer, task, "validation", batch_size=config.eval_batch_size,
+                                limit=config.val_examples), run.dir, f"validation{suffix}")
+        val_metrics = json.loads((run.dir / f"metrics_validation{suffix}.json").read_text())
         eval_start = time.perf_counter()
         test = evaluate(scorer, task, "test", batch_size=config.eval_batch_size)
         eval_seconds = time.perf_counter() - eval_start
-        write_eval(val, run.dir, f"validation{suffix}")
         write_eval(test, run.dir, f"test{suffix}")
         soft = torch.cat([bridge.soft_tokens(scorer.messages(test_examples[i : i + 64]), r).detach()
                           for i in range(0, min(256, len(test_examples)), 64)])
         metrics.update({f"{name}{suffix}": test.metrics[name] for name in report.test_metrics})
         metrics.update({
-            f"val_{headline}{suffix}": val.metrics[headline],
+            f"val_{headline}{suffix}": val_metrics[headline],
             f"majority_rate{suffix}": test.metrics.get("majority_rate"),
             f"seconds_per_example{suffix}": round(eval_seconds / len(test_examples), 4),
             f"soft_token_diversity{suffix}": round(diversity(soft).item(), 4),
@@ -382,7 +403,7 @@ def _summary(task: Task, config: TrainConfig, metrics: dict[str, Any], models: M
     report = REPORTS[task.kind]
     headline, zero_shot = report.headline, report.zero_shot_key
     for r, receiver in enumerate(models.receivers):
-        suffix = "" if r == 0 else f"_{receiver_tag(receiver.name)}"
+        suffix = receiver_suffix(models.receivers, r)
         parts = [f"{task.name} test {headline}: bridge {config.sender}→{receiver.name} "
                  f"{metrics[f'{headline}{suffix}']:.4f}"]
         if f"{zero_shot}{suffix}" in metrics:

@@ -150,6 +150,47 @@ def prepare_presets(names: Iterable[str]) -> None:
             future.result()
 
 
+class BackgroundConversion:
+    """Converts the presets among `names` not converted yet in another process, while this one works with
+    one torch thread fewer (the conversion is mostly single-threaded); `poll()` gives the thread back as
+    soon as it is done, `wait()` joins it. A cold start then overlaps the receiver's conversion with the
+    sender's work instead of queueing them."""
+
+    def __init__(self, names: Iterable[str]):
+        todo = sorted({n for n in names if n in PRESETS and not _converted(n)})
+        self._threads = torch.get_num_threads()
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(_PROCESS_START)) if todo else None
+        self._futures = [self._pool.submit(_convert_in_worker, name, 1) for name in todo] if todo else []
+        if todo:
+            torch.set_num_threads(max(1, self._threads - 1))
+
+    def poll(self) -> bool:
+        """True once every conversion has finished (their errors are raised here)."""
+        if not all(f.done() for f in self._futures):
+            return False
+        self.wait()
+        return True
+
+    def wait(self) -> None:
+        try:
+            for future in self._futures:
+                future.result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            torch.set_num_threads(self._threads)
+
+    def __enter__(self) -> BackgroundConversion:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def check_model_name(name_or_path: str) -> None:
     """Fail (one line, naming the presets) unless this is a preset, a model folder or a hub id; converts nothing."""
     if name_or_path not in PRESETS:

@@ -1,0 +1,58 @@
+"""lw-train on the embedded pair (smollm2-135m → gemma3-270m) on a small slice of rt-sentiment, then the
+saved bridge in a fresh process: `-m slow` (a few minutes on a CPU)."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from lw_bridge import trainer
+from lw_bridge.config import TrainConfig
+from lw_tasks import load_task
+
+pytestmark = pytest.mark.slow
+
+SIZES = {"train": 256, "validation": 64, "test": 128}
+
+
+@pytest.fixture()
+def rt_slice(tmp_path):
+    """A task file over the first examples of each rt-sentiment split, with the task's own prompt."""
+    rt = load_task("rt-sentiment")
+    with open(tmp_path / "rt.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "split"])
+        for split, n in SIZES.items():
+            writer.writerows([e.text, rt.answers[e.label], split] for e in rt.split(split)[:n])
+    task_file = tmp_path / "rt.toml"
+    task_file.write_text(
+        f'name = "rt-slice"\ndata = "rt.csv"\ntext_column = "text"\nlabel_column = "label"\nsplit_column = "split"\n'
+        f"template = {json.dumps(rt.template)}\n"
+        f'answers = {{ {", ".join(f"{a} = {json.dumps(v)}" for a, v in zip(rt.answers, rt.verbalizers, strict=True))} }}\n'
+    )
+    return str(task_file)
+
+
+def test_bridge_trains_on_the_real_pair_and_reloads_in_a_fresh_process(tmp_path, monkeypatch, rt_slice):
+    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
+    run_dir = tmp_path / "run"
+    config = TrainConfig(task=rt_slice, steps=24, batch_size=16, eval_every=12, max_train_examples=SIZES["train"],
+                         val_examples=SIZES["validation"], compare_zero_shot=False, output_dir=str(run_dir))
+    metrics = trainer.train(config)
+    assert metrics["trainable_params"] > 0 and 0 <= metrics["soft_token_diversity"] <= 2
+    assert metrics["wire_bytes_int4"] < metrics["text_bytes_mean"]  # the message is smaller than the text
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history) == 24 and all(r["loss"] == r["loss"] for r in history)  # finite every step
+    script = (
+        "import json\n"
+        "from lw_bridge import BridgePipeline\n"
+        "from lw_tasks import load_task\n"
+        f"pipe = BridgePipeline.from_pretrained({str(run_dir)!r})\n"
+        f"task = load_task({rt_slice!r})\n"
+        "test = task.split('test')\n"
+        "pred = pipe.predict([e.text for e in test])\n"
+        "print(json.dumps(sum(p == task.answers[e.label] for p, e in zip(pred, test)) / len(test)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == metrics["accuracy"]
