@@ -23,3 +23,13 @@ def test_key_changes_with_anything_that_changes_the_states():
     assert base != states_key("m", 15, "t-train", ["a", "c"], None, "torch.float32")
     assert base != states_key("m", 15, "t-train", ["a", "b"], 64, "torch.float32")
     assert base != states_key("m", 15, "t-train", ["a", "b"], None, "torch.bfloat16")
+
+
+def test_after_batch_runs_once_per_sender_batch(lm, tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_CACHE", str(tmp_path))
+    calls = []
+    texts = [f"text {i}" for i in range(5)]
+    cached_states(lm, texts, 2, identity="t-train", batch_size=2, after_batch=lambda: calls.append(1))
+    assert len(calls) == 3
+    cached_states(lm, texts, 2, identity="t-train", batch_size=2, after_batch=lambda: calls.append(1))
+    assert len(calls) == 3  # read from the cache: no sender batch

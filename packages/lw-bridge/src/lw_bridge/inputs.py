@@ -3,7 +3,7 @@ sender-free `bytes` encoder."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from lw_core import FrozenLM
@@ -44,14 +44,16 @@ class EncoderInputs:
         return compute_states(self.sender, [self.sender_text(e) for e in examples], self.layer,
                               batch_size=self.batch_size, max_tokens=self.max_tokens)
 
-    def cache_split(self, task: Task, split: str, examples: Sequence[Example]) -> None:
-        """Compute (or read from the on-disk cache) the inputs of a split's examples once."""
+    def cache_split(self, task: Task, split: str, examples: Sequence[Example],
+                    after_batch: Callable[[], object] | None = None) -> None:
+        """Compute (or read from the on-disk cache) the inputs of a split's examples once; `after_batch`
+        is called after each batch the sender computes."""
         if self.sender is None:
             values = bytes_of([e.text for e in examples])
         else:
             values = cached_states(self.sender, [self.sender_text(e) for e in examples], self.layer,
                                    identity=f"{task.name}-{split}", batch_size=self.batch_size,
-                                   max_tokens=self.max_tokens)
+                                   max_tokens=self.max_tokens, after_batch=after_batch)
         self._by_id.update({e.id: v for e, v in zip(examples, values, strict=True)})
 
     def get(self, examples: Sequence[Example]) -> list[torch.Tensor]:

@@ -250,8 +250,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             sender = load_sender(config, device)
             inputs = EncoderInputs(sender, config.layer, sender_template(config, task), batch_size=config.sender_batch_size)
             for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
-                conversion.poll()
-                inputs.cache_split(task, split, examples)
+                inputs.cache_split(task, split, examples, after_batch=conversion.poll)
             conversion.wait()
         models = Models(sender, load_receivers(config, device))
         bconfig = bridge_config(config, task, models)

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -41,9 +41,10 @@ def _slug(text: str) -> str:
 
 def compute_states(
     lm: FrozenLM, texts: Sequence[str], layer: int, *, batch_size: int = 16, max_tokens: int | None = None,
-    desc: str = "sender states",
+    desc: str = "sender states", after_batch: Callable[[], object] | None = None,
 ) -> list[torch.Tensor]:
-    """Hidden states at `layer` for each text, unpadded: a list of [n_tokens_i, hidden] float32 tensors."""
+    """Hidden states at `layer` for each text, unpadded: a list of [n_tokens_i, hidden] float32 tensors.
+    `after_batch` is called after every batch (e.g. to take back a CPU thread lent to other work)."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches pad less
     out: list[torch.Tensor | None] = [None] * len(texts)
     with torch.no_grad():
@@ -52,12 +53,14 @@ def compute_states(
             states = lm.hidden_states([texts[i] for i in idx], layer, max_tokens=max_tokens)
             for row, i in enumerate(idx):
                 out[i] = states.embeds[row, : int(states.mask[row].sum())].float().cpu()
+            if after_batch is not None:
+                after_batch()
     return out  # type: ignore[return-value]
 
 
 def cached_states(
     lm: FrozenLM, texts: Sequence[str], layer: int, *, identity: str, batch_size: int = 16,
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, after_batch: Callable[[], object] | None = None,
 ) -> list[torch.Tensor]:
     """`compute_states`, cached under `$LW_CACHE/states/`. A corrupt cache file is recomputed."""
     key = states_key(lm.name, layer, identity, texts, max_tokens, str(lm.dtype))
@@ -69,7 +72,8 @@ def cached_states(
             return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
         except (SafetensorError, KeyError, OSError) as err:
             log.warning("ignoring unreadable state cache %s (%s); recomputing", path, err)
-    states = compute_states(lm, texts, layer, batch_size=batch_size, max_tokens=max_tokens, desc=f"{lm.name} L{layer} {identity}")
+    states = compute_states(lm, texts, layer, batch_size=batch_size, max_tokens=max_tokens, desc=f"{lm.name} L{layer} {identity}",
+                            after_batch=after_batch)
     offsets = [0]
     for s in states:
         offsets.append(offsets[-1] + s.shape[0])
