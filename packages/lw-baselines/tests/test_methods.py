@@ -271,6 +271,13 @@ def test_suite_runs_each_method_in_its_own_run(common, task, models, tmp_path):
     assert sorted(p.name for p in (tmp_path / "suite").iterdir()) == ["probe", "token-budget", "zero-shot"]
 
 
+def test_a_test_pass_served_by_another_methods_scores_reports_no_time(common, task, models, tmp_path):
+    results = run_suite(["zero-shot", "zero-shot-calibrated"], common, task=task, models=models,
+                        output_dir=tmp_path / "suite")
+    assert [r["status"] for r in results] == ["completed"] * 2
+    assert results[1]["seconds_per_example"] is None  # the receiver's pass was zero-shot's: not timed twice
+
+
 def test_registry_rejects_duplicates():
     registry: Registry[Method] = Registry("method")
     registry.add("x", METHODS.get("zero-shot"))

@@ -53,6 +53,15 @@ scored once per process: zero-shot, its calibrated variant, the ensemble and the
 their passes over a split."""
 
 
+_MEMO_HITS = [0]
+
+
+def memo_hits() -> int:
+    """How many prompt scores have been served from the memo so far in this process (a timed pass
+    that was served any did not run the model for them)."""
+    return _MEMO_HITS[0]
+
+
 def _weights_version(lm) -> tuple[int, int] | None:
     """None while any weight is trainable (it is about to change); else a count that every in-place
     change of a weight (an optimizer step, a merge, `load_state_dict`) moves."""
@@ -84,6 +93,7 @@ class _RawZeroShot:
             entry = _PROMPT_SCORES[self.lm] = (version, {})
         memo, key = entry[1], tuple(map(tuple, answers))
         todo = [p for p in dict.fromkeys(prompts) if (p, key) not in memo]
+        _MEMO_HITS[0] += len(prompts) - len(todo)
         if todo:
             rows = self.lm.score_answers(self.lm.embed_texts(todo), answers).logprobs.float().cpu()
             memo.update({(p, key): row for p, row in zip(todo, rows, strict=True)})
