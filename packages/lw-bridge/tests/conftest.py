@@ -1,5 +1,8 @@
 import csv
+import json
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -37,3 +40,24 @@ def toy_task_file(tmp_path_factory):
             word = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
             writer.writerow([f"review {i}: the film was {word} overall", label])
     return str(path)
+
+
+def accuracy_in_a_fresh_process(run_dir, task: str, device: str = "auto") -> float:
+    """Test accuracy of a saved bridge run, loaded the documented way in a new Python process."""
+    script = (
+        "import json\n"
+        "from lw_bridge import BridgePipeline\n"
+        "from lw_tasks import load_task\n"
+        f"pipe = BridgePipeline.from_pretrained({str(run_dir)!r}, device={device!r})\n"
+        f"task = load_task({task!r})\n"
+        "test = task.split('test')\n"
+        "pred = pipe.predict([e.text for e in test])\n"
+        "print(json.dumps(sum(p == task.answers[e.label] for p, e in zip(pred, test)) / len(test)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def fresh_process_accuracy():
+    return accuracy_in_a_fresh_process

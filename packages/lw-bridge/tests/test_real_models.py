@@ -3,8 +3,6 @@ saved bridge in a fresh process: `-m slow` (a few minutes on a CPU)."""
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 from lw_bridge import trainer
@@ -34,7 +32,8 @@ def rt_slice(tmp_path):
     return str(task_file)
 
 
-def test_bridge_trains_on_the_real_pair_and_reloads_in_a_fresh_process(tmp_path, monkeypatch, rt_slice):
+def test_bridge_trains_on_the_real_pair_and_reloads_in_a_fresh_process(tmp_path, monkeypatch, rt_slice,
+                                                                       fresh_process_accuracy):
     monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
     run_dir = tmp_path / "run"
     config = TrainConfig(task=rt_slice, steps=24, batch_size=16, eval_every=12, max_train_examples=SIZES["train"],
@@ -44,15 +43,4 @@ def test_bridge_trains_on_the_real_pair_and_reloads_in_a_fresh_process(tmp_path,
     assert metrics["wire_bytes_int4"] < metrics["text_bytes_mean"]  # the message is smaller than the text
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history) == 24 and all(r["loss"] == r["loss"] for r in history)  # finite every step
-    script = (
-        "import json\n"
-        "from lw_bridge import BridgePipeline\n"
-        "from lw_tasks import load_task\n"
-        f"pipe = BridgePipeline.from_pretrained({str(run_dir)!r})\n"
-        f"task = load_task({rt_slice!r})\n"
-        "test = task.split('test')\n"
-        "pred = pipe.predict([e.text for e in test])\n"
-        "print(json.dumps(sum(p == task.answers[e.label] for p, e in zip(pred, test)) / len(test)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == metrics["accuracy"]
+    assert fresh_process_accuracy(run_dir, rt_slice) == metrics["accuracy"]

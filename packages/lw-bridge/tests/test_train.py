@@ -2,8 +2,6 @@
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -117,20 +115,10 @@ def test_preemption_signal_checkpoints_and_the_same_command_resumes(env, model_d
     assert json.loads((env / "pre" / "run.json").read_text())["status"] == "completed"
 
 
-def test_saved_bridge_reproduces_its_test_accuracy_in_a_fresh_process(env, model_dirs, toy_task_file):
+def test_saved_bridge_reproduces_its_test_accuracy_in_a_fresh_process(env, model_dirs, toy_task_file,
+                                                                     fresh_process_accuracy):
     metrics = trainer.train(_config(model_dirs, toy_task_file, env / "run"))
-    script = (
-        "import json, sys\n"
-        "from lw_bridge import BridgePipeline\n"
-        "from lw_tasks import load_task\n"
-        f"pipe = BridgePipeline.from_pretrained({str(env / 'run')!r}, device='cpu')\n"
-        f"task = load_task({toy_task_file!r})\n"
-        "test = task.split('test')\n"
-        "pred = pipe.predict([e.text for e in test])\n"
-        "print(json.dumps(sum(p == task.answers[e.label] for p, e in zip(pred, test)) / len(test)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == metrics["accuracy"]
+    assert fresh_process_accuracy(env / "run", toy_task_file, device="cpu") == metrics["accuracy"]
 
 
 def test_interlingua_and_bytes_encoder(env, model_dirs, toy_task_file):
