@@ -134,7 +134,8 @@ def run_method(
             start, hits = time.perf_counter(), memo_hits()
             test = evaluate(scorer, view, "test", **eval_kw)
             eval_seconds.append(time.perf_counter() - start)
-            shared_test_pass = shared_test_pass or memo_hits() > hits
+            # a whole split's scores from the memo (not just the calibration's content-free prompts)
+            shared_test_pass = shared_test_pass or memo_hits() - hits >= len(view.split("test"))
             suffix = f"_draw{d}" if outcome.draws else ""
             write_eval(validation, run.dir, f"validation{suffix}")
             write_eval(test, run.dir, f"test{suffix}")
