@@ -127,8 +127,9 @@ def preset_folder(name: str) -> Path:
     return dest
 
 
-def _converted(name: str) -> bool:
-    return (cache_dir() / "models" / name / _COMPLETE_MARKER).exists()
+def _unconverted(names: Iterable[str]) -> list[str]:
+    """The embedded presets among `names` with no converted folder yet (each once, sorted)."""
+    return sorted({n for n in names if n in PRESETS and not (cache_dir() / "models" / n / _COMPLETE_MARKER).exists()})
 
 
 def _convert_in_worker(name: str, threads: int) -> str:
@@ -139,7 +140,7 @@ def _convert_in_worker(name: str, threads: int) -> str:
 def prepare_presets(names: Iterable[str]) -> None:
     """Convert the embedded presets among `names` that are not converted yet, each in its own process at
     once: a conversion is mostly single-threaded, so a cold start waits for the largest one only."""
-    todo = sorted({n for n in names if n in PRESETS and not _converted(n)})
+    todo = _unconverted(names)
     if len(todo) < 2:
         for name in todo:
             preset_folder(name)
@@ -157,7 +158,7 @@ class BackgroundConversion:
     sender's work instead of queueing them."""
 
     def __init__(self, names: Iterable[str]):
-        todo = sorted({n for n in names if n in PRESETS and not _converted(n)})
+        todo = _unconverted(names)
         self._threads = torch.get_num_threads()
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(_PROCESS_START)) if todo else None
         self._futures = [self._pool.submit(_convert_in_worker, name, 1) for name in todo] if todo else []
