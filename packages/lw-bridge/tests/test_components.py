@@ -3,7 +3,7 @@ import torch
 from lw_bridge import ENCODERS, Bridge, BridgeConfig, EncoderConfig
 from lw_bridge.adapters import Adapter
 from lw_bridge.bridge import anchors_from_template
-from lw_bridge.encoders import build_encoder, bytes_of
+from lw_bridge.encoders import build_encoder, bytes_of, fit_input_statistics
 from lw_bridge.losses import answer_ce, answer_logits, anti_collapse, distillation, diversity
 from lw_core import LwError
 from lw_core.testing import tiny_gemma3, tiny_llama
@@ -94,6 +94,29 @@ def test_diversity_detects_collapse():
     assert anti_collapse(same, 0.1).item() == pytest.approx(0.1, abs=1e-5)
     varied = torch.randn(64, 4, 256)
     assert diversity(varied).item() > 0.9 and anti_collapse(varied, 0.1).item() == 0
+
+
+@pytest.mark.parametrize("kind", ["perceiver", "meanpool", "linear"])
+def test_standardised_inputs_keep_a_shared_direction_from_making_messages_alike(kind):
+    """Sender states share one dominant direction (as a real LM's do); without train statistics every
+    input's message is nearly the same at initialisation, with them they differ."""
+    torch.manual_seed(0)
+    shared = torch.randn(12) * 20
+    states = [shared + torch.randn(12) + 0.3 * torch.randn(int(n), 12) for n in torch.randint(3, 9, (64,))]
+    padded = torch.nn.utils.rnn.pad_sequence(states, batch_first=True)
+    mask = torch.nn.utils.rnn.pad_sequence([torch.ones(len(s), dtype=torch.long) for s in states], batch_first=True)
+    encoder = build_encoder(12, EncoderConfig(kind=kind, num_latents=4, d_z=8, d_model=16, depth=1, heads=2)).eval()
+    with torch.no_grad():
+        before = diversity(encoder(padded, mask)).item()
+        fit_input_statistics(encoder, states)
+        after = diversity(encoder(padded, mask)).item()
+        x = torch.cat(states)
+        standardised = (x / x.pow(2).mean(-1, keepdim=True).sqrt() - encoder.inp.center) * encoder.inp.scale
+    assert torch.allclose(standardised.mean(0), torch.zeros(12), atol=1e-4)
+    assert torch.allclose(standardised.std(0, unbiased=False), torch.ones(12), atol=1e-3)
+    assert before < 0.01 and after > 0.1
+    with pytest.raises(LwError, match="does not read sender states"):
+        fit_input_statistics(build_encoder(12, EncoderConfig(kind="bytes", d_model=16, heads=2)), states)
 
 
 def test_distillation_is_zero_at_the_teacher():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from lw_core.config import parse_config
 from lw_core.errors import LwError, cli_errors, unknown_name
+from lw_core.runs import exit_on_sigterm
 
 from lw_baselines.common import METHODS, BaselineConfig, _help
 from lw_baselines.runner import SUITE, make_config, parse_spec, run_method, run_suite, summary_table
@@ -46,7 +47,11 @@ def _list_methods() -> str:
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with exit_on_sigterm():  # a stopped run is recorded as preempted, not left "running"
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE + "\n\n" + _list_methods())

@@ -38,6 +38,9 @@ class TrainConfig:
     sender_reads: str = field(default="prompt", metadata={
         "help": "what the sender reads: the task prompt around the text (as text baselines do) or the bare text",
         "choices": ["prompt", "text"]})
+    standardize_states: bool = field(default=True, metadata={
+        "help": "standardise sender states per feature with train-split statistics (without it every message "
+                "starts alike and training can begin collapsed)"})
     bos: str = field(default="auto", metadata={"help": "BOS before the receiver input", "choices": list(BOS_POLICIES)})
     steps: int = field(default=120, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per step"})

@@ -6,7 +6,9 @@ from __future__ import annotations
 import signal
 import threading
 
-PREEMPTED_EXIT_CODE = 143
+from lw_core.runs import PREEMPTED_EXIT_CODE
+
+__all__ = ["PREEMPTED_EXIT_CODE", "PreemptionFlag"]
 
 
 class PreemptionFlag:

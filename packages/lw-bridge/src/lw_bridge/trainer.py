@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from lw_bridge.bridge import Bridge, BridgeConfig, anchors_from_template
 from lw_bridge.checkpoint import find_training_state, load_training_state, save_training_state
 from lw_bridge.config import TrainConfig
+from lw_bridge.encoders import fit_input_statistics
 from lw_bridge.inputs import EncoderInputs, pad_states
 from lw_bridge.losses import (
     answer_ce,
@@ -258,6 +259,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         seed_everything(config.seed)
         bridge = Bridge(bconfig).to(device)
+        if config.standardize_states and models.sender is not None:
+            fit_input_statistics(bridge.encoder, inputs.get(train_examples))
         optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = warmup_cosine(optimizer, config.steps, config.warmup)
         checkpoint_dir, best_dir = run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "best"

@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import platform
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,28 @@ from typing import Any
 import lw_registry
 
 from lw_core.config import config_hash, config_to_dict
+
+PREEMPTED_EXIT_CODE = 143
+"""Exit code of a process stopped by SIGTERM (SLURM's preemption / time-limit signal): its run is
+recorded as preempted, not failed."""
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Within this block SIGTERM raises `SystemExit(143)`, so an open run records that it was stopped
+    (preempted) and keeps what it wrote, instead of dying with its record still at "running"."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, frame):
+        raise SystemExit(PREEMPTED_EXIT_CODE)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 LOG_NAME = "log.txt"
 _LIBRARIES = ("torch", "transformers", "accelerate", "peft", "safetensors", "numpy", "polars")
@@ -134,7 +158,7 @@ def open_run(
         logging.getLogger("lw").error("run failed: %s", exc)
         with contextlib.suppress(Exception):
             (run_dir / "traceback.txt").write_text(traceback.format_exc())
-        status = "preempted" if isinstance(exc, SystemExit) and exc.code == 143 else "failed"
+        status = "preempted" if isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE else "failed"
         lw_registry.fail_run(
             run_dir,
             error=f"{type(exc).__name__}: {exc}",

@@ -1,0 +1,30 @@
+import os
+import signal
+from dataclasses import dataclass
+
+import pytest
+from lw_core.runs import PREEMPTED_EXIT_CODE, exit_on_sigterm, open_run
+from lw_registry import read_record
+
+
+@dataclass
+class _Config:
+    steps: int = 3
+
+
+def test_a_run_stopped_by_sigterm_is_recorded_preempted_and_keeps_its_files(tmp_path):
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped, exit_on_sigterm(), open_run(tmp_path / "run", _Config(), name="t") as run:
+        run.write_json("partial.json", {"step": 1})
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert stopped.value.code == PREEMPTED_EXIT_CODE
+    assert read_record(tmp_path / "run").status == "preempted"
+    assert (tmp_path / "run" / "partial.json").is_file()
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_completed_run_is_recorded_completed(tmp_path):
+    with open_run(tmp_path / "run", _Config(), name="t") as run:
+        run.metrics["accuracy"] = 0.5
+    record = read_record(tmp_path / "run")
+    assert record.status == "completed" and record.metrics == {"accuracy": 0.5}
