@@ -20,6 +20,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from lw_core.models import model_tag
 from lw_registry.table import load_table
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -40,16 +41,12 @@ def _fmt_seconds(value: float | None) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
-def _receiver_tag(name: str) -> str:
-    return Path(name.rstrip("/")).name
-
-
 def _rows(record):
     """A record as table rows: an `lw-tasks eval-zero-shot` run holds the calibrated scores too, an
     interlingua bridge run each receiver's scores from the same message."""
     metrics = record.metrics
     if record.method == "bridge-interlingua":
-        receivers = [_receiver_tag(r) for r in record.config.get("receivers", [])]
+        receivers = [model_tag(r) for r in record.config.get("receivers", [])]
         for i, tag in enumerate(receivers):
             suffix = "" if i == 0 else f"_{tag}"
             if f"accuracy{suffix}" in metrics:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
-from lw_core.models import DTYPES, BackgroundConversion, cache_dir
+from lw_core.models import DTYPES, BackgroundConversion, cache_dir, model_tag
 from lw_core.runs import open_run, runs_root
 from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
@@ -57,11 +57,6 @@ class Models:
     receivers: list[FrozenLM]
 
 
-def receiver_tag(name: str) -> str:
-    """A file-name-safe tag for a model name (a preset, hub id or folder path)."""
-    return Path(name.rstrip("/")).name
-
-
 def method_label(config: TrainConfig) -> str:
     """The run's method in the registry: `bridge` to the default receiver, `bridge@RECEIVER` to another,
     `bridge-interlingua` to several (its record holds each receiver's metrics)."""
@@ -69,12 +64,12 @@ def method_label(config: TrainConfig) -> str:
         return "bridge-interlingua"
     if config.receivers == TrainConfig().receivers:
         return "bridge"
-    return f"bridge@{receiver_tag(config.receivers[0])}"
+    return f"bridge@{model_tag(config.receivers[0])}"
 
 
 def receiver_suffix(receivers: Sequence[FrozenLM], index: int) -> str:
     """How a run's files and metrics name a receiver: nothing for the first, `_<tag>` for the others."""
-    return "" if index == 0 else f"_{receiver_tag(receivers[index].name)}"
+    return "" if index == 0 else f"_{model_tag(receivers[index].name)}"
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -367,10 +362,13 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
     for r, receiver in enumerate(models.receivers):
         suffix = receiver_suffix(models.receivers, r)
         scorer = BridgeScorer(bridge, inputs, receiver, r)
-        if generative:  # selection used first-token accuracy; the headline metric needs a generation pass
+        val_path = run.dir / f"metrics_validation{suffix}.json"
+        # Generative selection used first-token accuracy, so the headline metric needs a generation pass;
+        # a run resumed from a checkpoint of older code has no validation results written at selection.
+        if generative or not val_path.is_file():
             write_eval(evaluate(scorer, task, "validation", batch_size=config.eval_batch_size,
                                 limit=config.val_examples), run.dir, f"validation{suffix}")
-        val_metrics = json.loads((run.dir / f"metrics_validation{suffix}.json").read_text())
+        val_metrics = json.loads(val_path.read_text())
         eval_start = time.perf_counter()
         test = evaluate(scorer, task, "test", batch_size=config.eval_batch_size)
         eval_seconds = time.perf_counter() - eval_start

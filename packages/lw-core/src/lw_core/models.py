@@ -192,6 +192,11 @@ class BackgroundConversion:
         self.close()
 
 
+def model_tag(name_or_path: str) -> str:
+    """A file-name-safe tag for a model name (a preset, hub id or folder path): its last component."""
+    return Path(name_or_path.rstrip("/")).name
+
+
 def check_model_name(name_or_path: str) -> None:
     """Fail (one line, naming the presets) unless this is a preset, a model folder or a hub id; converts nothing."""
     if name_or_path not in PRESETS:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+import time
 import weakref
 from collections.abc import Sequence
 
@@ -48,18 +49,19 @@ class ZeroShotScorer:
 
 
 _PROMPT_SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""Per LM: answer log-probs by (prompt, answer ids), valid for one version of its weights. A prompt is
-scored once per process: zero-shot, its calibrated variant, the ensemble and the answer relay share
+"""Per LM: (answer log-probs, seconds it took) by (prompt, answer ids), valid for one version of its
+weights. A prompt is scored once per process: zero-shot, its calibrated variant, the ensemble and the answer relay share
 their passes over a split."""
 
 
-_MEMO_HITS = [0]
+_MEMO_SECONDS = [0.0]
 
 
-def memo_hits() -> int:
-    """How many prompt scores have been served from the memo so far in this process (a timed pass
-    that was served any did not run the model for them)."""
-    return _MEMO_HITS[0]
+def memo_seconds() -> float:
+    """Compute time of the prompt scores served from the memo so far in this process: each hit is
+    charged what its first computation took, so a timed pass costs the same whether or not another
+    method scored its prompts first."""
+    return _MEMO_SECONDS[0]
 
 
 def _weights_version(lm) -> tuple[int, int] | None:
@@ -93,11 +95,14 @@ class _RawZeroShot:
             entry = _PROMPT_SCORES[self.lm] = (version, {})
         memo, key = entry[1], tuple(map(tuple, answers))
         todo = [p for p in dict.fromkeys(prompts) if (p, key) not in memo]
-        _MEMO_HITS[0] += len(prompts) - len(todo)
+        hits = [p for p in prompts if p not in todo]
+        _MEMO_SECONDS[0] += sum(memo[(p, key)][1] for p in hits)
         if todo:
+            start = time.perf_counter()
             rows = self.lm.score_answers(self.lm.embed_texts(todo), answers).logprobs.float().cpu()
-            memo.update({(p, key): row for p, row in zip(todo, rows, strict=True)})
-        return torch.stack([memo[(p, key)] for p in prompts])
+            each = (time.perf_counter() - start) / len(todo)
+            memo.update({(p, key): (row, each) for p, row in zip(todo, rows, strict=True)})
+        return torch.stack([memo[(p, key)][0] for p in prompts])
 
 
 def calibration_offset(content_free_scores: torch.Tensor) -> torch.Tensor:
