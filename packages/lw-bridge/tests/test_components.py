@@ -73,14 +73,21 @@ def test_anchors_from_template():
     assert anchors_from_template("Review: {text}\nSentiment:") == ("Review: ", "\nSentiment:")
 
 
-def test_checkpoint_roundtrip_and_corruption(tmp_path):
+@pytest.mark.parametrize("message_head", [False, True])
+def test_checkpoint_roundtrip_and_corruption(tmp_path, message_head):
     gemma = tiny_gemma3()
-    bridge = _bridge([gemma]).eval()
+    bridge = _bridge([gemma], message_head=message_head).eval()
     states, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.long)
     bridge.save_pretrained(tmp_path / "b")
     loaded = Bridge.from_pretrained(tmp_path / "b")
     assert loaded.config == bridge.config
-    assert torch.equal(loaded(states, mask)[0], bridge(states, mask)[0])
+    (soft,), head = bridge(states, mask)
+    (loaded_soft,), loaded_head = loaded(states, mask)
+    assert torch.equal(loaded_soft, soft)
+    if message_head:  # one logit per answer, read from the message
+        assert head.shape == (2, 2) and torch.equal(loaded_head, head)
+    else:
+        assert head is None and loaded_head is None
     (tmp_path / "b" / "bridge.safetensors").write_bytes(b"garbage")
     with pytest.raises(LwError, match="corrupt bridge checkpoint"):
         Bridge.from_pretrained(tmp_path / "b")

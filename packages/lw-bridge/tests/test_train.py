@@ -1,6 +1,7 @@
 """The lw-train recipe end to end on tiny models and a toy CSV task."""
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -119,6 +120,15 @@ def test_saved_bridge_reproduces_its_test_accuracy_in_a_fresh_process(env, model
                                                                      fresh_process_accuracy):
     metrics = trainer.train(_config(model_dirs, toy_task_file, env / "run"))
     assert fresh_process_accuracy(env / "run", toy_task_file, device="cpu") == metrics["accuracy"]
+
+
+def test_message_head_is_trained_and_logged(env, model_dirs, toy_task_file):
+    metrics = trainer.train(_config(model_dirs, toy_task_file, env / "head", message_head_weight=1.0, steps=4,
+                                    eval_every=2))
+    history = json.loads((env / "head" / "history.json").read_text())
+    assert all(math.isfinite(r["message_head_ce"]) for r in history)
+    plain = trainer.train(_config(model_dirs, toy_task_file, env / "plain", steps=4, eval_every=2))
+    assert metrics["trainable_params"] == plain["trainable_params"] + 4 * 8 * 2 + 2  # a linear head: M·d_z → 2 answers
 
 
 def test_interlingua_and_bytes_encoder(env, model_dirs, toy_task_file):

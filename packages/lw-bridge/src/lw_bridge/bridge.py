@@ -54,6 +54,9 @@ class BridgeConfig:
     task_source: str | None = None
     """The task as given to lw-train (a name or a data file) and its load options, to reload it."""
     task_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    message_head: bool = False
+    """Training only: a linear classifier over the answers reads the message (an auxiliary loss that
+    gives the encoder a direct gradient); predictions always come from the receivers."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,6 +79,8 @@ class Bridge(nn.Module):
             Adapter(config.encoder.d_z, config.encoder.num_latents, d, config.num_soft_tokens, rms)
             for d, rms in zip(config.d_receivers, config.target_rms, strict=True)
         )
+        numel = config.encoder.num_latents * config.encoder.d_z
+        self.message_head = nn.Linear(numel, len(config.answers)) if config.message_head else None
 
     def receiver_index(self, name: str) -> int:
         if name not in self.config.receivers:
@@ -89,10 +94,12 @@ class Bridge(nn.Module):
     def soft_tokens(self, message: torch.Tensor, receiver: int = 0) -> torch.Tensor:
         return self.adapters[receiver](message)
 
-    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        """Soft tokens [B, K, d_receiver] for every receiver, from one shared message."""
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Soft tokens [B, K, d_receiver] for every receiver, from one shared message, and the message
+        head's answer logits [B, A] (None without a head)."""
         message = self.message(states, mask)
-        return [adapter(message) for adapter in self.adapters]
+        head = None if self.message_head is None else self.message_head(message.flatten(1))
+        return [adapter(message) for adapter in self.adapters], head
 
     def receiver_inputs(self, receiver_lm: FrozenLM, soft: torch.Tensor) -> Embedded:
         """[BOS] + anchor_before + K soft tokens + anchor_after, as the receiver's first layer sees them."""

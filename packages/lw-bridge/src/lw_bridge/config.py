@@ -51,6 +51,9 @@ class TrainConfig:
     kd_weight: float = field(default=0.0, metadata={
         "help": "weight of distillation from the receiver's own text-prompted answer distribution"})
     kd_temperature: float = field(default=2.0, metadata={"help": "distillation temperature"})
+    message_head_weight: float = field(default=0.0, metadata={
+        "help": "weight of an auxiliary answer classifier on the message during training (0 = none); "
+                "gives the encoder a direct gradient, e.g. for many-class tasks; predictions still come from the receiver"})
     diversity_weight: float = field(default=0.1, metadata={"help": "weight of the anti-collapse term"})
     diversity_floor: float = field(default=0.1, metadata={"help": "soft-token diversity below which it is penalised"})
     answer_tokens: int = field(default=8, metadata={
@@ -92,6 +95,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.message_head_weight < 0:
+            raise ValueError(f"message_head_weight must be >= 0, got {self.message_head_weight}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.warmup < 1:

@@ -113,6 +113,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         max_new_tokens=config.max_new_tokens,
         task_source=config.task,
         task_options=task_options(config),
+        message_head=config.message_head_weight > 0,
     )
 
 
@@ -230,6 +231,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     generative = task.kind == "generative"
     if generative and config.kd_weight > 0:
         raise LwError(f"--kd-weight distils over an answer set; task {task.name!r} is generative (use 0)")
+    if generative and config.message_head_weight > 0:
+        raise LwError(f"--message-head-weight classifies over an answer set; task {task.name!r} is generative (use 0)")
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device
@@ -295,10 +298,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 idx = batch_indices(step, config.batch_size, len(train_examples), config.seed)[rank::world]
                 batch = [train_examples[i] for i in idx]
                 states, mask = pad_states(inputs.get(batch), device)
+                soft, head_logits = model(states, mask)
                 loss, terms = bridge_loss(
-                    model(states, mask), bridge, models.receivers, answer_ids, None if generative else labels[idx],
+                    soft, bridge, models.receivers, answer_ids, None if generative else labels[idx],
                     config, None if teachers is None else [t[idx] for t in teachers],
                     None if references is None else [[refs[i] for i in idx] for refs in references])
+                if head_logits is not None:
+                    head_ce = answer_ce(head_logits, labels[idx])
+                    loss = loss + config.message_head_weight * head_ce
+                    terms["message_head_ce"] = head_ce.item()
                 if not torch.isfinite(loss):
                     kept = find_training_state(checkpoint_dir)
                     raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
