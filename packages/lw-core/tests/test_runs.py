@@ -18,7 +18,8 @@ def test_a_run_stopped_by_sigterm_is_recorded_preempted_and_keeps_its_files(tmp_
         run.write_json("partial.json", {"step": 1})
         os.kill(os.getpid(), signal.SIGTERM)
     assert stopped.value.code == PREEMPTED_EXIT_CODE
-    assert read_record(tmp_path / "run").status == "preempted"
+    record = read_record(tmp_path / "run")
+    assert record.status == "preempted" and record.exit_code == PREEMPTED_EXIT_CODE
     assert (tmp_path / "run" / "partial.json").is_file()
     assert signal.getsignal(signal.SIGTERM) is previous
 

@@ -164,6 +164,7 @@ def open_run(
             error=f"{type(exc).__name__}: {exc}",
             category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
             status=status,
+            exit_code=PREEMPTED_EXIT_CODE if status == "preempted" else 1,
             log_tail=_log_tail(run_dir / LOG_NAME),
         )
         raise
