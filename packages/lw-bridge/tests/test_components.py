@@ -7,6 +7,7 @@ from lw_bridge.encoders import build_encoder, bytes_of, fit_input_statistics
 from lw_bridge.losses import answer_ce, answer_logits, anti_collapse, distillation, diversity
 from lw_core import LwError
 from lw_core.testing import tiny_gemma3, tiny_llama
+from safetensors.torch import load_file, save_file
 
 
 @pytest.mark.parametrize("kind", ENCODERS.names())
@@ -88,6 +89,10 @@ def test_checkpoint_roundtrip_and_corruption(tmp_path, message_head):
         assert head.shape == (2, 2) and torch.equal(loaded_head, head)
     else:
         assert head is None and loaded_head is None
+    state = load_file(tmp_path / "b" / "bridge.safetensors")  # as written before input standardisation
+    save_file({k: v for k, v in state.items() if not k.endswith(("inp.center", "inp.scale"))},
+              tmp_path / "b" / "bridge.safetensors")
+    assert torch.equal(Bridge.from_pretrained(tmp_path / "b").encoder.inp.scale, torch.ones(32))
     (tmp_path / "b" / "bridge.safetensors").write_bytes(b"garbage")
     with pytest.raises(LwError, match="corrupt bridge checkpoint"):
         Bridge.from_pretrained(tmp_path / "b")
