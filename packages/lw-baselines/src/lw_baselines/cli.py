@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -69,8 +70,11 @@ def _main(argv: list[str]) -> int:
             parse_spec(s)  # unknown names fail before anything runs
         values = {f.name: getattr(config, f.name) for f in dataclasses.fields(BaselineConfig)}
         output_dir = values.pop("output_dir")
+        started = time.perf_counter()
         results = run_suite(specs, values, output_dir=output_dir, options=config.options)
         print(summary_table(results))
+        print(f"suite wall time: {time.perf_counter() - started:.0f} s for {len(results)} methods "
+              f"(models loaded once, shared by all)")
         return 0 if all(r["status"] == "completed" for r in results) else 1
     if spec.startswith("-"):
         raise LwError(f"the first argument is the method; known: {', '.join([*METHODS.names(), 'all'])}")
