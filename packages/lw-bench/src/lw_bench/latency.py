@@ -53,7 +53,7 @@ def bench_latency(task: Task, sender: FrozenLM, receiver: FrozenLM, *, examples:
             "text relay": _per_example(relay, test),
             "receiver reads text": _per_example(lambda b: zero_shot.score(task, b), test),
         }
-    numel = bridge.config.encoder.num_latents * bridge.config.encoder.d_z
+    numel = bridge.config.encoder.message_numel
     text_bytes = sum(len(e.text.encode()) for e in test) / len(test)
     relay_bytes = sum(len(t.encode()) for t in relay_texts) / max(1, len(relay_texts))
     wire_format = "int4"  # the format behind lw-train's wire_bytes_int4

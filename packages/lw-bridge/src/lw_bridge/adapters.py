@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lw_bridge.encoders import rms_normalise
+
 
 class Adapter(nn.Module):
     def __init__(self, d_z: int, num_latents: int, d_receiver: int, num_soft_tokens: int, target_rms: float,
@@ -24,5 +26,4 @@ class Adapter(nn.Module):
     def forward(self, message: torch.Tensor) -> torch.Tensor:
         mixed = torch.einsum("km,bmd->bkd", self.mix, message)
         tokens = self.mlp(mixed) + self.position
-        rms = tokens.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
-        return tokens / rms * self.target_rms * self.log_scale.exp()
+        return rms_normalise(tokens) * self.target_rms * self.log_scale.exp()

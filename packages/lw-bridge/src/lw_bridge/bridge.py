@@ -79,8 +79,7 @@ class Bridge(nn.Module):
             Adapter(config.encoder.d_z, config.encoder.num_latents, d, config.num_soft_tokens, rms)
             for d, rms in zip(config.d_receivers, config.target_rms, strict=True)
         )
-        numel = config.encoder.num_latents * config.encoder.d_z
-        self.message_head = nn.Linear(numel, len(config.answers)) if config.message_head else None
+        self.message_head = nn.Linear(config.encoder.message_numel, len(config.answers)) if config.message_head else None
 
     def receiver_index(self, name: str) -> int:
         if name not in self.config.receivers:

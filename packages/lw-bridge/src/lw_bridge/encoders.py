@@ -26,6 +26,11 @@ class EncoderConfig:
     heads: int = field(default=4, metadata={"help": "attention heads"})
     dropout: float = field(default=0.0, metadata={"help": "dropout inside the encoder"})
 
+    @property
+    def message_numel(self) -> int:
+        """Numbers in one message Z (M × d_z): what goes on the wire."""
+        return self.num_latents * self.d_z
+
     def __post_init__(self):
         for name in ("num_latents", "d_z", "d_model", "depth", "heads"):
             if getattr(self, name) < 1:
@@ -120,7 +125,7 @@ class MeanPoolMLP(nn.Module):
         self.inp = InputNorm(d_sender, config.d_model)
         self.m, self.d_z = config.num_latents, config.d_z
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(config.d_model, config.d_model), nn.GELU(),
-                                 nn.Linear(config.d_model, config.num_latents * config.d_z))
+                                 nn.Linear(config.d_model, config.message_numel))
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.inp(states)

@@ -165,10 +165,11 @@ def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> lis
 def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers: list[FrozenLM],
                 answer_ids: list[list[list[int]]], labels: torch.Tensor | None, config: TrainConfig,
                 teachers: list[torch.Tensor] | None, references: list[list[list[int]]] | None = None,
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+                head_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective summed over receivers, and each term for the log. Classification: CE
     over the answer set (+ distillation); generative (`references`, per receiver and example): the
-    teacher-forced CE of the first `answer_tokens` reference tokens, with first-token accuracy."""
+    teacher-forced CE of the first `answer_tokens` reference tokens, with first-token accuracy; plus the
+    message head's answer CE when the bridge has one."""
     terms: dict[str, float] = {}
     loss = torch.zeros((), device=soft_per_receiver[0].device)
     for r, (receiver, soft) in enumerate(zip(receivers, soft_per_receiver, strict=True)):
@@ -188,6 +189,10 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
         if config.diversity_weight > 0:
             loss = loss + config.diversity_weight * anti_collapse(soft, config.diversity_floor)
         terms[f"diversity/{r}"] = diversity(soft.detach()).item()
+    if head_logits is not None:
+        head_ce = answer_ce(head_logits, labels)
+        loss = loss + config.message_head_weight * head_ce
+        terms["message_head_ce"] = head_ce.item()
     return loss, terms
 
 
@@ -257,16 +262,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         seed_everything(config.seed)
         bridge = Bridge(bconfig).to(device)
-        if config.standardize_states and models.sender is not None:
-            fit_input_statistics(bridge.encoder, inputs.get(train_examples))
         optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = warmup_cosine(optimizer, config.steps, config.warmup)
         checkpoint_dir, best_dir = run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "best"
         state = {"step": 0, "best_val": -1.0, "best_step": None, "history": [], "train_seconds": 0.0}
         resume_from = find_training_state(checkpoint_dir)
-        if resume_from is not None:
+        if resume_from is not None:  # its checkpoint holds the input statistics too
             state = load_training_state(resume_from, bridge, optimizer, scheduler)
             log.info("resuming from %s at step %d", resume_from, state["step"])
+        elif config.standardize_states and models.sender is not None:
+            fit_input_statistics(bridge.encoder, inputs.get(train_examples))
         model, optimizer, scheduler = accelerator.prepare(bridge, optimizer, scheduler)
 
         answer_ids = [[r.token_ids(v) for v in task.verbalizers] for r in models.receivers]
@@ -302,11 +307,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 loss, terms = bridge_loss(
                     soft, bridge, models.receivers, answer_ids, None if generative else labels[idx],
                     config, None if teachers is None else [t[idx] for t in teachers],
-                    None if references is None else [[refs[i] for i in idx] for refs in references])
-                if head_logits is not None:
-                    head_ce = answer_ce(head_logits, labels[idx])
-                    loss = loss + config.message_head_weight * head_ce
-                    terms["message_head_ce"] = head_ce.item()
+                    None if references is None else [[refs[i] for i in idx] for refs in references], head_logits)
                 if not torch.isfinite(loss):
                     kept = find_training_state(checkpoint_dir)
                     raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
@@ -352,7 +353,7 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
     run.artifacts["bridge"] = "bridge"
     write_json_atomic(run.dir / "history.json", state["history"])
     texts_bytes = [len(e.text.encode("utf-8")) for e in task.split("test")]
-    numel = bridge.config.encoder.num_latents * bridge.config.encoder.d_z
+    numel = bridge.config.encoder.message_numel
     metrics: dict[str, Any] = {
         "trainable_params": bridge.trainable_parameters(),
         "train_seconds": round(state["train_seconds"], 1),

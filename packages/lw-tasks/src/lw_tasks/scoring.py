@@ -95,8 +95,8 @@ class _RawZeroShot:
             entry = _PROMPT_SCORES[self.lm] = (version, {})
         memo, key = entry[1], tuple(map(tuple, answers))
         todo = [p for p in dict.fromkeys(prompts) if (p, key) not in memo]
-        hits = [p for p in prompts if p not in todo]
-        _MEMO_SECONDS[0] += sum(memo[(p, key)][1] for p in hits)
+        computed_now = set(todo)
+        _MEMO_SECONDS[0] += sum(memo[(p, key)][1] for p in prompts if p not in computed_now)
         if todo:
             start = time.perf_counter()
             rows = self.lm.score_answers(self.lm.embed_texts(todo), answers).logprobs.float().cpu()
