@@ -3,17 +3,20 @@ accuracy mean ± std over seeds, trainable parameters, training time and inferen
 
     uv run lw-registry submit packages/lw-baselines/plans/baselines-deterministic.toml
     uv run lw-registry submit packages/lw-baselines/plans/baselines.toml
-    uv run python packages/lw-baselines/scripts/results_table.py [--root runs] [--task rt-sentiment --task 20ng]
+    uv run python packages/lw-baselines/scripts/results_table.py [--root runs ...] [--task rt-sentiment --task 20ng]
     uv run python packages/lw-baselines/scripts/results_table.py --update README.md   # rewrite the README's table
 
-Every completed run under the root with a task, a method and an `accuracy` metric counts (any plan,
-`lw-baseline all`, `lw-train`); a (task, method, seed) run more than once counts once, the latest.
+Every completed run under the roots with a task, a method and an `accuracy` metric counts (any plan,
+`lw-baseline all`, `lw-train`). Runs are grouped by (method, train budget, hardware): times from a GPU
+and from a CPU never share a row, nor do runs that saw different amounts of training data. Within a
+group a seed run more than once counts once, the latest.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -21,7 +24,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from lw_core.models import model_tag
-from lw_registry.table import load_table
+from lw_registry.record import read_record
+from lw_registry.table import find_record_files
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ORDER = [
@@ -60,33 +64,57 @@ def _rows(record):
                                   metrics={**metrics, "accuracy": metrics["calibrated_accuracy"]})
 
 
-def table(root: Path, tasks: list[str] | None) -> str:
-    records = [r for r in load_table(root, use_cache=False).records
-               if r.status == "completed" and r.task and r.method and "accuracy" in (r.metrics or {})]
-    latest: dict[tuple[str, str, int | None], object] = {}
-    for r in sorted((row for r in records for row in _rows(r)), key=lambda r: r.finished_at or ""):
-        latest[(r.task, r.method, r.seed)] = r
-    groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for (task, method, _), r in latest.items():
+def hardware(run_dir: Path) -> str:
+    """What the run computed on, from its `env.json`: the GPU's short name (`H100`) or `CPU`."""
+    try:
+        env = json.loads((run_dir / "env.json").read_text())
+    except (OSError, ValueError):
+        return "?"
+    gpus = env.get("cuda_devices") or []
+    if gpus and not str(env.get("device") or "auto").startswith("cpu"):
+        return next((w for w in gpus[0].split() if w != "NVIDIA"), gpus[0])
+    return "CPU"
+
+
+def _runs(roots: list[Path]):
+    """(record, hardware) of every completed run with an accuracy under the roots."""
+    for root in roots:
+        for path in find_record_files(root):
+            try:
+                r = read_record(path.parent)
+            except (OSError, ValueError, TypeError):
+                continue
+            if r.status == "completed" and r.task and r.method and "accuracy" in (r.metrics or {}):
+                yield r, hardware(path.parent)
+
+
+def table(roots: Path | list[Path], tasks: list[str] | None) -> str:
+    roots = [roots] if isinstance(roots, Path) else roots
+    latest: dict[tuple, tuple] = {}
+    rows = ((row, hw) for r, hw in _runs(roots) for row in _rows(r))
+    for r, hw in sorted(rows, key=lambda rh: rh[0].finished_at or ""):
+        latest[(r.task, r.method, r.config.get("max_train_examples"), hw, r.seed)] = (r, hw)
+    groups: dict[str, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
+    for (task, method, budget, hw, _), (r, _) in latest.items():
         if tasks is None or task in tasks:
-            groups[task][method].append(r)
+            groups[task][(method, budget, hw)].append(r)
     lines = []
     for task in tasks or sorted(groups):
         if task not in groups:
             lines += [f"### {task}", "", "_no completed runs_", ""]
             continue
         lines += [f"### {task}", "",
-                  "| method | accuracy (mean ± std) | seeds | trainable params | train time (s) | inference (ms / example) |",
-                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for method in sorted(groups[task], key=_rank):
-            runs = groups[task][method]
+                  "| method | train budget | hardware | accuracy (mean ± std) | seeds | trainable params | train time (s) | inference (ms / example) |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for method, budget, hw in sorted(groups[task], key=lambda k: (*_rank(k[0]), k[1] or 0, k[2])):
+            runs = groups[task][(method, budget, hw)]
             acc = [r.metrics["accuracy"] for r in runs]
             std = f" ± {statistics.stdev(acc):.3f}" if len(acc) > 1 else ""
             params = statistics.fmean(float(r.metrics.get("trainable_params") or 0) for r in runs)
             train = statistics.fmean(float(r.metrics.get("train_seconds") or 0) for r in runs)
             per_example = [r.metrics.get("seconds_per_example") for r in runs if r.metrics.get("seconds_per_example")]
             infer = f"{1000 * statistics.fmean(per_example):.0f}" if per_example else "–"
-            lines.append(f"| {method} | {statistics.fmean(acc):.3f}{std} | {len(runs)} | {params:,.0f} | "
+            lines.append(f"| {method} | {f'{budget:,}' if budget else '–'} | {hw} | {statistics.fmean(acc):.3f}{std} | {len(runs)} | {params:,.0f} | "
                          f"{_fmt_seconds(train)} | {infer} |")
         majority = [r.metrics.get("majority_rate") for rs in groups[task].values() for r in rs if r.metrics.get("majority_rate")]
         if majority:
@@ -97,17 +125,18 @@ def table(root: Path, tasks: list[str] | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=None, help="runs root (default $LW_RUNS, else ./runs)")
+    parser.add_argument("--root", action="append", help="runs root, repeatable (default $LW_RUNS, else ./runs)")
     parser.add_argument("--task", action="append", help="task(s) to show (default: every task found)")
     parser.add_argument("--update", metavar="FILE", help=f"write the table into FILE between {START} and {END}")
     args = parser.parse_args(argv)
     import os
 
-    root = Path(args.root or os.environ.get("LW_RUNS", "runs"))
-    if not root.is_dir():
-        print(f"error: runs root {root} does not exist", file=sys.stderr)
+    roots = [Path(r) for r in args.root or [os.environ.get("LW_RUNS", "runs")]]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        print(f"error: runs root {', '.join(missing)} does not exist", file=sys.stderr)
         return 2
-    text = table(root, args.task)
+    text = table(roots, args.task)
     if args.update:
         return update(Path(args.update), text)
     print(text)

@@ -1,6 +1,7 @@
 """The README results table: read from run records, mean ± std over seeds, written between markers."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 from lw_registry.record import RunRecord, write_record
@@ -16,11 +17,13 @@ def _script():
 
 
 def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "completed", config=None,
-            **metrics) -> None:
-    run_dir = root / method / f"seed{seed}"
+            gpu: str | None = None, name: str | None = None, **metrics) -> None:
+    run_dir = root / (name or method) / f"seed{seed}"
     run_dir.mkdir(parents=True)
+    env = {"device": "auto", "cuda_devices": [gpu] if gpu else None, "torch_threads": 2}
+    (run_dir / "env.json").write_text(json.dumps(env))
     write_record(RunRecord(id=f"{method}-{seed}", name=method, run_dir=str(run_dir), task="rt-sentiment",
-                           config=config or {},
+                           config={"max_train_examples": 3000, **(config or {})},
                            method=method, seed=seed, status=status, finished_at=f"2026-01-01T00:00:0{seed}",
                            metrics={"accuracy": accuracy, "trainable_params": 10, "train_seconds": 12.0,
                                     "seconds_per_example": 0.02, "majority_rate": 0.58, **metrics}))
@@ -35,10 +38,10 @@ def test_table_rows_mean_std_and_update(tmp_path):
     _record(tmp_path, "zero-shot@gemma3-270m", 0, 0.64, calibrated_accuracy=0.72)  # lw-tasks eval-zero-shot
     text = module.table(tmp_path, ["rt-sentiment", "20ng"])
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert rows[0].startswith("| bridge | 0.820 ± 0.020 | 3 | 10 | 12 | 20 |")
-    assert rows[1].startswith("| zero-shot | 0.600 | 1 |")
-    assert rows[2].startswith("| zero-shot@gemma3-270m | 0.640 |")
-    assert rows[3].startswith("| zero-shot-calibrated@gemma3-270m | 0.720 |") and len(rows) == 4  # no failed run
+    assert rows[0].startswith("| bridge | 3,000 | CPU | 0.820 ± 0.020 | 3 | 10 | 12 | 20 |")
+    assert rows[1].startswith("| zero-shot | 3,000 | CPU | 0.600 | 1 |")
+    assert rows[2].startswith("| zero-shot@gemma3-270m | 3,000 | CPU | 0.640 |")
+    assert rows[3].startswith("| zero-shot-calibrated@gemma3-270m | 3,000 | CPU | 0.720 |") and len(rows) == 4  # no failed run
     assert "### 20ng" in text and "_no completed runs_" in text and "0.580" in text
 
     readme = tmp_path / "README.md"
@@ -46,7 +49,7 @@ def test_table_rows_mean_std_and_update(tmp_path):
     assert module.main(["--root", str(tmp_path), "--task", "rt-sentiment", "--update", str(readme)]) == 0
     content = readme.read_text()
     assert content.startswith("intro\n") and content.endswith("after\n") and "old" not in content
-    assert "| bridge | 0.820 ± 0.020 |" in content
+    assert "| bridge | 3,000 | CPU | 0.820 ± 0.020 |" in content
     (tmp_path / "plain.md").write_text("no markers")
     assert module.main(["--root", str(tmp_path), "--update", str(tmp_path / "plain.md")]) == 2
 
@@ -56,6 +59,23 @@ def test_interlingua_run_gives_a_row_per_receiver(tmp_path):
     _record(tmp_path, "bridge-interlingua", 0, 0.83, config={"receivers": ["gemma3-270m", "smollm2-135m"]},
             **{"accuracy_smollm2-135m": 0.81, "seconds_per_example_smollm2-135m": 0.01})
     text = module.table(tmp_path, ["rt-sentiment"])
-    assert "| bridge-interlingua@gemma3-270m | 0.830 | 1 | 10 | 12 | 20 |" in text
-    assert "| bridge-interlingua@smollm2-135m | 0.810 | 1 | 10 | 12 | 10 |" in text
+    assert "| bridge-interlingua@gemma3-270m | 3,000 | CPU | 0.830 | 1 | 10 | 12 | 20 |" in text
+    assert "| bridge-interlingua@smollm2-135m | 3,000 | CPU | 0.810 | 1 | 10 | 12 | 10 |" in text
     assert "| bridge-interlingua |" not in text
+
+
+def test_hardware_and_train_budget_split_rows_and_roots_merge(tmp_path):
+    module = _script()
+    cpu, gpu = tmp_path / "cpu", tmp_path / "gpu"
+    _record(cpu, "lora", 0, 0.80)
+    for seed in (0, 1):
+        _record(gpu, "lora", seed, 0.90, gpu="NVIDIA H100 80GB HBM3")
+    _record(gpu, "lora", 0, 0.95, gpu="NVIDIA H100 80GB HBM3", config={"max_train_examples": 10720}, name="lora-full")
+    text = module.table([cpu, gpu], ["rt-sentiment"])
+    rows = [line for line in text.splitlines() if line.startswith("| lora")]
+    assert rows == [
+        "| lora | 3,000 | CPU | 0.800 | 1 | 10 | 12 | 20 |",
+        "| lora | 3,000 | H100 | 0.900 ± 0.000 | 2 | 10 | 12 | 20 |",
+        "| lora | 10,720 | H100 | 0.950 | 1 | 10 | 12 | 20 |",
+    ]
+    assert module.main(["--root", str(cpu), "--root", str(tmp_path / "missing")]) == 2

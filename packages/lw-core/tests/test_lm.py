@@ -115,3 +115,24 @@ def test_generate_from_embeddings_equals_generate_from_text(lm):
     texts = ["the film was", "a b c d e"]
     prefix = lm.embed_texts(texts)  # right-padded batch: each row continues from its own length
     assert lm.generate_from(prefix, max_new_tokens=5) == lm.generate(texts, max_new_tokens=5)
+
+
+@pytest.mark.parametrize("width", [31, 32, 33, 65])
+def test_batched_scores_equal_one_at_a_time_at_every_width(width, tmp_path):
+    """A padded batch scores each prefix as it scores alone, whatever the batch width; on CUDA through
+    the loader's attention choice (SDPA's efficient kernel breaks at key lengths 1 mod 32)."""
+    from lw_core.lm import FrozenLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tiny = tiny_gemma3()
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    lm = FrozenLM.load(str(tmp_path), dtype="fp32", device=device)
+    texts = ["a" * (width - len(lm.bos_ids)), "short", "a b c"]
+    prefix = lm.embed_texts(texts)
+    assert prefix.embeds.shape[1] == width
+    answers = [lm.token_ids(" yes"), lm.token_ids(" no way")]
+    batched = lm.score_answers(prefix, answers).logprobs
+    for i, text in enumerate(texts):
+        alone = lm.score_answers(lm.embed_texts([text]), answers).logprobs[0]
+        assert torch.allclose(batched[i], alone, atol=1e-4), (width, text)

@@ -136,3 +136,10 @@ def test_crash_mid_conversion_leaves_no_folder(tmp_path, monkeypatch):
     assert not list((tmp_path / "models").glob(".fake-b.tmp-*"))
     monkeypatch.setattr(models, "_convert_gguf", lambda g, d: (d.mkdir(parents=True), (d / "config.json").write_text("{}")))
     assert (models.preset_folder("fake-b") / "config.json").is_file()
+
+
+def test_cuda_loads_eager_attention_cpu_keeps_the_default():
+    import torch
+
+    assert models.attention_implementation(torch.device("cuda", 0)) == "eager"
+    assert models.attention_implementation(torch.device("cpu")) is None

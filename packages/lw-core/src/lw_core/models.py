@@ -224,6 +224,16 @@ def _non_preset_source(name_or_path: str) -> str:
     return name_or_path
 
 
+def attention_implementation(device: torch.device) -> str | None:
+    """The attention kernel to load a model with on `device` (None: transformers' default, SDPA).
+
+    On CUDA, SDPA's memory-efficient kernel returns wrong outputs, silently, for a masked (padded)
+    batch whose key length is 1 mod 32 when key/value heads are shared (GQA; pytorch/pytorch#191937).
+    Seen here on an H100: gemma3-270m scored every example of such a batch as if it had no input, 3%
+    of a test split. Eager attention is plain matmuls and correct on every width."""
+    return "eager" if device.type == "cuda" else None
+
+
 def load_causal_lm(name_or_path: str, *, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto"):
     """Load (model, tokenizer) frozen in eval mode on `device`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -231,9 +241,12 @@ def load_causal_lm(name_or_path: str, *, dtype: str | torch.dtype = "auto", devi
     source = resolve_model_source(name_or_path)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    attention = attention_implementation(torch_device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, **({"attn_implementation": attention} if attention else {})
+        )
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise LwError(
