@@ -8,6 +8,7 @@ and serialised by a file lock, so concurrent first uses convert once and a crash
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import logging
 import multiprocessing
@@ -29,7 +30,7 @@ log = logging.getLogger("lw.models")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 DEVICES = ("auto", "cpu", "cuda", "mps")
-_COMPLETE_MARKER = ".lw-complete"
+_COMPLETE_MARKER = ".lw-complete-v2"  # v2: no quantization_config left in config.json
 _PROCESS_START = "spawn"  # a fresh interpreter per conversion; tests use "fork" to keep their fakes
 
 
@@ -89,12 +90,17 @@ def _file_lock(path: Path):
 
 def _convert_gguf(gguf: Path, dest: Path) -> None:
     """GGUF → HF folder: transformers dequantizes it; its weights are copied into a model built from its
-    config (a GGUF-loaded model refuses `save_pretrained`) and saved as safetensors."""
+    config (a GGUF-loaded model refuses `save_pretrained`) and saved as safetensors. The config loses
+    its GGUF `quantization_config`: left in, every later load would go through transformers' GGUF
+    quantizer, which looks for the GGUF file (absent from the folder) once the `kernels` package is
+    installed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = copy.deepcopy(loaded.config)
+    config.__dict__.pop("quantization_config", None)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), strict=False)
     model.tie_weights()
     model.save_pretrained(dest)
