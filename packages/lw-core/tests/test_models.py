@@ -138,6 +138,26 @@ def test_crash_mid_conversion_leaves_no_folder(tmp_path, monkeypatch):
     assert (models.preset_folder("fake-b") / "config.json").is_file()
 
 
+@pytest.mark.parametrize("linked", [False, True])
+def test_an_older_layout_is_reconverted_in_place(tmp_path, monkeypatch, linked):
+    """A folder (or a link to one) without the current completion marker is converted anew."""
+    monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
+    _register("fake-f")
+    monkeypatch.setattr(models, "_convert_gguf", _fake_convert)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / ".lw-complete").write_text("v1")
+    dest = tmp_path / "cache" / "models" / "fake-f"
+    dest.parent.mkdir(parents=True)
+    if linked:
+        dest.symlink_to(old)
+    else:
+        old.rename(dest)
+    folder = models.preset_folder("fake-f")
+    assert folder == dest and not folder.is_symlink() and (folder / models._COMPLETE_MARKER).is_file()
+    assert old.is_dir() == linked  # a linked target is left alone
+
+
 def test_cuda_loads_eager_attention_cpu_keeps_the_default():
     import torch
 

@@ -124,7 +124,9 @@ def preset_folder(name: str) -> Path:
             out = work / "hf"
             _convert_gguf(preset.locate_gguf(work), out)
             (out / _COMPLETE_MARKER).write_text(f"converted in {time.perf_counter() - start:.1f}s\n")
-            if dest.exists():  # a folder without the marker is a leftover from an older layout
+            if dest.is_symlink():  # a link the user put there: replace the link, keep what it points to
+                dest.unlink()
+            elif dest.exists():  # a folder without the marker is a leftover from an older layout
                 shutil.rmtree(dest)
             os.replace(out, dest)
         finally:
