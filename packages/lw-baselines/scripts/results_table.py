@@ -24,8 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lw_core.models import model_tag
-from lw_registry.record import read_record
-from lw_registry.table import find_record_files
+from lw_registry.table import load_table
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ORDER = [
@@ -77,15 +76,13 @@ def hardware(run_dir: Path) -> str:
 
 
 def _runs(roots: list[Path]):
-    """(record, hardware) of every completed run with an accuracy under the roots."""
+    """(record, hardware) of every completed run with an accuracy under the roots. The hardware is
+    read beside the record where it was found (a record's own `run_dir` is stale once runs move)."""
     for root in roots:
-        for path in find_record_files(root):
-            try:
-                r = read_record(path.parent)
-            except (OSError, ValueError, TypeError):
-                continue
+        found = load_table(root, use_cache=False)
+        for r, path in zip(found.records, found.frame["path"], strict=True):
             if r.status == "completed" and r.task and r.method and "accuracy" in (r.metrics or {}):
-                yield r, hardware(path.parent)
+                yield r, hardware(Path(path).parent)
 
 
 def table(roots: Path | list[Path], tasks: list[str] | None) -> str:

@@ -249,11 +249,10 @@ def load_causal_lm(name_or_path: str, *, dtype: str | torch.dtype = "auto", devi
     source = resolve_model_source(name_or_path)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    attention = attention_implementation(torch_device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, **({"attn_implementation": attention} if attention else {})
+            source, dtype=torch_dtype, attn_implementation=attention_implementation(torch_device)
         )
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
