@@ -9,7 +9,8 @@ accuracy mean ± std over seeds, trainable parameters, training time and inferen
 Every completed run under the roots with a task, a method and an `accuracy` metric counts (any plan,
 `lw-baseline all`, `lw-train`). Runs are grouped by (method, train budget, hardware): times from a GPU
 and from a CPU never share a row, nor do runs that saw different amounts of training data. Within a
-group a seed run more than once counts once, the latest.
+group a seed run more than once counts once, the latest. A method that averages several seeded
+draws inside one run (few-shot's demonstrations) shows, from a single run, the std over its draws.
 """
 
 from __future__ import annotations
@@ -107,11 +108,16 @@ def table(roots: Path | list[Path], tasks: list[str] | None) -> str:
             runs = groups[task][(method, budget, hw)]
             acc = [r.metrics["accuracy"] for r in runs]
             std = f" ± {statistics.stdev(acc):.3f}" if len(acc) > 1 else ""
+            count = str(len(runs))
+            draws = int(runs[0].metrics.get("draws") or 1)
+            if len(runs) == 1 and draws > 1 and "accuracy_draw_std" in runs[0].metrics:
+                # one run of independently seeded draws (few-shot demonstrations): the std is over draws
+                std, count = f" ± {runs[0].metrics['accuracy_draw_std']:.3f}", f"1 × {draws} draws"
             params = statistics.fmean(float(r.metrics.get("trainable_params") or 0) for r in runs)
             train = statistics.fmean(float(r.metrics.get("train_seconds") or 0) for r in runs)
             per_example = [r.metrics.get("seconds_per_example") for r in runs if r.metrics.get("seconds_per_example")]
             infer = f"{1000 * statistics.fmean(per_example):.0f}" if per_example else "–"
-            lines.append(f"| {method} | {f'{budget:,}' if budget else '–'} | {hw} | {statistics.fmean(acc):.3f}{std} | {len(runs)} | {params:,.0f} | "
+            lines.append(f"| {method} | {f'{budget:,}' if budget else '–'} | {hw} | {statistics.fmean(acc):.3f}{std} | {count} | {params:,.0f} | "
                          f"{_fmt_seconds(train)} | {infer} |")
         majority = [r.metrics.get("majority_rate") for rs in groups[task].values() for r in rs if r.metrics.get("majority_rate")]
         if majority:

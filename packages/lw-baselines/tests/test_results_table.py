@@ -79,3 +79,13 @@ def test_hardware_and_train_budget_split_rows_and_roots_merge(tmp_path):
         "| lora | 10,720 | H100 | 0.950 | 1 | 10 | 12 | 20 |",
     ]
     assert module.main(["--root", str(cpu), "--root", str(tmp_path / "missing")]) == 2
+
+
+def test_one_run_of_seeded_draws_shows_the_std_over_draws(tmp_path):
+    module = _script()
+    _record(tmp_path, "few-shot", 0, 0.81, draws=3, accuracy_draw_std=0.072)
+    for seed in (0, 1):
+        _record(tmp_path / "gpu", "few-shot", seed, 0.80 + seed / 100, draws=3, accuracy_draw_std=0.5, gpu="H100")
+    text = module.table([tmp_path], ["rt-sentiment"])
+    assert "| few-shot | 3,000 | CPU | 0.810 ± 0.072 | 1 × 3 draws |" in text
+    assert "| few-shot | 3,000 | H100 | 0.805 ± 0.007 | 2 |" in text  # several seeds: the std over seeds
