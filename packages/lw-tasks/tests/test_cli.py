@@ -50,7 +50,8 @@ def test_show_user_file(reviews, capsys):
         (["show", "no-such-task"], "error: unknown task 'no-such-task'; known: 20ng"),
         (["frobnicate"], "error: unknown command 'frobnicate'"),
         (["eval-zero-shot", "--task", "nope"], "error: unknown task 'nope'"),
-        (["eval-zero-shot", "--batch-size", "0"], "error: invalid ZeroShotConfig: batch_size must be >= 1"),
+        (["eval-zero-shot", "--eval-batch-size", "0"],
+         "error: invalid ZeroShotConfig: eval_batch_size must be >= 1"),
     ],
 )
 def test_errors_are_one_line(argv, message, capsys):
@@ -64,7 +65,7 @@ def test_errors_are_one_line(argv, message, capsys):
 def test_eval_zero_shot_is_a_run(reviews, tiny_model_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     main(["eval-zero-shot", "--task", str(reviews), "--text-column", "review", "--label-column", "stars",
-          "--model", str(tiny_model_dir), "--run-dir", str(run_dir), "--split", "validation", "--no-progress"])  # fmt: skip
+          "--model", str(tiny_model_dir), "--output-dir", str(run_dir), "--split", "validation", "--no-progress"])  # fmt: skip
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n"] == 4 and 0 <= summary["accuracy"] <= 1 and "calibrated_accuracy" in summary
     record = json.loads((run_dir / "run.json").read_text())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from lw_core.config import config_hash, config_to_dict
 from lw_core.models import check_model_name
 from lw_core.options import RuntimeOptions, TrainingOptions
+from lw_core.run_dirs import identity_hash
 from lw_core.wire import WireFormat
 from lw_tasks import TaskOptions
 
@@ -91,9 +91,7 @@ class TrainConfig(TaskOptions, RuntimeOptions, TrainingOptions):
 
     def identity_hash(self) -> str:
         """Hash of everything that changes the result (not where it is written)."""
-        values = config_to_dict(self)
-        values.pop("output_dir"), values.pop("progress")
-        return config_hash(values)
+        return identity_hash(self)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

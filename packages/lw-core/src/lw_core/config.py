@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -165,6 +166,9 @@ def parse_command(
 ) -> tuple[str, Any]:
     """`prog COMMAND [options]`, each command's options generated from its dataclass (plus `--config`).
     Returns the command's name and its resolved config."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        raise LwError(f"unknown command {argv[0]!r}; known: {', '.join(commands)}")
     parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(commands) + "}")
     for name, command in commands.items():

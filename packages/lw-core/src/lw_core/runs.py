@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import platform
 import signal
 import sys
@@ -45,10 +44,6 @@ def exit_on_sigterm() -> Iterator[None]:
 
 LOG_NAME = "log.txt"
 _LIBRARIES = ("torch", "transformers", "accelerate", "peft", "safetensors", "numpy", "polars")
-
-
-def runs_root() -> Path:
-    return Path(os.environ.get("LW_RUNS", "runs"))
 
 
 def environment(device: str | None = None, dtype: str | None = None) -> dict[str, Any]:

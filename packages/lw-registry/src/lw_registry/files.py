@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,3 +58,8 @@ def locked(path: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def runs_root(root: str | Path | None = None) -> Path:
+    """The runs root: `root`, else `$LW_RUNS` (when set and not empty), else `./runs`."""
+    return Path(root if root is not None else os.environ.get("LW_RUNS") or "runs")

@@ -1,0 +1,51 @@
+"""One run-directory policy for every command: `$LW_RUNS/<task>/<method>/seed<S>-<hash>`.
+
+The hash covers everything that changes a run's result (not where it is written, nor whether
+progress bars show), so the same command lands in the same directory: it resumes there, or is
+recognised as done.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lw_registry import RECORD_NAME
+from lw_registry.files import runs_root
+
+from lw_core.config import config_hash, config_to_dict
+
+NOT_IDENTITY = ("output_dir", "progress")
+"""Config fields that never change a result."""
+
+
+def identity_hash(config: Any) -> str:
+    """The hash of a config's result-changing values."""
+    values = config_to_dict(config)
+    for name in NOT_IDENTITY:
+        values.pop(name, None)
+    return config_hash(values)
+
+
+def task_slug(task: str) -> str:
+    """A task name as a folder name: a data file's stem, a registered task's name."""
+    return Path(task).stem if Path(task).suffix else task
+
+
+def hashed_run_dir(config: Any, method: str, task: str | None = None) -> Path:
+    """`config.output_dir` when given, else `$LW_RUNS/<task>/<method>/seed<S>-<identity hash>`."""
+    if getattr(config, "output_dir", None):
+        return Path(config.output_dir)
+    slug = task_slug(task or config.task)
+    return runs_root() / slug / method / f"seed{config.seed}-{identity_hash(config)}"
+
+
+def completed_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """The metrics of a run directory whose record says it completed; None otherwise."""
+    path = Path(run_dir) / RECORD_NAME
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return dict(record.get("metrics") or {}) if record.get("status") == "completed" else None
