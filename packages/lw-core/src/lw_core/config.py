@@ -153,6 +153,26 @@ def parse_config(
     return resolve_config(cls, args), args
 
 
+def config_argv(config: Any, prefix: Sequence[str] = ()) -> list[str]:
+    """The flags that rebuild `config` with `parse_config` (fields at their default left out)."""
+    argv = list(prefix)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        if value == default or (value is None and default is dataclasses.MISSING):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.metadata.get("positional"):
+            argv.append(str(value))
+        elif isinstance(value, bool):
+            argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
     """One subcommand: its help line and the dataclass its options come from."""

@@ -49,3 +49,12 @@ def completed_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return dict(record.get("metrics") or {}) if record.get("status") == "completed" else None
+
+
+def resolve_runtime(device: str, dtype: str) -> tuple[str, str]:
+    """The device and dtype a run will really use ('auto' resolved), as the names records keep."""
+    from lw_core.models import DTYPES, resolve_device, resolve_dtype
+
+    resolved = resolve_device(device)
+    names = {v: k for k, v in DTYPES.items()}
+    return str(resolved), names[resolve_dtype(dtype, resolved)]
