@@ -17,6 +17,7 @@ from lw_core.models import prepare_presets
 from lw_core.run_dirs import completed_metrics, hashed_run_dir, resolve_runtime
 from lw_core.runs import open_run
 from lw_core.seeding import seed_everything
+from lw_registry.text_table import terminal_table
 from lw_tasks import EvalResult, Task, evaluate, write_eval
 from lw_tasks.scoring import memo_seconds
 
@@ -238,7 +239,4 @@ def summary_table(results: list[dict[str, Any]]) -> str:
             "–" if r.get("seconds_per_example") is None else f"{r['seconds_per_example']:.4f}",
             f"{r.get('wall_seconds', 0):.0f}", r["status"] if r["status"] == "completed" else f"FAILED: {r.get('error')}",
         ])  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
-    return "\n".join(lines)
+    return terminal_table(headers, rows)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lw_registry
+from lw_registry.files import runs_root as runs_root  # the one runs-root reader, re-exported
 
 from lw_core.config import config_hash, config_to_dict
 

@@ -19,6 +19,7 @@ from lw_core.config import Command, parse_command
 from lw_core.errors import LwError, cli_errors
 from lw_core.options import RuntimeOptions
 from lw_core.run_dirs import hashed_run_dir
+from lw_registry.text_table import terminal_table
 
 from lw_tasks.options import TaskOptions
 from lw_tasks.registry import TASKS, task_options
@@ -47,9 +48,7 @@ def cmd_list(config: ListConfig) -> None:
     for name in TASKS.names():
         spec = TASKS.get(name)
         rows.append((name, spec.kind, _n_answers(spec), f"{spec.max_input_words}w", spec.source))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(terminal_table(rows[0], rows[1:]))
     print("\nany .csv / .jsonl / .json / .parquet / .yaml / .toml file also works as a task (see `lw-tasks show --help`)")
 
 
