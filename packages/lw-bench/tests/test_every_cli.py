@@ -80,6 +80,9 @@ def test_lw_train_and_lw_eval(setup, runs, capsys):
     (run_dir,) = (runs / "my_reviews" / "bridge").iterdir()
     record = _record(run_dir)
     assert record["status"] == "completed" and record["task"] == "my_reviews" and 0 <= record["metrics"]["accuracy"] <= 1
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["device"] == "cpu" and env["dtype"] in ("fp32", "bf16") and env["hardware"]
+    assert env["train_budget"]["steps"] == 2 and env["train_budget"]["batch_size"] == 4
     capsys.readouterr()
     eval_main([str(run_dir), "--device", "cpu"])
     assert json.loads(capsys.readouterr().out)[models["receiver"]]["accuracy"] == record["metrics"]["accuracy"]

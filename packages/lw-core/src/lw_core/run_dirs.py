@@ -58,3 +58,37 @@ def resolve_runtime(device: str, dtype: str) -> tuple[str, str]:
     resolved = resolve_device(device)
     names = {v: k for k, v in DTYPES.items()}
     return str(resolved), names[resolve_dtype(dtype, resolved)]
+
+
+def hardware_name(device: str) -> str:
+    """The accelerator's name for a CUDA device, else the CPU's model name."""
+    import platform
+
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def runtime_facts(device: str | None, dtype: str | None) -> dict[str, Any]:
+    """What a run really ran on: device and dtype with 'auto' resolved, and the hardware's name."""
+    try:
+        resolved_device, resolved_dtype = resolve_runtime(device or "auto", dtype or "auto")
+    except Exception:  # an unusable device is the run's error to report, not the record's
+        return {"device": device, "dtype": dtype}
+    return {"device": resolved_device, "dtype": resolved_dtype, "hardware": hardware_name(resolved_device)}
+
+
+TRAIN_BUDGET_FIELDS = ("max_train_examples", "max_validation_examples", "steps", "batch_size", "lr")
+
+
+def train_budget(config: Any) -> dict[str, Any]:
+    """The config's training budget (the fields it has of `TRAIN_BUDGET_FIELDS`)."""
+    return {name: getattr(config, name) for name in TRAIN_BUDGET_FIELDS if hasattr(config, name)}

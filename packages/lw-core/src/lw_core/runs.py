@@ -20,6 +20,7 @@ import lw_registry
 from lw_registry.files import runs_root as runs_root  # the one runs-root reader, re-exported
 
 from lw_core.config import config_hash, config_to_dict
+from lw_core.run_dirs import runtime_facts, train_budget
 
 PREEMPTED_EXIT_CODE = 143
 """Exit code of a process stopped by SIGTERM (SLURM's preemption / time-limit signal): its run is
@@ -58,8 +59,7 @@ def environment(device: str | None = None, dtype: str | None = None) -> dict[str
         "host": platform.node(),
         "git_sha": lw_registry.record.git_sha(),
         "versions": versions,
-        "device": device,
-        "dtype": dtype,
+        **runtime_facts(device, dtype),
     }
     import torch
 
@@ -130,7 +130,7 @@ def open_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config_to_dict(config)
     lw_registry.write_json_atomic(run_dir / "config.json", resolved)
-    lw_registry.write_json_atomic(run_dir / "env.json", environment(device, dtype))
+    lw_registry.write_json_atomic(run_dir / "env.json", environment(device, dtype) | {"train_budget": train_budget(config)})
     handler = _attach_log_file(run_dir / LOG_NAME)
     logging.getLogger("lw").info("run %s: %s", run_dir, json.dumps(resolved, sort_keys=True))
     lw_registry.start_run(
