@@ -89,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--status", default="completed", help="runs to include (default: completed)")
     report.add_argument("--digits", type=int, default=4, help="decimals (default 4)")
     report.add_argument("--output", "-o", help="write the markdown here instead of stdout")
+    report.add_argument("--layout", choices=["metrics", "results"], default="metrics",
+                        help="metrics: every metric, mean ± std; results: the README's accuracy / params / "
+                        "time table (default: metrics)")
+    report.add_argument("--group-by", action="append", metavar="FIELD",
+                        help="results layout: group rows by these record fields (repeat): method, host, ..., "
+                        "config.X, metrics.X, env.X, hardware (default: method, config.max_train_examples, hardware)")
+    report.add_argument("--also-root", action="append", default=[], metavar="ROOT",
+                        help="results layout: merge runs from more roots (repeat)")
+    report.add_argument("--update", metavar="FILE",
+                        help="write the results layout into FILE between <!-- results:start --> and "
+                        "<!-- results:end -->")
     _filters(report, suppress=True)
 
     submit = sub.add_parser("submit", help="expand a plan into runs and run the new ones",
@@ -560,6 +571,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from lw_registry.report import markdown_report
 
+    if args.layout == "results" or args.update:
+        return _results_report(args)
     statuses = _parse_statuses(args.status)
     table = _load(args)
     text = markdown_report(table, statuses=statuses, metrics=args.metric, digits=args.digits,
@@ -570,6 +583,29 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     else:
         print(text, end="")
+    return 0
+
+
+def _results_report(args: argparse.Namespace) -> int:
+    from lw_registry.results import DEFAULT_GROUP_BY, results_table, update_between_markers
+
+    roots = [_root(args), *map(Path, args.also_root)]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise UsageError(f"runs root {', '.join(missing)} does not exist")
+    try:
+        text = results_table(roots, getattr(args, "task", None), args.group_by or DEFAULT_GROUP_BY)
+        if args.update:
+            update_between_markers(Path(args.update), text)
+            print(f"updated {args.update}")
+            return 0
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text)
     return 0
 
 
