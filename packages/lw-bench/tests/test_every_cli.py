@@ -12,7 +12,7 @@ from lw_baselines.cli import main as baseline_main
 from lw_baselines.common import METHODS
 from lw_bench.cli import main as bench_main
 from lw_bridge.cli import eval_main, train_main
-from lw_core.testing import tiny_gemma3, tiny_llama
+from lw_core.testing import save_tiny_pair
 from lw_tasks.cli import main as tasks_main
 
 torch.set_num_threads(1)
@@ -36,12 +36,7 @@ FAST = {
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("every-cli")
-    models = {}
-    for name, factory in (("sender", tiny_llama), ("receiver", tiny_gemma3)):
-        lm = factory()
-        lm.model.save_pretrained(root / name)
-        lm.tokenizer.save_pretrained(root / name)
-        models[name] = str(root / name)
+    models = save_tiny_pair(root)
     rng = random.Random(0)
     data = root / "my_reviews.csv"
     with open(data, "w", newline="") as f:
