@@ -65,7 +65,8 @@ def field_value(row: Row, key: str) -> Any:
 
 def _expand(record: RunRecord) -> Iterator[RunRecord]:
     """A record as rows: an interlingua bridge run gives each receiver's scores from the same message
-    (`accuracy_<receiver>`), a zero-shot run that also scored calibrated its calibrated row."""
+    (`accuracy_<receiver>`); a zero-shot run recorded before `lw-tasks eval-zero-shot` wrote one run per
+    calibration (with `calibrated_*` metrics) gives its calibrated row."""
     metrics = record.metrics or {}
     if record.method == "bridge-interlingua":
         for i, receiver in enumerate(record.config.get("receivers", [])):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -135,8 +136,14 @@ class ZeroShotConfig(TaskOptions, RuntimeOptions):
             raise ValueError(f"threads must be >= 0, got {self.threads}")
 
 
-def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Evaluate `config.model` zero-shot on `config.task` and record it as a run. Returns the run's metrics."""
+METHODS = {"none": "zero-shot", "contextual": "zero-shot-calibrated"}
+"""The method each calibration is recorded as: the names `lw-baseline` gives the same scores."""
+
+
+def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Evaluate `config.model` zero-shot on `config.task`: one run per calibration (`both` scores once
+    and records two runs, `zero-shot@MODEL` and `zero-shot-calibrated@MODEL`, with the metric names of
+    `lw-baseline`'s runs). Prints and returns each run's metrics with its `run_dir` and `method`."""
     import torch
     from lw_core.lm import FrozenLM
     from lw_core.runs import open_run
@@ -151,14 +158,16 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
     if task.kind != "classification":
         raise LwError(f"eval-zero-shot scores answer sets; task {task.name!r} is generative (use GenerationScorer)")
     task.split(config.split)  # fail on an empty split before loading a model
+    calibrations = ["none", "contextual"] if config.calibration == "both" else [config.calibration]
     # The model is part of the method label (as `lw-baseline zero-shot@MODEL` does), so the run table never
     # mixes two models' zero-shot scores under one method.
-    method = {"none": "zero-shot", "contextual": "zero-shot-calibrated", "both": "zero-shot"}[config.calibration]
-    method = f"{method}@{Path(config.model).name if Path(config.model).is_dir() else config.model}"
-    run_dir = hashed_run_dir(config, method, task.name)
-    with open_run(run_dir, config, name=f"{method} {config.model} on {task.name}/{config.split}", task=task.name,
-                  method=method, seed=config.seed, device=config.device, dtype=config.dtype,
-                  argv=list(argv) if argv is not None else None) as run:  # fmt: skip
+    model = Path(config.model).name if Path(config.model).is_dir() else config.model
+    methods = {c: f"{METHODS[c]}@{model}" for c in calibrations}
+    with contextlib.ExitStack() as stack:
+        runs = {c: stack.enter_context(open_run(
+            hashed_run_dir(config, method, task.name), config, name=f"{method} on {task.name}/{config.split}",
+            task=task.name, method=method, seed=config.seed, device=config.device, dtype=config.dtype,
+            argv=list(argv) if argv is not None else None)) for c, method in methods.items()}  # fmt: skip
         seed_everything(config.seed)
         start = time.perf_counter()
         lm = FrozenLM.load(config.model, dtype=config.dtype, device=config.device)
@@ -166,27 +175,26 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
         scorer = ZeroShotScorer(lm)
         raw = evaluate(scorer, task, config.split, batch_size=config.eval_batch_size, limit=config.limit,
                        progress=config.progress)  # fmt: skip
-        results: dict[str, tuple[str, Any]] = {}  # file suffix → (calibration, result)
-        if config.calibration in ("none", "both"):
-            results[""] = ("none", raw)
-        if config.calibration in ("contextual", "both"):
+        results = {"none": raw}
+        if "contextual" in calibrations:
             examples = task.split(config.split)[: config.limit] if config.limit else task.split(config.split)
             offset = ContextualCalibration(scorer).offset(task)
             calibrated = result_from_scores(task, config.split, examples, calibrate_scores(raw.scores, offset))
             calibrated.metrics["seconds"] = raw.metrics["seconds"]
             calibrated.metrics["calibration_offset"] = dict(zip(task.answers, offset.tolist(), strict=True))
-            results["calibrated" if config.calibration == "both" else ""] = ("contextual", calibrated)
-        for suffix, (calibration, result) in results.items():
-            name = f"{config.split}_{suffix}" if suffix else config.split
-            result.metrics.update(model=config.model, method=method, calibration=calibration)
-            paths = write_eval(result, run.dir, name)
+            results["contextual"] = calibrated
+        for calibration, run in runs.items():
+            result = results[calibration]
+            result.metrics.update(model=config.model, method=methods[calibration], calibration=calibration)
+            paths = write_eval(result, run.dir, config.split)
             run.artifacts.update({p.stem: p.name for p in paths.values()})
-            run.metrics.update(flat_metrics(result.metrics, f"{suffix}_" if suffix else ""))
-        run.metrics.update(load_seconds=round(load_seconds, 2), model=config.model, split=config.split,
-                           seconds_per_example=round(raw.metrics["seconds"] / raw.metrics["n"], 4))
-        metrics = dict(run.metrics)
-    print(json.dumps({"run_dir": str(run_dir), **metrics}))
-    return metrics
+            run.metrics.update(flat_metrics(result.metrics))
+            run.metrics.update(load_seconds=round(load_seconds, 2), model=config.model, split=config.split,
+                               seconds_per_example=round(raw.metrics["seconds"] / raw.metrics["n"], 4))
+    summaries = [{"run_dir": str(run.dir), "method": methods[c], **run.metrics} for c, run in runs.items()]
+    for summary in summaries:
+        print(json.dumps(summary))
+    return summaries
 
 
 def cmd_eval_zero_shot(config: ZeroShotConfig) -> None:
