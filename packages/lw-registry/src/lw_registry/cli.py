@@ -587,25 +587,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _results_report(args: argparse.Namespace) -> int:
-    from lw_registry.results import DEFAULT_GROUP_BY, results_table, update_between_markers
+    from lw_registry.results import results_report
 
     roots = [_root(args), *map(Path, args.also_root)]
-    missing = [str(r) for r in roots if not r.is_dir()]
-    if missing:
-        raise UsageError(f"runs root {', '.join(missing)} does not exist")
     try:
-        text = results_table(roots, getattr(args, "task", None), args.group_by or DEFAULT_GROUP_BY)
-        if args.update:
-            update_between_markers(Path(args.update), text)
-            print(f"updated {args.update}")
-            return 0
+        print(results_report(roots, getattr(args, "task", None), args.group_by, update=args.update, output=args.output))
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    if args.output:
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}")
-    else:
-        print(text)
     return 0
 
 

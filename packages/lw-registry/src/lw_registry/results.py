@@ -182,3 +182,20 @@ def update_between_markers(path: Path, text: str, start: str = START, end: str =
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(f"{head}{start}\n{text.rstrip()}\n{end}{tail}")
     tmp.replace(path)
+
+
+def results_report(roots: Sequence[Path], tasks: Sequence[str] | None = None, group_by: Sequence[str] | None = None,
+                   *, update: str | None = None, output: str | None = None) -> str:
+    """`lw-registry report --layout results`: the table, written between the markers of `update`, to
+    `output`, or returned for printing; ValueError (one line) on a missing root, file or marker."""
+    missing = [str(r) for r in roots if not Path(r).is_dir()]
+    if missing:
+        raise ValueError(f"runs root {', '.join(missing)} does not exist")
+    text = results_table(roots, tasks, group_by or DEFAULT_GROUP_BY)
+    if update:
+        update_between_markers(Path(update), text)
+        return f"updated {update}"
+    if output:
+        Path(output).write_text(text)
+        return f"wrote {output}"
+    return text
