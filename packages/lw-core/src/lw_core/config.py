@@ -107,9 +107,23 @@ def build_config(cls: type[C], values: dict[str, Any]) -> C:
         raise LwError(f"invalid {cls.__name__}: {err}") from None
 
 
+GROUP_TITLES = {"TaskOptions": "task options", "RuntimeOptions": "runtime options",
+                "TrainingOptions": "training options", "TrainFields": "training options"}
+
+
+def _owner(cls: type, name: str) -> str:
+    """The name of the most basic class in `cls`'s MRO that declares field `name` (a subclass may
+    redeclare a group's field to change its default; it stays in its group)."""
+    return next(c.__name__ for c in reversed(cls.__mro__) if name in vars(c).get("__annotations__", {}))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One `--field-name` flag per dataclass field; defaults are left unset so files can fill them."""
+    """One `--field-name` flag per dataclass field; defaults are left unset so files can fill them.
+    Fields of the shared option groups are listed under their group's title in `--help`."""
+    groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        title = GROUP_TITLES.get(_owner(cls, f.name))
+        target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
         kind, is_list, _ = field_kind(f.type)
         meta = dict(f.metadata)
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": meta.get("help", "")}
@@ -125,9 +139,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             if "choices" in meta:
                 kwargs["choices"] = meta["choices"]
         if meta.get("positional"):
-            parser.add_argument(f.name, **kwargs | {"nargs": "?" if default is not dataclasses.MISSING else None})
+            target.add_argument(f.name, **kwargs | {"nargs": "?" if default is not dataclasses.MISSING else None})
         else:
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+            target.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
 
 
 def _add_config_flag(parser: argparse.ArgumentParser) -> None:
