@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from lw_core.config import Command, build_config, parse_command, parse_config
+from lw_core.config import Command, build_config, config_argv, parse_command, parse_config
 from lw_core.errors import LwError
 from lw_core.options import RuntimeOptions, TrainingOptions
 
@@ -80,3 +80,10 @@ def test_subcommands(tmp_path):
     assert parse_command("prog", "d", commands, ["other", "--config", str(path)])[1].count == 5
     with pytest.raises(LwError, match="unknown command 'nope'; known: demo, other"):
         parse_command("prog", "d", commands, ["nope"])
+
+
+def test_config_argv_rebuilds_the_config():
+    config = build_config(Demo, {"name": "r", "steps": 5, "lrs": [0.3, 0.4], "progress": False, "limit": 2})
+    argv = config_argv(config)
+    assert parse_config(Demo, argv)[0] == config
+    assert "--batch-size" not in argv  # defaults are left out
