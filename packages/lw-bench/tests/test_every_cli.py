@@ -95,6 +95,7 @@ def test_lw_baseline(method, setup, runs, capsys):
     assert 0 <= record["metrics"]["accuracy"] <= 1
     env = json.loads((run_dir / "env.json").read_text())
     assert (env["device"], env["dtype"]) == ("cpu", "fp32")
+    assert (run_dir / "log.txt").read_text().splitlines()[-1].split(": ", 1)[1].startswith("result: {")
 
 
 def test_the_same_baseline_command_is_recognised_as_done(setup, monkeypatch, caplog):

@@ -165,6 +165,7 @@ def open_run(
         )
         raise
     else:
+        logging.getLogger("lw").info("result: %s", json.dumps(run.metrics, sort_keys=True, default=str))
         lw_registry.finish_run(run_dir, metrics=run.metrics, artifacts=run.artifacts)
     finally:
         logging.getLogger().removeHandler(handler)
