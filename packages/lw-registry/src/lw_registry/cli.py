@@ -197,7 +197,7 @@ def _reap_stale_local(records: list[RunRecord]) -> int:
     """Local runs whose executor process (on this host) is gone are marked failed, not left 'running'."""
     host, n = socket.gethostname(), 0
     for record in records:
-        tag = record.executor if record.backend == "local" else None
+        tag = record.executor if record.backend in ("local", None) else None  # None: a command run by hand
         if record.status not in ACTIVE_STATUSES or not tag:
             continue
         tag_host, _, pid = tag.rpartition(":")
@@ -206,7 +206,7 @@ def _reap_stale_local(records: list[RunRecord]) -> int:
         with contextlib.suppress(Exception), edit_record(record.run_dir) as rec:
             if rec.status in ACTIVE_STATUSES:
                 rec.status, rec.error_category = "failed", "other"
-                rec.error = f"the local executor ({tag}) exited before the run finished"
+                rec.error = f"the {'local executor' if rec.backend else 'process'} ({tag}) exited before the run finished"
                 n += 1
     return n
 
