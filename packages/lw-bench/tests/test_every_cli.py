@@ -92,6 +92,7 @@ def test_lw_baseline(method, setup, runs, capsys):
     (run_dir,) = (runs / "my_reviews").glob(f"{method}*/seed0-*")
     record = _record(run_dir)
     assert record["status"] == "completed" and record["task"] == "my_reviews" and record["method"] == method
+    assert run_dir.name == f"seed0-{record['config_hash']}"  # the directory's hash is the record's
     assert 0 <= record["metrics"]["accuracy"] <= 1
     env = json.loads((run_dir / "env.json").read_text())
     assert (env["device"], env["dtype"]) == ("cpu", "fp32")

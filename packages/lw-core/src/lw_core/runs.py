@@ -11,7 +11,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import lw_registry
 from lw_registry.files import runs_root as runs_root  # the one runs-root reader, re-exported
 
 from lw_core.config import config_hash, config_to_dict
-from lw_core.run_dirs import runtime_facts, train_budget
+from lw_core.run_dirs import identity_hash, runtime_facts, train_budget
 
 PREEMPTED_EXIT_CODE = 143
 """Exit code of a process stopped by SIGTERM (SLURM's preemption / time-limit signal): its run is
@@ -138,7 +138,7 @@ def open_run(
         name=name,
         argv=list(sys.argv if argv is None else argv),
         config=resolved,
-        config_hash=config_hash(resolved),
+        config_hash=identity_hash(config) if is_dataclass(config) else config_hash(resolved),  # = the dir's hash
         task=task,
         method=method,
         seed=seed,
