@@ -129,3 +129,17 @@ def test_lw_bench_latency(setup, runs, capsys):
                 "--examples", "2", "--layer", "2", "--num-soft-tokens", "2", "--relay-tokens", "2", "--json"])
     rows = json.loads(capsys.readouterr().out)
     assert [r["method"] for r in rows] == ["bridge", "text relay", "receiver reads text"]
+
+
+@pytest.mark.parametrize("text", [None, "steps: [1\n", "- a list\n", "task: [1, 2]\n"])
+def test_a_bad_config_file_is_one_line_for_every_cli(text, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    calls = [(train_main, []), (eval_main, ["some-run"]), (baseline_main, ["lora"]),
+             (tasks_main, ["eval-zero-shot"]), (bench_main, ["latency"])]
+    for main, argv in calls:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--config", str(path)])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err, (main, err)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lw_core.config import parse_config
+from lw_core.config import ArgumentParser, parse_config
 from lw_core.errors import LwError, cli_errors
 
 from lw_bridge.config import TrainConfig
@@ -16,7 +15,7 @@ from lw_bridge.config import TrainConfig
 
 @cli_errors
 def train_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lw-train", description="Train a LatentWire bridge (sender → receiver).")
+    parser = ArgumentParser(prog="lw-train", description="Train a LatentWire bridge (sender → receiver).")
     config, _ = parse_config(TrainConfig, argv, parser)
     from lw_bridge.trainer import train
 
@@ -36,7 +35,7 @@ class EvalConfig:
 
 @cli_errors
 def eval_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lw-eval", description="Re-evaluate a saved bridge run.")
+    parser = ArgumentParser(prog="lw-eval", description="Re-evaluate a saved bridge run.")
     config, _ = parse_config(EvalConfig, argv, parser)
     from lw_bridge.pipeline import evaluate_run
 

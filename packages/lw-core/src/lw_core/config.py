@@ -28,6 +28,13 @@ from lw_core.errors import LwError
 C = TypeVar("C")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one `LwError` line (CLIs print it as `error: ...`), not the usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise LwError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
@@ -160,7 +167,7 @@ def parse_config(
     cls: type[C], argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None
 ) -> tuple[C, argparse.Namespace]:
     """Resolve `cls` from defaults ← `--config FILE` ← flags. Returns the config and the parsed namespace."""
-    parser = parser or argparse.ArgumentParser()
+    parser = parser or ArgumentParser()
     _add_config_flag(parser)
     add_config_arguments(parser, cls)
     args = parser.parse_args(argv)
@@ -203,7 +210,7 @@ def parse_command(
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         raise LwError(f"unknown command {argv[0]!r}; known: {', '.join(commands)}")
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(commands) + "}")
     for name, command in commands.items():
         child = sub.add_parser(name, help=command.help, description=command.help)
