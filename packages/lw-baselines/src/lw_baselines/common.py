@@ -22,7 +22,7 @@ from lw_core.options import DEFAULT_DTYPE, RuntimeOptions
 from lw_core.registry import Registry
 from lw_core.runs import Run
 from lw_core.seeding import stratified_subset
-from lw_tasks import EvalResult, Task, TaskOptions
+from lw_tasks import BudgetOptions, EvalResult, Task, TaskOptions
 
 log = logging.getLogger("lw.baselines")
 
@@ -35,7 +35,7 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 
 
 @dataclass
-class BaselineConfig(TaskOptions, RuntimeOptions):
+class BaselineConfig(RuntimeOptions, BudgetOptions, TaskOptions):
     """Fields every method takes (`lw-baseline METHOD --help` lists the method's own on top)."""
 
     task: str = field(default="", metadata=_help(

@@ -9,14 +9,14 @@ from lw_core.models import check_model_name
 from lw_core.options import RuntimeOptions, TrainingOptions
 from lw_core.run_dirs import identity_hash
 from lw_core.wire import WireFormat
-from lw_tasks import TaskOptions
+from lw_tasks import BudgetOptions, TaskOptions
 
 from lw_bridge.bridge import BOS_POLICIES
 from lw_bridge.encoders import ENCODERS, EncoderConfig
 
 
 @dataclass
-class TrainConfig(TaskOptions, RuntimeOptions, TrainingOptions):
+class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     sender: str = field(default="smollm2-135m", metadata={"help": "sender model: preset, folder or hub id"})
     receivers: list[str] = field(default_factory=lambda: ["gemma3-270m"],
                                  metadata={"help": "receiver model(s); several = interlingua (one adapter each)"})

@@ -114,7 +114,7 @@ def build_config(cls: type[C], values: dict[str, Any]) -> C:
         raise LwError(f"invalid {cls.__name__}: {err}") from None
 
 
-GROUP_TITLES = {"TaskOptions": "task options", "RuntimeOptions": "runtime options",
+GROUP_TITLES = {"TaskOptions": "task options", "BudgetOptions": "data budget", "RuntimeOptions": "runtime options",
                 "TrainingOptions": "training options", "TrainFields": "training options"}
 
 

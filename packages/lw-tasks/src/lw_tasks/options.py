@@ -1,4 +1,5 @@
-"""The task options every command shares: which data, which columns, and how much of it."""
+"""The task options every command shares: which data and which columns (`TaskOptions`), and how much
+of it a method may learn from or select on (`BudgetOptions`)."""
 
 from __future__ import annotations
 
@@ -18,17 +19,27 @@ class TaskOptions:
     text_column: str | None = field(default=None, metadata={"help": "your own data file: the input text column"})
     label_column: str | None = field(default=None, metadata={"help": "your own data file: the label column"})
     max_input_words: int | None = field(default=None, metadata={"help": "override the task's input budget (words)"})
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ValueError("--task is required (a task name such as rt-sentiment, or a data file)")
+        positive(self, "max_input_words")
+        check_parents(self, TaskOptions)
+
+    def load_task(self) -> Task:
+        """The task these options name, read with their column / folder / input-budget options."""
+        return load_task(self.task, **task_options(self))
+
+
+@dataclass
+class BudgetOptions:
+    """How much of a task's data a method that learns or selects may see (the same for every method)."""
+
     max_train_examples: int = field(default=TRAIN_BUDGET, metadata={
         "help": "training budget shared by every trained method: a seeded stratified train subset"})
     max_validation_examples: int = field(default=VALIDATION_BUDGET, metadata={
         "help": "validation examples (the split's first N) used for every selection"})
 
     def __post_init__(self) -> None:
-        if not self.task:
-            raise ValueError("--task is required (a task name such as rt-sentiment, or a data file)")
-        positive(self, "max_input_words", "max_train_examples", "max_validation_examples")
-        check_parents(self, TaskOptions)
-
-    def load_task(self) -> Task:
-        """The task these options name, read with their column / folder / budget options."""
-        return load_task(self.task, **task_options(self))
+        positive(self, "max_train_examples", "max_validation_examples")
+        check_parents(self, BudgetOptions)
