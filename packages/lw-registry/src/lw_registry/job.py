@@ -2,8 +2,10 @@
 
 The record is written straight to the shared runs root; output is tee'd, timestamped, into
 `<run_dir>/job.log` and the job's own SLURM log. On SIGUSR1 (SLURM's warning before the time limit)
-or SIGTERM (preemption, scancel) the command gets SIGTERM so it can checkpoint; on SIGUSR1 the task
-is requeued (if the manifest allows it and attempts are left) and resumes from its checkpoint.
+or SIGTERM (preemption, scancel, the time limit) the command gets SIGTERM so it can checkpoint; on
+SIGUSR1 the task is requeued (if the manifest allows it and attempts are left) and resumes from its
+checkpoint. A SIGTERM at the job's end time (read from `squeue` at the start) is the time limit: the
+run is `failed/timeout`, not `preempted`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from lw_registry.executor import run_one
 from lw_registry.record import read_record
-from lw_registry.slurm import requeue_self
+from lw_registry.slurm import job_time_limit_at, requeue_self
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             return False
         return requeue_self()
 
-    outcome = run_one(run_dir, echo=True, handle_signals=True, requeue=requeue)
+    outcome = run_one(run_dir, echo=True, handle_signals=True, requeue=requeue, time_limit_at=job_time_limit_at())
     print(f"lw-registry: run {run_dir} ended {outcome.status} (exit {outcome.exit_code})", flush=True)
     if outcome.status == "completed":
         return 0

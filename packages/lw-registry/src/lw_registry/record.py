@@ -179,13 +179,18 @@ def update_record(run_dir: str | Path, **fields: Any) -> RunRecord:
 
 @contextlib.contextmanager
 def edit_record(run_dir: str | Path) -> Iterator[RunRecord]:
-    """Read-modify-write `run.json` under the run's lock: `with edit_record(d) as rec: rec.status = ...`."""
+    """Read-modify-write `run.json` under the run's lock: `with edit_record(d) as rec: rec.status = ...`.
+
+    A record the block left unchanged is not rewritten (its `updated_at` stays).
+    """
     run_dir = Path(run_dir)
     with _locked(run_dir):
         record = read_record(run_dir)
+        before = record.to_dict()
         yield record
-        record.updated_at = _now()
-        write_json_atomic(run_dir / RECORD_NAME, record.to_dict())
+        if record.to_dict() != before:
+            record.updated_at = _now()
+            write_json_atomic(run_dir / RECORD_NAME, record.to_dict())
 
 
 def _counted_attempt(run_dir: Path) -> int | None:
