@@ -87,6 +87,20 @@ def _attach_log_file(path: Path) -> logging.Handler:
     return handler
 
 
+@contextlib.contextmanager
+def _rank_console(rank: int) -> Iterator[None]:
+    root = logging.getLogger()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s"))
+    root.addHandler(console)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(console)
+
+
 def _log_tail(path: Path, lines: int = 30) -> str | None:
     if not path.is_file():
         return None
@@ -124,13 +138,19 @@ def open_run(
     device: str | None = None,
     dtype: str | None = None,
     argv: list[str] | None = None,
+    rank: int = 0,
 ) -> Iterator[Run]:
     """Create (or resume) a run directory and track it in `run.json`: running → completed / failed.
 
     Everything already written in the directory is kept on failure; the record gets the error's
-    category and the log's last lines.
+    category and the log's last lines. In a multi-process run only `rank` 0 writes (config, env, log
+    file, record); the other ranks get the same `Run` and log to stderr, prefixed with their rank.
     """
     run_dir = Path(run_dir)
+    if rank != 0:
+        with _rank_console(rank):
+            yield Run(dir=run_dir, config=config, metrics={}, artifacts={})
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config_to_dict(config)
     lw_registry.write_json_atomic(run_dir / "config.json", resolved)
