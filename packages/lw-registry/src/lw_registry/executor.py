@@ -194,6 +194,7 @@ def run_one(
     stop: threading.Event | None = None,
     procs: dict[Path, subprocess.Popen[bytes]] | None = None,
     time_limit_at: float | None = None,
+    launcher: list[str] | None = None,
 ) -> Outcome:
     """Run one registered run's command to its end and settle its record.
 
@@ -203,6 +204,7 @@ def run_one(
     time_limit_at: when the SLURM job's time limit ends (epoch seconds): a SIGTERM from then on is that
     limit, not a preemption, and the run is `failed/timeout`; so is a SIGUSR1 warning whose requeue is
     refused (attempts used up, or requeue off).
+    launcher: an argv prefix that starts the command as several processes (see `slurm.process_launcher`).
     """
     run_dir = Path(run_dir).resolve()
     start = time.monotonic()
@@ -220,6 +222,7 @@ def run_one(
         argv = list(record.command or record.argv)
         if attempt > 1:
             argv += record.resume
+        argv = [*(launcher or []), *argv]
         timeout, name, extra_env = record.timeout_s, record.name, dict(record.env)
     sigs = _Signals() if handle_signals else None
     log_path = run_dir / JOB_LOG

@@ -5,7 +5,8 @@ The record is written straight to the shared runs root; output is tee'd, timesta
 or SIGTERM (preemption, scancel, the time limit) the command gets SIGTERM so it can checkpoint; on
 SIGUSR1 the task is requeued (if the manifest allows it and attempts are left) and resumes from its
 checkpoint. A SIGTERM at the job's end time (read from `squeue` at the start) is the time limit: the
-run is `failed/timeout`, not `preempted`.
+run is `failed/timeout`, not `preempted`. With the profile's `processes = N > 1` the command runs as
+N ranks under `torchrun --standalone` (SIGTERM reaches every rank through it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from lw_registry.executor import run_one
 from lw_registry.record import read_record
-from lw_registry.slurm import job_time_limit_at, requeue_self
+from lw_registry.slurm import job_time_limit_at, process_launcher, requeue_self
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             return False
         return requeue_self()
 
-    outcome = run_one(run_dir, echo=True, handle_signals=True, requeue=requeue, time_limit_at=job_time_limit_at())
+    outcome = run_one(run_dir, echo=True, handle_signals=True, requeue=requeue, time_limit_at=job_time_limit_at(),
+                      launcher=process_launcher(int(manifest.get("processes", 1))))
     print(f"lw-registry: run {run_dir} ended {outcome.status} (exit {outcome.exit_code})", flush=True)
     if outcome.status == "completed":
         return 0

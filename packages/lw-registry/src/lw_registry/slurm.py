@@ -45,6 +45,8 @@ PROFILE_KEYS: dict[str, str] = {
     "gpus": "GPUs per run (--gres=gpu[:type]:N)",
     "gpu_type": "GPU type for --gres (e.g. a100)",
     "cpus_per_task": "--cpus-per-task",
+    "processes": "processes per run: N > 1 launches the run's command with `torchrun --standalone "
+                 "--nproc_per_node N --no-python` inside the job (one process per GPU; with --device cpu, gloo)",
     "mem": "--mem (e.g. 64G)",
     "constraint": "--constraint",
     "max_parallel": "array tasks running at once (--array=...%N)",
@@ -128,7 +130,7 @@ def validate_profile(profile: dict[str, Any]) -> None:
         value = profile.get(key)
         if value not in (None, "") and not _SAFE.fullmatch(str(value)):
             raise SlurmError(f"SLURM profile {key}={value!r} has characters not allowed in an #SBATCH line")
-    for key in ("gpus", "cpus_per_task", "max_parallel", "max_array_size", "signal_seconds", "max_requeues"):
+    for key in ("gpus", "processes", "cpus_per_task", "max_parallel", "max_array_size", "signal_seconds", "max_requeues"):
         value = profile.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise SlurmError(f"SLURM profile {key} must be a non-negative integer, got {value!r}")
@@ -226,7 +228,8 @@ def submit(run_dirs: Iterable[Path], profile: dict[str, Any], *, root: Path, pla
         manifest = sub / "manifest.json"
         write_json_atomic(manifest, {"plan": plan, "root": str(root.resolve()), "runs": [str(d) for d in chunk],
                                      "requeue": bool(profile.get("requeue", True)),
-                                     "max_requeues": int(profile.get("max_requeues", 10)), "created_at": _now()})
+                                     "max_requeues": int(profile.get("max_requeues", 10)),
+                                     "processes": int(profile.get("processes") or 1), "created_at": _now()})
         script = sub / "job.sbatch"
         script.write_text(render_script(profile, plan=plan, manifest=manifest, count=len(chunk),
                                         root=root.resolve(), log_dir=sub))
@@ -393,6 +396,19 @@ def job_time_limit_at() -> float | None:
         return time.mktime(time.strptime(text.splitlines()[0], "%Y-%m-%dT%H:%M:%S"))
     except (ValueError, IndexError):
         return None  # "Unknown", "N/A": no time limit
+
+
+def process_launcher(processes: int, python: str | None = None) -> list[str]:
+    """The argv prefix that runs a command as `processes` ranks on this node (empty for one process).
+
+    `torchrun --standalone` rendezvous on localhost with a free port, so concurrent jobs on one node do
+    not collide; `--no-python` runs any command (an lw CLI, `python -m ...`). It comes from the job's
+    python (the profile's), which must have torch: the run's command needs it anyway.
+    """
+    if processes <= 1:
+        return []
+    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+            f"--nproc_per_node={processes}", "--no-python"]
 
 
 def requeue_self() -> bool:
