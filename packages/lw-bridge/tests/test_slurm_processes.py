@@ -54,7 +54,7 @@ def wait_for(root: Path, what: str, check, deadline_s: float, every: float = 2.0
         if value:
             return value
         if time.monotonic() > end:
-            pytest.fail(f"{what}: not reached within {deadline_s:.0f}s\n{lw(root, '--list')[1]}")
+            pytest.fail(f"{what}: not reached within {deadline_s:.0f}s\n{lw(root, '--status')[1]}")
         time.sleep(every)
 
 

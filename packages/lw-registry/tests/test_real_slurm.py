@@ -65,7 +65,7 @@ def wait_until(root: Path, what: str, check: Callable[[], bool], deadline_s: flo
         if check():
             return
         if time.monotonic() > end:
-            rc, out = lw(root, "--list")
+            rc, out = lw(root, "--status")
             pytest.fail(f"{what}: not reached within {deadline_s:.0f}s\n{out}")
         time.sleep(every)
 

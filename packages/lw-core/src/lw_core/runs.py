@@ -179,14 +179,16 @@ def open_run(
         with contextlib.suppress(Exception):
             (run_dir / "traceback.txt").write_text(traceback.format_exc())
         status = "preempted" if isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE else "failed"
-        lw_registry.fail_run(
+        # On a full or read-only disk the record cannot be updated either: the original error is the news.
+        with contextlib.suppress(OSError) if isinstance(exc, OSError) else contextlib.nullcontext():
+            lw_registry.fail_run(
             run_dir,
-            error=f"{type(exc).__name__}: {exc}",
-            category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
-            status=status,
-            exit_code=PREEMPTED_EXIT_CODE if status == "preempted" else 1,
-            log_tail=_log_tail(run_dir / LOG_NAME),
-        )
+                error=f"{type(exc).__name__}: {exc}",
+                category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
+                status=status,
+                exit_code=PREEMPTED_EXIT_CODE if status == "preempted" else 1,
+                log_tail=_log_tail(run_dir / LOG_NAME),
+            )
         raise
     else:
         lw_registry.finish_run(run_dir, metrics=run.metrics, artifacts=run.artifacts)

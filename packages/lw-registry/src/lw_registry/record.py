@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -22,6 +23,8 @@ ERROR_CATEGORIES = ("oom", "nan", "import", "timeout", "preempted", "missing-fil
 ACTIVE_STATUSES = ("submitted", "running")
 FINAL_STATUSES = ("completed", "failed", "preempted", "cancelled")
 RETRYABLE_STATUSES = ("failed", "preempted")
+# Storage that refuses writes: full disk, quota, read-only mount, no permission (one-line errors in the CLIs).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 # Set by the executors for the command they launch: the attempt they counted and the run dir it is for,
 # so `start_run` inside that command does not count the same attempt twice.
 ENV_ATTEMPT = "LW_ATTEMPT"
