@@ -256,3 +256,36 @@ def test_a_rejected_sbatch_leaves_no_run_pending(root, tmp_path, cluster, run_cl
     monkeypatch.delenv("FAKE_SBATCH_ERROR")
     rc, out, err = run_cli("submit", plan, "--backend", "slurm")
     assert rc == 0 and {read_record(p.parent).status for p in root.rglob("run.json")} == {"submitted"}
+
+
+def test_processes_run_the_command_under_torchrun(root, tmp_path, cluster, run_cli):
+    from lw_registry.slurm import process_launcher
+
+    assert process_launcher(1) == []
+    assert process_launcher(2, "/py") == ["/py", "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                                          "--nproc_per_node=2", "--no-python"]
+    (tmp_path / "profile.toml").write_text(PROFILE + "processes = 2\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"name": "ddp", "seeds": [0], "command": f"{DEMO} --steps 1",
+                                "tasks": ["t"], "methods": ["m"]}))
+    rc, out, err = run_cli("submit", plan, "--backend", "slurm", "--profile", tmp_path / "profile.toml")
+    assert rc == 0, err
+    manifest = Path(cluster.data()["jobs"]["1000"]["script"]).parent / "manifest.json"
+    assert json.loads(manifest.read_text())["processes"] == 2
+
+
+def test_run_one_puts_the_launcher_before_the_command(root, tmp_path):
+    import sys
+
+    from lw_registry.executor import register, run_one
+    from lw_registry.plan import load_plan
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"name": "l", "seeds": [0], "tasks": ["t"], "methods": ["m"],
+                                "command": f"{DEMO} --steps 1"}))
+    loaded = load_plan(plan)
+    run_dir = register(loaded.runs[0], root / "l" / "r", plan=loaded, backend="slurm")
+    outcome = run_one(run_dir, launcher=["env", "LW_LAUNCHED=yes"])
+    assert outcome.status == "completed"
+    log = (run_dir / "job.log").read_text()
+    assert f"env LW_LAUNCHED=yes {sys.executable} -m lw_registry.demo" in log
