@@ -314,7 +314,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                     soft, bridge, models.receivers, answer_ids, None if generative else labels[idx],
                     config, None if teachers is None else [t[idx] for t in teachers],
                     None if references is None else [[refs[i] for i in idx] for refs in references], head_logits)
-                if not torch.isfinite(loss):
+                if _any_rank(accelerator, not torch.isfinite(loss)):  # all ranks stop, none waits forever
                     kept = find_training_state(checkpoint_dir)
                     raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
                                   f"{kept or 'none yet'}; lower --lr (now {config.lr})")
