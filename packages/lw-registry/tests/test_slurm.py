@@ -259,7 +259,7 @@ def test_a_rejected_sbatch_leaves_no_run_pending(root, tmp_path, cluster, run_cl
 
 
 def test_processes_run_the_command_under_torchrun(root, tmp_path, cluster, run_cli):
-    from lw_registry.slurm import process_launcher
+    from lw_registry.job import process_launcher
 
     assert process_launcher(1) == []
     assert process_launcher(2, "/py") == ["/py", "-m", "torch.distributed.run", "--standalone", "--nnodes=1",

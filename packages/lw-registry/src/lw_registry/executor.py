@@ -204,7 +204,7 @@ def run_one(
     time_limit_at: when the SLURM job's time limit ends (epoch seconds): a SIGTERM from then on is that
     limit, not a preemption, and the run is `failed/timeout`; so is a SIGUSR1 warning whose requeue is
     refused (attempts used up, or requeue off).
-    launcher: an argv prefix that starts the command as several processes (see `slurm.process_launcher`).
+    launcher: an argv prefix that starts the command as several processes (see `job.process_launcher`).
     """
     run_dir = Path(run_dir).resolve()
     start = time.monotonic()
