@@ -1,4 +1,5 @@
-"""`lw-train` and `lw-eval`."""
+"""`lw-train` and `lw-eval`; `python -m lw_bridge.cli ARGS` (and so `accelerate launch -m lw_bridge.cli
+ARGS`, `torchrun -m lw_bridge.cli ARGS`) runs `lw-train ARGS`."""
 
 from __future__ import annotations
 
@@ -46,3 +47,6 @@ def eval_main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["LwError", "eval_main", "train_main"]
+
+if __name__ == "__main__":  # `python -m lw_bridge.cli` / `accelerate launch -m lw_bridge.cli` is lw-train
+    train_main()

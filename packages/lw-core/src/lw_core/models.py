@@ -63,8 +63,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise LwError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    kind, _, index = device.partition(":")  # an indexed device (cpu:0, cuda:1) as torch.device prints it
+    if device not in DEVICES and not (kind in DEVICES[1:] and index.isdigit()):
+        raise LwError(f"unknown device {device!r}; known: {', '.join(DEVICES)} (or TYPE:INDEX, e.g. cuda:1)")
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

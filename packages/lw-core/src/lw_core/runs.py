@@ -83,6 +83,20 @@ def _attach_log_file(path: Path) -> logging.Handler:
     return handler
 
 
+@contextlib.contextmanager
+def _rank_console(rank: int) -> Iterator[None]:
+    root = logging.getLogger()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s"))
+    root.addHandler(console)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(console)
+
+
 def _log_tail(path: Path, lines: int = 30) -> str | None:
     if not path.is_file():
         return None
@@ -120,13 +134,19 @@ def open_run(
     device: str | None = None,
     dtype: str | None = None,
     argv: list[str] | None = None,
+    rank: int = 0,
 ) -> Iterator[Run]:
     """Create (or resume) a run directory and track it in `run.json`: running → completed / failed.
 
     Everything already written in the directory is kept on failure; the record gets the error's
-    category and the log's last lines.
+    category and the log's last lines. In a multi-process run only `rank` 0 writes (config, env, log
+    file, record); the other ranks get the same `Run` and log to stderr, prefixed with their rank.
     """
     run_dir = Path(run_dir)
+    if rank != 0:
+        with _rank_console(rank):
+            yield Run(dir=run_dir, config=config, metrics={}, artifacts={})
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config_to_dict(config)
     lw_registry.write_json_atomic(run_dir / "config.json", resolved)
@@ -155,14 +175,16 @@ def open_run(
         with contextlib.suppress(Exception):
             (run_dir / "traceback.txt").write_text(traceback.format_exc())
         status = "preempted" if isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE else "failed"
-        lw_registry.fail_run(
+        # On a full or read-only disk the record cannot be updated either: the original error is the news.
+        with contextlib.suppress(OSError) if isinstance(exc, OSError) else contextlib.nullcontext():
+            lw_registry.fail_run(
             run_dir,
-            error=f"{type(exc).__name__}: {exc}",
-            category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
-            status=status,
-            exit_code=PREEMPTED_EXIT_CODE if status == "preempted" else 1,
-            log_tail=_log_tail(run_dir / LOG_NAME),
-        )
+                error=f"{type(exc).__name__}: {exc}",
+                category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
+                status=status,
+                exit_code=PREEMPTED_EXIT_CODE if status == "preempted" else 1,
+                log_tail=_log_tail(run_dir / LOG_NAME),
+            )
         raise
     else:
         logging.getLogger("lw").info("result: %s", json.dumps(run.metrics, sort_keys=True, default=str))

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lw_registry.plan import PlanError, describe
-from lw_registry.record import ACTIVE_STATUSES, RETRYABLE_STATUSES, STATUSES, RunRecord, edit_record
+from lw_registry.record import (
+    ACTIVE_STATUSES,
+    RETRYABLE_STATUSES,
+    STATUSES,
+    WRITE_ERRNOS,
+    RunRecord,
+    edit_record,
+)
 
 DEFAULT_LIMIT = 10
 EPILOG = """examples:
@@ -628,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, SlurmError):
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # full disk, read-only runs root
+            where = f" {exc.filename}" if exc.filename else ""
+            print(f"error: cannot write{where}: {exc.strerror or exc} (runs root {_root(args)})", file=sys.stderr)
             return 1
         raise
     except KeyboardInterrupt:

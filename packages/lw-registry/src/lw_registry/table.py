@@ -105,7 +105,7 @@ def _read_cache(path: Path) -> dict[str, tuple[int, int, str]]:
 
 
 def _write_cache(path: Path, rows: list[tuple[str, int, int, str]]) -> None:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, pl.exceptions.ComputeError):  # polars' own error on a full disk
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
