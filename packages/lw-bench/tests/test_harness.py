@@ -155,3 +155,13 @@ def test_cli_wire_needs_a_run(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["wire"])
     assert exit_info.value.code == 2 and "needs --run" in capsys.readouterr().err
+
+
+def test_train_throughput_covers_every_method(pair):
+    from lw_bench.train_bench import bench_train
+
+    task, sender, receiver, bridge = pair
+    rows = bench_train(task, sender, receiver, bridge, batch_size=2, steps=2)
+    assert [r["method"] for r in rows] == ["bridge (cached states)", "bridge (no cache)", "lora", "prompt tuning"]
+    assert all(r["train examples/s"] > 0 for r in rows) and rows[0]["relative to first"] == 1.0
+    assert not bridge.training

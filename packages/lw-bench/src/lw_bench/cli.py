@@ -1,8 +1,8 @@
 """`lw-bench`: benchmarks reported side by side as ratios from one run.
 
-`latency`, `limit`, `scaling` and `wire` time the same work for every path, from raw text to answer,
+`latency`, `limit`, `scaling`, `wire` and `train` time the same work for every path, from raw text to answer,
 and each is a run in the registry (results.json, results.md and a figure in its run directory);
-`all` runs the four. `load` and `scoring` are micro-benchmarks of lw-core."""
+`all` runs them all. `load` and `scoring` are micro-benchmarks of lw-core."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from lw_core.presets import PRESETS
 
 from lw_bench.figures import markdown_table
 
-RUNS = ("latency", "limit", "scaling", "wire")
+RUNS = ("latency", "limit", "scaling", "wire", "train")
 SUMMARIES = {
     "latency": "p50/p90/p99 at batch 1, throughput, stages and peak memory of every path",
     "limit": "the bridge path against its floor (bare sender and receiver prefills)",
     "scaling": "latency of bridge, direct and relay as the input grows",
     "wire": "message bytes and test accuracy at each precision (needs --run)",
-    "all": "latency, limit, scaling and wire (wire only with --run)",
+    "train": "training examples/s: bridge with and without the sender-state cache, LoRA, prompt tuning",
+    "all": "latency, limit, scaling, wire and train (wire only with --run)",
 }
 
 

@@ -37,6 +37,7 @@ from lw_bench.paths import (
     lora_receiver,
 )
 from lw_bench.scaling import bench_scaling
+from lw_bench.train_bench import bench_train
 from lw_bench.wire import PRECISIONS, bench_wire
 
 PATHS = ("bridge", "direct", "text-relay", "answer-relay", "lora", "prompt-tuning", "few-shot", "probe")
@@ -74,6 +75,8 @@ class BenchConfig:
     lengths: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024], metadata=_help(
         "input lengths (receiver tokens) for `scaling`"))
     scaling_relay_tokens: int = field(default=32, metadata=_help("relay tokens in `scaling`"))
+    train_batch_size: int = field(default=8, metadata=_help("`train`: examples per optimizer step"))
+    train_steps: int = field(default=4, metadata=_help("`train`: timed optimizer steps per method"))
     precisions: list[str] = field(default_factory=lambda: list(PRECISIONS), metadata=_help("wire precisions"))
     device: str = field(default="auto", metadata=_help("auto | cpu | cuda | mps"))
     dtype: str = field(default="fp32", metadata=_help("model dtype", choices=["auto", "fp32", "bf16", "fp16"]))
@@ -185,7 +188,7 @@ def write_outputs(run, results: dict[str, Any], markdown: str, figure: str | Non
 
 
 def command(config: BenchConfig, name: str) -> Path:
-    """Run one benchmark subcommand (`latency`, `limit`, `scaling`, `wire`) as a tracked run."""
+    """Run one benchmark subcommand (`latency`, `limit`, `scaling`, `wire`, `train`) as a tracked run."""
     if config.threads:
         torch.set_num_threads(config.threads)
     task_name = config.scaling_task if name == "scaling" else None
@@ -228,6 +231,13 @@ def command(config: BenchConfig, name: str) -> Path:
             figure = figures.wire_figure(results, run.path("wire.png"))
             run.metrics.update({f"accuracy {r['precision']}": r["accuracy"] for r in results["rows"]})
             run.metrics.update({f"bytes {r['precision']}": r["bytes"] for r in results["rows"]})
+        elif name == "train":
+            rows = bench_train(setup.task, setup.sender, setup.receiver, setup.bridge,
+                               batch_size=config.train_batch_size, steps=config.train_steps)
+            results = {"rows": rows}
+            markdown = "### Training throughput\n\n" + figures.markdown_table(rows)
+            figure = None
+            run.metrics.update({f"train_examples_per_s {r['method']}": r["train examples/s"] for r in rows})
         else:
             raise LwError(f"unknown benchmark {name!r}")
         results["environment"] = {"device": str(setup.device), "threads": torch.get_num_threads(),
