@@ -151,10 +151,12 @@ def test_cli_latency_and_scaling_write_runs(model_dirs, user_csv, tmp_path, monk
     assert (tmp_path / "scale" / "scaling.png").is_file()
 
 
-def test_cli_wire_needs_a_run(capsys):
+def test_cli_wire_needs_a_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_RUNS", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
         main(["wire"])
     assert exit_info.value.code == 2 and "needs --run" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before loading anything or opening a run
 
 
 def test_train_throughput_covers_every_method(pair):

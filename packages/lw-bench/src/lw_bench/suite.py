@@ -189,6 +189,8 @@ def write_outputs(run, results: dict[str, Any], markdown: str, figure: str | Non
 
 def command(config: BenchConfig, name: str) -> Path:
     """Run one benchmark subcommand (`latency`, `limit`, `scaling`, `wire`, `train`) as a tracked run."""
+    if name == "wire" and not config.run:
+        raise LwError("`lw-bench wire` needs --run RUN_DIR: accuracy at each precision needs a trained bridge")
     if config.threads:
         torch.set_num_threads(config.threads)
     task_name = config.scaling_task if name == "scaling" else None
@@ -220,8 +222,6 @@ def command(config: BenchConfig, name: str) -> Path:
             figure = figures.scaling_figure(results, run.path("scaling.png"))
             run.metrics["bridge_equals_direct_at_tokens"] = results.get("bridge_equals_direct_at_tokens")
         elif name == "wire":
-            if not config.run:
-                raise LwError("`lw-bench wire` needs --run RUN_DIR: accuracy at each precision needs a trained bridge")
             relay = build_paths(setup, ["text-relay"], [config.scaling_relay_tokens])[0]
             relay(test, StageClock(setup.device))
             relay_bytes = sum(len(m.encode()) for m in relay.messages) / max(1, len(relay.messages))
