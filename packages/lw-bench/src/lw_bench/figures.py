@@ -6,18 +6,19 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from lw_registry import text_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as lw-registry's markdown table (columns in first-seen order, blanks for gaps)."""
     if not rows:
         return ""
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join("" if row.get(k) is None else str(row.get(k)) for k in keys) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    cells = [["" if row.get(k) is None else row[k] for k in keys] for row in rows]
+    return text_table.markdown_table(keys, cells) + "\n"
 
 
 def latency_markdown(results: dict[str, Any]) -> str:

@@ -15,11 +15,14 @@ from lw_bridge.config import TrainConfig
 from lw_bridge.pipeline import bridge_folder
 from lw_bridge.trainer import Models, bridge_config
 from lw_core import FrozenLM
-from lw_core.config import config_hash
 from lw_core.errors import LwError
+from lw_core.options import RuntimeOptions, check_parents
 from lw_core.models import resolve_device, resolve_dtype
-from lw_core.runs import open_run, runs_root
+from lw_core.run_dirs import hashed_run_dir
+from lw_core.runs import open_run
 from lw_tasks import Task, load_task
+from lw_tasks.options import TaskOptions
+from lw_tasks.registry import task_options
 
 from lw_bench import figures
 from lw_bench.latency import PathTimes, module_share, ratios, time_paths
@@ -48,11 +51,7 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 
 
 @dataclass
-class BenchConfig:
-    task: str = field(default="rt-sentiment", metadata=_help("task whose test texts are timed (name or data file)"))
-    data_dir: str | None = field(default=None, metadata=_help("embedded / hub tasks: local files of the source"))
-    text_column: str | None = field(default=None, metadata=_help("your own data file: the input text column"))
-    label_column: str | None = field(default=None, metadata=_help("your own data file: the label column"))
+class BenchConfig(TaskOptions, RuntimeOptions):
     run: str | None = field(default=None, metadata=_help(
         "a trained bridge run dir: its bridge, sender, receiver and task are used (default: a fresh bridge)"))
     sender: str = field(default="smollm2-135m", metadata=_help("sender (ignored with --run)"))
@@ -78,15 +77,7 @@ class BenchConfig:
     train_batch_size: int = field(default=8, metadata=_help("`train`: examples per optimizer step"))
     train_steps: int = field(default=4, metadata=_help("`train`: timed optimizer steps per method"))
     precisions: list[str] = field(default_factory=lambda: list(PRECISIONS), metadata=_help("wire precisions"))
-    device: str = field(default="auto", metadata=_help("auto | cpu | cuda | mps"))
-    dtype: str = field(default="fp32", metadata=_help("model dtype", choices=["auto", "fp32", "bf16", "fp16"]))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's)"))
-    output_dir: str | None = field(default=None, metadata=_help(
-        "run directory (default: $LW_RUNS/<task>/bench-<command>/<config hash>)"))
-    progress: bool = field(default=True, metadata=_help("show progress bars"))
-
-    def task_options(self) -> dict[str, Any]:
-        return {"data_dir": self.data_dir, "text_column": self.text_column, "label_column": self.label_column}
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.paths if p not in PATHS]
@@ -97,6 +88,7 @@ class BenchConfig:
                 raise ValueError(f"{name} must be >= 1")
         if any(b < 1 for b in self.batch_sizes) or any(t < 1 for t in self.relay_tokens):
             raise ValueError("batch sizes and relay tokens must be >= 1")
+        check_parents(self, BenchConfig)
 
 
 @dataclass
@@ -118,11 +110,11 @@ def load_setup(config: BenchConfig, task_name: str | None = None) -> Setup:
         sender_name, receiver_name = bridge.config.sender, bridge.config.receivers[0]
         if sender_name is None:
             raise LwError(f"the bridge in {config.run} reads bytes, not a sender: nothing to time against")
-        task = (load_task(task_name, **config.task_options()) if task_name else
+        task = (load_task(task_name, **task_options(config)) if task_name else
                 load_task(bridge.config.task_source or bridge.config.task, **bridge.config.task_options))
     else:
         sender_name, receiver_name, bridge = config.sender, config.receiver, None
-        task = load_task(task_name or config.task, **config.task_options())
+        task = load_task(task_name or config.task, **task_options(config))
     sender = FrozenLM.load(sender_name, dtype=dtype, device=device)
     receiver = FrozenLM.load(receiver_name, dtype=dtype, device=device)
     if bridge is None:
@@ -149,13 +141,6 @@ def build_paths(setup: Setup, names: list[str], relay_tokens: list[int]) -> list
                                 fresh_probe(sender.hidden_size, len(task.answers)))],
     }
     return [path for name in names for path in builders[name]()]
-
-
-def run_dir(config: BenchConfig, command: str, task: str) -> Path:
-    if config.output_dir:
-        return Path(config.output_dir)
-    slug = Path(task).stem if Path(task).suffix else task
-    return runs_root() / slug / f"bench-{command}" / config_hash(dataclasses.asdict(config) | {"command": command})
 
 
 def latency_results(times: list[PathTimes], messages: dict[str, float]) -> dict[str, Any]:
@@ -195,9 +180,9 @@ def command(config: BenchConfig, name: str) -> Path:
         torch.set_num_threads(config.threads)
     task_name = config.scaling_task if name == "scaling" else None
     setup = load_setup(config, task_name)
-    directory = run_dir(config, name, setup.task.name)
+    directory = hashed_run_dir(config, f"bench-{name}", setup.task.name)
     with open_run(directory, config, name=f"bench-{name}", task=setup.task.name, method=f"bench-{name}",
-                  device=str(setup.device), dtype=str(setup.sender.dtype).removeprefix("torch.")) as run:
+                  seed=config.seed, device=str(setup.device), dtype=str(setup.sender.dtype).removeprefix("torch.")) as run:
         test = setup.task.split("test")[: config.examples]
         if name in ("latency", "limit"):
             names = config.paths if name == "latency" else ["bridge", "direct"]

@@ -295,7 +295,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         rank, world = accelerator.process_index, accelerator.num_processes
         progress = tqdm(range(state["step"], config.steps), initial=state["step"], total=config.steps,
-                        desc=f"bridge {task.name}", disable=not accelerator.is_main_process)
+                        desc=f"bridge {task.name}", disable=not (accelerator.is_main_process and config.progress))
         with PreemptionFlag() as preemption:
             for step in progress:
                 step_start = time.perf_counter()

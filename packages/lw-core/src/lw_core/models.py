@@ -7,9 +7,7 @@ and serialised by a file lock, so concurrent first uses convert once and a crash
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -21,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from lw_registry.files import locked
 
 from lw_core.errors import LwError
 from lw_core.presets import PRESETS
@@ -77,17 +76,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _convert_gguf(gguf: Path, dest: Path) -> None:
     """GGUF → HF folder: transformers dequantizes it; its weights are copied into a model built from its
     config (a GGUF-loaded model refuses `save_pretrained`) and saved as safetensors. The config loses
@@ -113,7 +101,7 @@ def preset_folder(name: str) -> Path:
     dest = cache_dir() / "models" / name
     if (dest / _COMPLETE_MARKER).exists():
         return dest
-    with _file_lock(cache_dir() / "models" / f".{name}.lock"):
+    with locked(cache_dir() / "models" / f".{name}.lock"):
         if (dest / _COMPLETE_MARKER).exists():  # another process converted it while we waited
             return dest
         log.warning("converting embedded model %s (GGUF → %s); first use only, about a minute", name, dest)

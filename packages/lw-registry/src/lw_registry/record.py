@@ -228,6 +228,8 @@ def start_run(
         counted = _counted_attempt(run_dir)
         record.attempt = max(record.attempt, counted) if counted is not None else record.attempt + 1
         record.host, record.git_sha = socket.gethostname(), git_sha()
+        if record.backend is None:  # run by hand: its own process is what `--status` checks is alive
+            record.executor = f"{record.host}:{os.getpid()}"
         record.slurm_job_id = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID") or record.slurm_job_id
         record.slurm_array_task_id = os.environ.get("SLURM_ARRAY_TASK_ID") or record.slurm_array_task_id
         record.exit_code = record.error_category = record.error = record.log_tail = None
