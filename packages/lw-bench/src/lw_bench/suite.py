@@ -16,8 +16,8 @@ from lw_bridge.pipeline import bridge_folder
 from lw_bridge.trainer import Models, bridge_config
 from lw_core import FrozenLM
 from lw_core.errors import LwError
-from lw_core.options import RuntimeOptions, check_parents
 from lw_core.models import resolve_device, resolve_dtype
+from lw_core.options import RuntimeOptions, check_parents
 from lw_core.run_dirs import hashed_run_dir
 from lw_core.runs import open_run
 from lw_tasks import Task, load_task
