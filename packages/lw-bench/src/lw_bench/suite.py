@@ -64,7 +64,8 @@ class BenchConfig(TaskOptions, RuntimeOptions):
     warmup: int = field(default=2, metadata=_help("untimed calls before timing each path"))
     repeats: int = field(default=20, metadata=_help("timed batch-1 calls per path"))
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 16, 64], metadata=_help("throughput batch sizes"))
-    throughput_examples: int = field(default=64, metadata=_help("examples per throughput measurement"))
+    throughput_examples: int = field(default=16, metadata=_help(
+        "examples per throughput measurement (at least one batch of each size)"))
     relay_tokens: list[int] = field(default_factory=lambda: [16, 32, 64], metadata=_help(
         "tokens the relay's sender may write (one path each)"))
     relay_instruction: str = field(default="task-summary", metadata=_help("the relay's instruction (lw-baselines)"))
