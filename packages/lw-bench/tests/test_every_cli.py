@@ -126,9 +126,13 @@ def test_lw_tasks_eval_zero_shot(setup, runs, capsys):
 def test_lw_bench_latency(setup, runs, capsys):
     _, models, data = setup
     bench_main(["latency", "--task", data, *COLUMNS, "--sender", models["sender"], "--receiver", models["receiver"],
-                "--examples", "2", "--layer", "2", "--num-soft-tokens", "2", "--relay-tokens", "2", "--json"])
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["method"] for r in rows] == ["bridge", "text relay", "receiver reads text"]
+                "--examples", "2", "--layer", "2", "--num-soft-tokens", "2", "--relay-tokens", "2",
+                "--paths", "bridge", "direct", "text-relay", "--repeats", "1", "--warmup", "0", "--batch-sizes", "1",
+                "--throughput-examples", "1", "--device", "cpu", "--no-progress"])
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("run: "))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [p["name"] for p in results["paths"]] == ["bridge", "bridge floor", "direct", "text relay (2 tokens)"]
+    assert run_dir.parent.parent == runs / "my_reviews"
 
 
 @pytest.mark.parametrize("text", [None, "steps: [1\n", "- a list\n", "task: [1, 2]\n"])

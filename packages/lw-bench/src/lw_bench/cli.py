@@ -1,4 +1,8 @@
-"""`lw-bench`: benchmarks reported side by side as ratios from one run."""
+"""`lw-bench`: benchmarks reported side by side as ratios from one run.
+
+`latency`, `limit`, `scaling`, `wire` and `train` time the same work for every path, from raw text to
+answer; each is a run in the registry (results.json, results.md and a figure in its run directory).
+`all` runs them all. `load` and `scoring` are micro-benchmarks of lw-core."""
 
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ from lw_core import FrozenLM, cli_errors
 from lw_core.config import Command, parse_command
 from lw_core.presets import PRESETS
 from lw_registry.text_table import markdown_table
-from lw_tasks import TaskOptions
+
+from lw_bench.suite import BenchConfig
+
+RUNS = ("latency", "limit", "scaling", "wire", "train")
 
 
 @dataclass
@@ -37,45 +44,35 @@ class ScoringConfig(BenchOptions):
     repeats: int = field(default=3, metadata={"help": "timed repeats (the median is reported)"})
 
 
-@dataclass
-class LatencyConfig(TaskOptions, BenchOptions):
-    sender: str = field(default="smollm2-135m", metadata={"help": "sender model: preset, folder or hub id"})
-    receiver: str = field(default="gemma3-270m", metadata={"help": "receiver model: preset, folder or hub id"})
-    bridge: str | None = field(default=None, metadata={
-        "help": "a trained bridge or run dir (default: a fresh one of the same shape)"})
-    examples: int = field(default=20, metadata={"help": "test examples timed"})
-    layer: int = field(default=15, metadata={"help": "sender layer the bridge reads"})
-    num_soft_tokens: int = field(default=8, metadata={"help": "K: soft tokens per receiver"})
-    relay_tokens: int = field(default=24, metadata={"help": "tokens the sender writes in the text relay"})
-
-
 COMMANDS = {
+    "latency": Command("p50/p90/p99 at batch 1, throughput, stages and peak memory of every path", BenchConfig),
+    "limit": Command("the bridge path against its floor (bare sender and receiver prefills)", BenchConfig),
+    "scaling": Command("latency of bridge, direct and relay as the input grows", BenchConfig),
+    "wire": Command("message bytes and test accuracy at each precision (needs --run)", BenchConfig),
+    "train": Command("training examples/s: bridge with and without the sender-state cache, LoRA, prompt tuning",
+                     BenchConfig),
+    "all": Command("latency, limit, scaling, wire and train (wire only with --run)", BenchConfig),
     "load": Command("cold conversion and warm load time of model presets", LoadConfig),
     "scoring": Command("answer scoring: needed LM-head rows vs full logits", ScoringConfig),
-    "latency": Command("bridge vs text relay vs receiver reading the text, per example", LatencyConfig),
 }
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
     command, config = parse_command("lw-bench", __doc__, COMMANDS, argv)
+    if isinstance(config, BenchConfig):
+        from lw_bench.suite import command as run_benchmark
+
+        names = [n for n in RUNS if n != "wire" or config.run] if command == "all" else [command]
+        for name in names:
+            run_benchmark(config, name)
+        return
     if config.threads:
         torch.set_num_threads(config.threads)
     if command == "load":
         from lw_bench.models_bench import bench_load
 
         rows = (bench_load(config.models, cold=True) if config.cold else []) + bench_load(config.models, cold=False)
-    elif command == "latency":
-        from lw_bridge import Bridge
-        from lw_bridge.pipeline import bridge_folder
-
-        from lw_bench.latency import bench_latency
-
-        bridge = Bridge.from_pretrained(bridge_folder(config.bridge)) if config.bridge else None
-        rows = bench_latency(config.load_task(), FrozenLM.load(config.sender, device="cpu"),
-                             FrozenLM.load(config.receiver, device="cpu"), examples=config.examples,
-                             layer=config.layer, num_soft_tokens=config.num_soft_tokens,
-                             relay_tokens=config.relay_tokens, bridge=bridge)
     else:
         from lw_bench.models_bench import bench_scoring
 

@@ -1,0 +1,88 @@
+"""Training throughput on the same examples: the bridge reading cached sender states, the bridge
+running the sender every step (no cache), LoRA and prompt tuning on the receiver. One optimizer step
+each time (forward, loss, backward, AdamW), examples per second after one untimed step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from lw_baselines.methods.finetune import LoraMethodConfig, LoraTrainable
+from lw_baselines.methods.prompt_tuning import PromptTuningMethodConfig, SoftPromptTrainable
+from lw_bridge import Bridge
+from lw_bridge.config import TrainConfig
+from lw_bridge.inputs import EncoderInputs, pad_states
+from lw_bridge.trainer import bridge_loss
+from lw_core import FrozenLM
+from lw_tasks import Example, Task
+
+
+def _steps_per_second(step: Callable[[Sequence[Example]], torch.Tensor], parameters, batches: list[list[Example]],
+                      device: torch.device) -> float:
+    optimizer = torch.optim.AdamW(parameters, lr=1e-4)
+
+    def one(batch):
+        optimizer.zero_grad(set_to_none=True)
+        step(batch).backward()
+        optimizer.step()
+
+    one(batches[0])  # untimed: allocations and lazy initialisation
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for batch in batches:
+        one(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def bench_train(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge, *, batch_size: int = 8,
+                steps: int = 4, methods: Sequence[str] = ("bridge (cached states)", "bridge (no cache)", "lora",
+                                                           "prompt tuning")) -> list[dict[str, Any]]:
+    examples = task.split("train")[: batch_size * steps]
+    if len(examples) < batch_size:
+        raise ValueError(f"train split has {len(examples)} examples, fewer than one batch of {batch_size}")
+    batches = [examples[i : i + batch_size] for i in range(0, len(examples) - batch_size + 1, batch_size)]
+    device = receiver.device
+    config = TrainConfig(task=task.name, layer=bridge.config.layer, num_soft_tokens=bridge.config.num_soft_tokens)
+    answers = [[receiver.token_ids(v) for v in bridge.config.verbalizers]]
+    bridge.train()
+
+    def bridge_step(inputs: EncoderInputs):
+        def step(batch):
+            states, mask = pad_states(inputs.get(batch), device)
+            soft, head = bridge(states, mask)
+            labels = torch.tensor([e.label for e in batch], device=device)
+            return bridge_loss(soft, bridge, [receiver], answers, labels, config, None, head_logits=head)[0]
+        return step
+
+    rows = []
+    for method in methods:
+        if method == "bridge (cached states)":
+            cached = EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template)
+            cached.get(examples)  # computed before the clock, as lw-train's cache does once per split
+            rate = _steps_per_second(bridge_step(cached), bridge.parameters(), batches, device)
+        elif method == "bridge (no cache)":
+            class Uncached(EncoderInputs):
+                def get(self, batch):
+                    return self.compute(batch)
+
+            uncached = Uncached(sender, bridge.config.layer, bridge.config.sender_template)
+            rate = _steps_per_second(bridge_step(uncached), bridge.parameters(), batches, device)
+        elif method == "lora":
+            trainable = LoraTrainable(receiver, LoraMethodConfig(task=task.name), dora=False)
+            rate = _steps_per_second(lambda b, t=trainable: t.loss(task, b), trainable.parameters(), batches, device)
+        elif method == "prompt tuning":
+            soft = SoftPromptTrainable(receiver, PromptTuningMethodConfig(task=task.name))
+            rate = _steps_per_second(lambda b, t=soft: t.loss(task, b), soft.parameters(), batches, device)
+        else:
+            raise ValueError(f"unknown training method {method!r}")
+        rows.append({"method": method, "batch": batch_size, "steps": len(batches), "train examples/s": round(rate, 2)})
+    bridge.eval()
+    base = rows[0]["train examples/s"]
+    for row in rows:
+        row["relative to first"] = round(row["train examples/s"] / base, 2)
+    return rows
