@@ -62,8 +62,8 @@ def test_scores_are_log_probabilities_over_the_answer_set(run_dir):
 
 
 def test_library_calls_are_quiet(run_dir, capfd):
-    pipe = BridgePipeline.from_pretrained(run_dir, device="cpu")
     capfd.readouterr()
+    pipe = BridgePipeline.from_pretrained(run_dir, device="cpu")
     pipe.predict(TEXTS)
     pipe.scores(TEXTS)
     out, err = capfd.readouterr()

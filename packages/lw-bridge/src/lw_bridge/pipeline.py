@@ -104,7 +104,7 @@ class BridgePipeline:
         bridge's receiver order, or {trained name: source}. Each model is checked against what the
         bridge was trained with (widths, vocabulary, tokenizer, embedding weights); a mismatch fails in
         one line. `dtype` defaults to the one the bridge was trained in."""
-        from lw_core.models import resolve_device
+        from lw_core.models import resolve_device, transformers_progress
 
         torch_device = resolve_device(device)
         bridge = Bridge.from_pretrained(bridge_folder(path), device=torch_device)
@@ -112,8 +112,9 @@ class BridgePipeline:
         dtype = dtype or config.dtype
         if config.sender is None and sender is not None:
             raise LwError("this bridge reads no sender (its encoder reads text bytes); do not pass sender=")
-        loaded_sender = None if config.sender is None else load_model(sender or config.sender, dtype, str(torch_device))
-        loaded = [load_model(source, dtype, str(torch_device)) for source in receiver_sources(config, receivers)]
+        with transformers_progress(progress):
+            loaded_sender = None if config.sender is None else load_model(sender or config.sender, dtype, str(torch_device))
+            loaded = [load_model(source, dtype, str(torch_device)) for source in receiver_sources(config, receivers)]
         return cls(bridge, loaded_sender, loaded, progress=progress)
 
     @property

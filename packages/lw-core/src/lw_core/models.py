@@ -232,6 +232,25 @@ def _non_preset_source(name_or_path: str) -> str:
     return name_or_path
 
 
+@contextlib.contextmanager
+def transformers_progress(enabled: bool):
+    """Show transformers' own progress bars (loading weights, ...) inside this block only if `enabled`."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if enabled:
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+        else:
+            hf_logging.disable_progress_bar()
+
+
 def attention_implementation(device: torch.device) -> str | None:
     """The attention kernel to load a model with on `device` (None: transformers' default, SDPA).
 
