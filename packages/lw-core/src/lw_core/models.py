@@ -107,13 +107,20 @@ def _convert_gguf(gguf: Path, dest: Path) -> None:
     tokenizer.save_pretrained(dest)
 
 
-def preset_folder(name: str) -> Path:
-    """The converted HF folder of an embedded preset, converting it on first use."""
+def is_prepared(folder: Path) -> bool:
+    """True if `folder` is a complete converted preset folder."""
+    return (folder / _COMPLETE_MARKER).exists()
+
+
+def preset_folder(name: str, root: Path | None = None) -> Path:
+    """The converted HF folder of an embedded preset, `<root>/<name>` (default root: `$LW_CACHE/models`),
+    converting it on first use."""
     preset = PRESETS.get(name)
-    dest = cache_dir() / "models" / name
+    root = cache_dir() / "models" if root is None else Path(root)
+    dest = root / name
     if (dest / _COMPLETE_MARKER).exists():
         return dest
-    with _file_lock(cache_dir() / "models" / f".{name}.lock"):
+    with _file_lock(root / f".{name}.lock"):
         if (dest / _COMPLETE_MARKER).exists():  # another process converted it while we waited
             return dest
         log.warning("converting embedded model %s (GGUF → %s); first use only, about a minute", name, dest)
