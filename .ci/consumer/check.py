@@ -11,6 +11,7 @@ import importlib
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 SECTION = "## Use it from another project"
@@ -24,7 +25,7 @@ def readme_python(readme: Path) -> str:
     blocks = re.findall(r"```python\n(.*?)```", text.split(SECTION, 1)[1].split("\n## ", 1)[0], re.S)
     if not blocks:
         sys.exit(f"FAIL: {readme}'s section {SECTION!r} has no python block")
-    return blocks[0]
+    return textwrap.dedent(blocks[0])
 
 
 def check_installed_from_wheels(workspace: Path) -> None:

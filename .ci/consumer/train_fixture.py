@@ -41,7 +41,7 @@ def tiny_setup(out: Path) -> tuple[TrainConfig, list[str]]:
     with open(out / "toy.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([["text", "label"], *rows])
     config = TrainConfig(task=str(out / "toy.csv"), sender=folders["sender"], receivers=[folders["receiver"]], layer=2,
-                         steps=12, batch_size=8, eval_every=6, lr=3e-3, d_model=32, depth=1, heads=2, num_latents=4,
+                         steps=24, batch_size=8, eval_every=12, lr=3e-3, d_model=32, depth=1, heads=2, num_latents=4,
                          num_soft_tokens=4, d_z=8, device="cpu", output_dir=str(out / "run"), val_examples=24,
                          compare_zero_shot=False, wire_formats=[])
     return config, [r[0] for r in rows[:48]]
