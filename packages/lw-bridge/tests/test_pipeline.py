@@ -96,3 +96,17 @@ def test_a_wrong_sender_and_bad_receiver_lists_are_one_line_errors(run_dir, mode
         BridgePipeline.from_pretrained(run_dir, receivers={"gemma3-270m": model_dirs["receiver"]}, device="cpu")
     with pytest.raises(LwError, match="unknown model"):
         BridgePipeline.from_pretrained(run_dir, receivers=[str(tmp_path / "missing")], device="cpu")
+
+
+def test_a_checkpoint_from_before_fingerprints_still_loads_and_checks_widths(run_dir, model_dirs, tmp_path):
+    import json
+
+    old = shutil.copytree(run_dir / "bridge", tmp_path / "old-bridge")
+    config = json.loads((old / "bridge_config.json").read_text())
+    del config["fingerprints"]
+    (old / "bridge_config.json").write_text(json.dumps(config))
+    pipe = BridgePipeline.from_pretrained(old, device="cpu")
+    assert pipe.bridge.config.fingerprints == {}
+    assert pipe.predict(TEXTS) == BridgePipeline.from_pretrained(run_dir, device="cpu").predict(TEXTS)
+    with pytest.raises(LwError, match="hidden size 32 where it was trained with 48"):
+        BridgePipeline.from_pretrained(old, receivers=[_save(tiny_llama(), tmp_path / "llama")], device="cpu")
