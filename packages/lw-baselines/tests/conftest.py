@@ -66,5 +66,5 @@ def models(sender, receiver):
 def common(tmp_path, monkeypatch):
     monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
-    return {"task": "tiny", "sender": "tiny-llama", "receiver": "tiny-gemma3", "device": "cpu", "batch_size": 4,
+    return {"task": "tiny", "sender": "tiny-llama", "receiver": "tiny-gemma3", "device": "cpu", "eval_batch_size": 4,
             "progress": False}

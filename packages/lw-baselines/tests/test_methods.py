@@ -22,7 +22,7 @@ from lw_core.registry import Registry
 from lw_tasks import Task, ZeroShotScorer, evaluate
 from lw_tasks.scoring import memo_seconds
 
-FAST = {"steps": 4, "eval_every": 2, "train_batch_size": 4}
+FAST = {"steps": 4, "eval_every": 2, "batch_size": 4}
 # One row per method: its CLI spec and the options that keep it fast on tiny models.
 CASES = [
     ("zero-shot", {}),
@@ -30,7 +30,7 @@ CASES = [
     ("zero-shot-calibrated", {}),
     ("few-shot", {"k": 2, "draws": 2}),
     ("lora", FAST),
-    ("dora", {**FAST, "learning_rates": [1e-3]}),
+    ("dora", {**FAST, "lr": [1e-3]}),
     ("prompt-tuning", {**FAST, "virtual_tokens": 3}),
     ("text-relay", {"max_new_tokens": 4, "selection_examples": 4, "instructions": ["summary"]}),
     ("text-relay-answer", {}),
@@ -292,8 +292,8 @@ def test_suite_options_reach_the_right_methods():
     from lw_baselines.runner import check_options, method_options
 
     lora, probe = METHODS.get("lora"), METHODS.get("probe")
-    options = ["steps=7", "lora.learning_rates=1e-4,1e-3", "probe.c_grid=0.5", "max_test_examples=none"]
-    assert method_options(lora, options) == {"steps": 7, "learning_rates": [1e-4, 1e-3], "max_test_examples": None}
+    options = ["steps=7", "lora.lr=1e-4,1e-3", "probe.c_grid=0.5", "max_test_examples=none"]
+    assert method_options(lora, options) == {"steps": 7, "lr": [1e-4, 1e-3], "max_test_examples": None}
     assert method_options(probe, options) == {"c_grid": [0.5], "max_test_examples": None}
     with pytest.raises(LwError, match="no method has an option"):
         check_options(["stepz=3"])

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from lw_core.testing import tiny_gemma3, tiny_llama
+from lw_core.testing import save_tiny_pair
 
 torch.set_num_threads(1)
 
@@ -17,14 +17,7 @@ NEGATIVE = ["awful", "boring", "dull", "tedious", "messy", "clumsy", "bland", "p
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory):
     """The tiny Llama (sender) and tiny Gemma3 (receiver) saved as HF folders, loaded like any model."""
-    root = tmp_path_factory.mktemp("models")
-    out = {}
-    for name, factory in (("sender", tiny_llama), ("receiver", tiny_gemma3)):
-        lm = factory()
-        lm.model.save_pretrained(root / name)
-        lm.tokenizer.save_pretrained(root / name)
-        out[name] = str(root / name)
-    return out
+    return save_tiny_pair(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def test_bridge_trains_on_the_real_pair_and_reloads_in_a_fresh_process(tmp_path,
     monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
     run_dir = tmp_path / "run"
     config = TrainConfig(task=rt_slice, steps=24, batch_size=16, eval_every=12, max_train_examples=SIZES["train"],
-                         val_examples=SIZES["validation"], compare_zero_shot=False, output_dir=str(run_dir))
+                         max_validation_examples=SIZES["validation"], compare_zero_shot=False, output_dir=str(run_dir))
     metrics = trainer.train(config)
     assert metrics["trainable_params"] > 0 and 0 <= metrics["soft_token_diversity"] <= 2
     assert metrics["wire_bytes_int4"] < metrics["text_bytes_mean"]  # the message is smaller than the text

@@ -25,7 +25,7 @@ def env(tmp_path, monkeypatch):
 def _config(model_dirs, task, out, **kw) -> TrainConfig:
     values = dict(task=task, sender=model_dirs["sender"], receivers=[model_dirs["receiver"]], layer=2, steps=12,
                   batch_size=8, eval_every=6, checkpoint_every=3, lr=3e-3, d_model=32, depth=1, heads=2,
-                  num_latents=4, num_soft_tokens=4, d_z=8, device="cpu", output_dir=str(out), val_examples=24,
+                  num_latents=4, num_soft_tokens=4, d_z=8, device="cpu", output_dir=str(out), max_validation_examples=24,
                   compare_zero_shot=False, wire_formats=["int4"])
     values.update(kw)
     return TrainConfig(**values)

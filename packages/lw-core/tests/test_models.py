@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from lw_core import PRESETS, LwError, models
 from lw_core.presets import Preset
 
@@ -38,6 +39,13 @@ def test_device_auto_and_unknown():
     assert models.resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(LwError, match="unknown device"):
         models.resolve_device("tpu")
+
+
+def test_indexed_devices_as_torch_prints_them():
+    assert models.resolve_device("cpu:0") == torch.device("cpu", 0)
+    for bad in ("cpu:", "cpu:x", "tpu:0"):
+        with pytest.raises(LwError, match="unknown device"):
+            models.resolve_device(bad)
 
 
 def _fake_convert(gguf: Path, dest: Path) -> None:

@@ -46,6 +46,9 @@ def _array(spec: str) -> list[int]:
 
 
 def sbatch(args: list[str], state: Path) -> int:
+    if os.environ.get("FAKE_SBATCH_ERROR"):  # play a rejected submission
+        print(f"sbatch: error: {os.environ['FAKE_SBATCH_ERROR']}", file=sys.stderr)
+        return 1
     parsable = "--parsable" in args
     opts = [a for a in args if a.startswith("--") and a != "--parsable"]
     positional = [a for a in args if not a.startswith("--")]
@@ -99,6 +102,17 @@ def sacct(args: list[str], state: Path) -> int:
 
 
 def squeue(args: list[str], state: Path) -> int:
+    if "-o" in args and args[args.index("-o") + 1] == "%e":  # end time of one running job (by SLURM_JOB_ID)
+        wanted = args[args.index("-j") + 1]
+        with _state(state) as data:
+            for job_id, job in data["jobs"].items():
+                for task, info in job["tasks"].items():
+                    if str(int(job_id) + 1 + int(task)) == wanted:
+                        end = info.get("end")
+                        print(time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(end)) if end else "Unknown")
+                        return 0
+        print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+        return 1
     with _state(state) as data:
         for job_id, job in data["jobs"].items():
             for task, info in job["tasks"].items():
@@ -185,13 +199,19 @@ class Cluster:
         preempted: bool = False,
         env: dict[str, str] | None = None,
         timeout: float = 60.0,
+        time_limit_in: float | None = None,
     ) -> int:
-        """Run one array task to its end like slurmd would; signal it once `signal_when()` is true."""
+        """Run one array task to its end like slurmd would; signal it once `signal_when()` is true.
+
+        time_limit_in: the job's time limit ends this many seconds after it starts (what `squeue -o %e`
+        reports); a signal sent then plays SLURM's SIGTERM at the limit, and the task ends TIMEOUT.
+        """
         job_id, task = str(job_id), str(task)
         with _state(self.state) as data:
             job = data["jobs"][job_id]
             info = job["tasks"][task]
             info["state"] = "RUNNING"
+            info["end"] = time.time() + time_limit_in if time_limit_in is not None else None
             info.pop("requeued_by_job", None)
             script, cwd, options = job["script"], job["cwd"], job["options"]
         out = str(options.get("output", f"slurm-{job_id}_{task}.out")).replace("%A", job_id).replace("%a", task)
@@ -215,7 +235,9 @@ class Cluster:
             info = data["jobs"][job_id]["tasks"][task]
             info["pid"] = None
             if info["state"] == "RUNNING":  # not requeued / cancelled meanwhile
-                if preempted:
+                if time_limit_in is not None and time.time() >= info["end"]:
+                    info["state"], info["exit"] = "TIMEOUT", "0:15"
+                elif preempted:
                     info["state"], info["exit"] = "PREEMPTED", "0:15"
                 else:
                     info["state"], info["exit"] = ("COMPLETED", "0:0") if rc == 0 else ("FAILED", f"{rc}:0")

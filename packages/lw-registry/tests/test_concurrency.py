@@ -76,3 +76,28 @@ def test_two_submits_of_one_plan_run_each_run_once(tmp_path):
     records = [read_record(p.parent) for p in (tmp_path / "runs").rglob("run.json")]
     assert len(records) == 4 and all(r.status == "completed" and r.attempt == 1 for r in records)
     assert sum(out.count("] completed") for out in outs) == 4
+
+
+def test_64_writers_at_once_lose_and_corrupt_nothing(tmp_path):
+    """64 processes each create, update and finish their own run and bump one shared record."""
+    writers, updates = 64, 3
+    root = tmp_path / "runs"
+    shared = root / "shared"
+    start_run(shared, name="shared", argv=[], config={})
+    go = tmp_path / "go"
+    script = "import sys, time\nfrom pathlib import Path\nwhile not Path(sys.argv[5]).exists():\n    time.sleep(0.01)\n" \
+             + WRITER.replace("import sys\n", "")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(shared), str(root / f"w{i:02d}"), str(i),
+                               str(updates), str(go)]) for i in range(writers)]
+    go.touch()  # all start writing at the same moment
+    assert [p.wait(timeout=600) for p in procs] == [0] * writers
+
+    table = load_table(root)
+    assert table.problems == [] and table.frame.height == writers + 1
+    assert len(read_record(shared).metrics) == writers * updates  # no lost update on the shared record
+    for i in range(writers):
+        record = read_record(root / f"w{i:02d}")
+        assert record.status == "completed" and record.metrics == {"step": updates - 1, "accuracy": 0.5}
+    for path in root.rglob("run.json"):
+        json.loads(path.read_text())
+    assert list(root.rglob("*.tmp")) == []

@@ -66,3 +66,12 @@ def test_yaml_and_toml_plans(tmp_path):
     (tmp_path / "c.yaml").write_text("command: [unclosed\n")
     with pytest.raises(PlanError, match="cannot parse plan"):
         load_plan(tmp_path / "c.yaml")
+
+
+def test_long_values_sharing_a_prefix_get_distinct_run_dirs():
+    long = "x" * 120
+    plan = expand_plan({"name": "long", "command": "echo {v} {run_dir}", "params": {"v": [long + "a", long + "b"]}})
+    slugs = [r.slug for r in plan.runs]
+    assert len(set(slugs)) == 2, slugs
+    for run in plan.runs:
+        assert len(run.slug) <= 80 and run.slug.endswith(run.plan_hash[:8])

@@ -188,3 +188,104 @@ def test_script_quotes_every_argument(tmp_path):
     with pytest.raises(SlurmError, match="#SBATCH"):
         render_script(profile, plan="p", manifest=tmp_path / "m.json", count=1, root=tmp_path,
                       log_dir=tmp_path / "with space")
+
+
+def test_sigterm_at_the_time_limit_is_a_timeout_not_a_preemption(root, submitted, cluster, run_cli):
+    long_dir = _records(root)["long"].run_dir
+    # The limit is already reached when SLURM's SIGTERM comes (no USR1 warning in between).
+    cluster.run_task("1000", 2, signal_when=_ckpt_step(long_dir, 1), time_limit_in=0)
+    long = _records(root)["long"]
+    assert (long.status, long.error_category) == ("failed", "timeout"), long.error
+    assert cluster.task("1000", 2)["state"] == "TIMEOUT"
+    run_cli("--poll")
+    assert (_records(root)["long"].status, _records(root)["long"].error_category) == ("failed", "timeout")
+
+
+def test_sacct_timeout_overrides_a_preempted_record(tmp_path):
+    from lw_registry import fail_run, start_run
+
+    run = tmp_path / "r"
+    start_run(run, name="r", argv=[], config={})
+    fail_run(run, error="stopped", category="preempted", status="preempted", exit_code=143)
+    rec = apply_state(run, "TIMEOUT", "0:15")
+    assert (rec.status, rec.error_category) == ("failed", "timeout")
+
+
+def test_time_limit_warning_without_requeue_is_a_timeout(root, submitted, cluster, run_cli):
+    manifest = Path(cluster.data()["jobs"]["1000"]["script"]).parent / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(data | {"max_requeues": 0}))
+    long_dir = _records(root)["long"].run_dir
+    cluster.run_task("1000", 2, signal_when=_ckpt_step(long_dir, 1), signum=signal.SIGUSR1)
+    assert cluster.task("1000", 2)["state"] != "PENDING"  # not requeued
+    assert (_records(root)["long"].status, _records(root)["long"].error_category) == ("failed", "timeout")
+
+
+def test_a_wrapper_killed_by_a_signal_is_not_exit_zero(root, submitted, cluster, run_cli):
+    cluster.set_state("1000", 0, "RUNNING")
+    run_cli("--poll")
+    cluster.set_state("1000", 0, "FAILED", "0:9")
+    run_cli("--poll")
+    rec = _records(root)["ok"]
+    assert rec.status == "failed" and rec.exit_code == 128 + 9 and "SIGKILL" in rec.error
+
+
+def test_settled_records_get_their_final_slurm_state_and_are_not_rewritten(root, submitted, cluster, run_cli):
+    assert cluster.run_task("1000", 0) == 0
+    long_dir = _records(root)["long"].run_dir
+    cluster.run_task("1000", 2, signal_when=_ckpt_step(long_dir, 1), preempted=True)
+    run_cli("--poll")
+    recs = _records(root)
+    assert (recs["ok"].status, recs["ok"].slurm_state) == ("completed", "COMPLETED")
+    assert (recs["long"].status, recs["long"].slurm_state) == ("preempted", "PREEMPTED")
+    before = (Path(long_dir) / "run.json").read_text()
+    run_cli("--poll")
+    assert (Path(long_dir) / "run.json").read_text() == before  # a settled preempted record is left as is
+
+
+def test_a_rejected_sbatch_leaves_no_run_pending(root, tmp_path, cluster, run_cli, monkeypatch):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"name": "rej", "seeds": [0, 1], "command": f"{DEMO} --steps 1",
+                                "tasks": ["t"], "methods": ["m"]}))
+    monkeypatch.setenv("FAKE_SBATCH_ERROR", "Invalid generic resource (gres) specification")
+    rc, out, err = run_cli("submit", plan, "--backend", "slurm")
+    assert rc != 0 and "Invalid generic resource" in err
+    recs = [read_record(p.parent) for p in root.rglob("run.json")]
+    assert len(recs) == 2 and {r.status for r in recs} == {"failed"}
+    assert all("Invalid generic resource" in r.error for r in recs)
+    monkeypatch.delenv("FAKE_SBATCH_ERROR")
+    rc, out, err = run_cli("submit", plan, "--backend", "slurm")
+    assert rc == 0 and {read_record(p.parent).status for p in root.rglob("run.json")} == {"submitted"}
+
+
+def test_processes_run_the_command_under_torchrun(root, tmp_path, cluster, run_cli):
+    from lw_registry.job import process_launcher
+
+    assert process_launcher(1) == []
+    assert process_launcher(2, "/py") == ["/py", "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                                          "--nproc_per_node=2", "--no-python"]
+    (tmp_path / "profile.toml").write_text(PROFILE + "processes = 2\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"name": "ddp", "seeds": [0], "command": f"{DEMO} --steps 1",
+                                "tasks": ["t"], "methods": ["m"]}))
+    rc, out, err = run_cli("submit", plan, "--backend", "slurm", "--profile", tmp_path / "profile.toml")
+    assert rc == 0, err
+    manifest = Path(cluster.data()["jobs"]["1000"]["script"]).parent / "manifest.json"
+    assert json.loads(manifest.read_text())["processes"] == 2
+
+
+def test_run_one_puts_the_launcher_before_the_command(root, tmp_path):
+    import sys
+
+    from lw_registry.executor import register, run_one
+    from lw_registry.plan import load_plan
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"name": "l", "seeds": [0], "tasks": ["t"], "methods": ["m"],
+                                "command": f"{DEMO} --steps 1"}))
+    loaded = load_plan(plan)
+    run_dir = register(loaded.runs[0], root / "l" / "r", plan=loaded, backend="slurm")
+    outcome = run_one(run_dir, launcher=["env", "LW_LAUNCHED=yes"])
+    assert outcome.status == "completed"
+    log = (run_dir / "job.log").read_text()
+    assert f"env LW_LAUNCHED=yes {sys.executable} -m lw_registry.demo" in log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -50,7 +51,8 @@ def test_show_user_file(reviews, capsys):
         (["show", "no-such-task"], "error: unknown task 'no-such-task'; known: 20ng"),
         (["frobnicate"], "error: unknown command 'frobnicate'"),
         (["eval-zero-shot", "--task", "nope"], "error: unknown task 'nope'"),
-        (["eval-zero-shot", "--batch-size", "0"], "error: invalid ZeroShotConfig: batch_size must be >= 1"),
+        (["eval-zero-shot", "--eval-batch-size", "0"],
+         "error: invalid ZeroShotConfig: eval_batch_size must be >= 1"),
     ],
 )
 def test_errors_are_one_line(argv, message, capsys):
@@ -61,19 +63,24 @@ def test_errors_are_one_line(argv, message, capsys):
     assert err.startswith(message) and "\n" not in err
 
 
-def test_eval_zero_shot_is_a_run(reviews, tiny_model_dir, tmp_path, capsys):
-    run_dir = tmp_path / "run"
+def test_eval_zero_shot_is_a_run(reviews, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    # Adapted: `--calibration both` now records two runs named (and with metric names) as lw-baseline's
+    # zero-shot@MODEL and zero-shot-calibrated@MODEL, instead of one run with `calibrated_*` metrics.
+    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
     main(["eval-zero-shot", "--task", str(reviews), "--text-column", "review", "--label-column", "stars",
-          "--model", str(tiny_model_dir), "--run-dir", str(run_dir), "--split", "validation", "--no-progress"])  # fmt: skip
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["n"] == 4 and 0 <= summary["accuracy"] <= 1 and "calibrated_accuracy" in summary
+          "--model", str(tiny_model_dir), "--split", "validation", "--no-progress"])  # fmt: skip
+    plain, calibrated_summary = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:]]
+    assert plain["n"] == 4 and 0 <= plain["accuracy"] <= 1 and 0 <= calibrated_summary["accuracy"] <= 1
+    run_dir, calibrated_dir = Path(plain["run_dir"]), Path(calibrated_summary["run_dir"])
+    assert run_dir.parent == tmp_path / "runs" / "reviews" / f"zero-shot@{tiny_model_dir.name}"
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and record["task"] == "reviews"
     assert record["method"] == f"zero-shot@{tiny_model_dir.name}"
-    assert record["metrics"]["accuracy"] == summary["accuracy"] and record["metrics"]["seconds_per_example"] >= 0
+    assert json.loads((calibrated_dir / "run.json").read_text())["method"] == f"zero-shot-calibrated@{tiny_model_dir.name}"
+    assert record["metrics"]["accuracy"] == plain["accuracy"] and record["metrics"]["seconds_per_example"] >= 0
     metrics = json.loads((run_dir / "metrics_validation.json").read_text())
-    calibrated = json.loads((run_dir / "metrics_validation_calibrated.json").read_text())
+    calibrated = json.loads((calibrated_dir / "metrics_validation.json").read_text())
     assert metrics["calibration"] == "none" and calibrated["calibration"] == "contextual"
     assert len(metrics["confusion"]) == 2 and set(calibrated["calibration_offset"]) == {"bad", "good"}
     assert len((run_dir / "predictions_validation.jsonl").read_text().splitlines()) == 4
-    assert (run_dir / "predictions_validation_calibrated.jsonl").is_file()
+    assert (calibrated_dir / "predictions_validation.jsonl").is_file()

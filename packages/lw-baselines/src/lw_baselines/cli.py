@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
@@ -10,18 +9,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lw_core.config import parse_config
+from lw_core.config import Command, parse_command
 from lw_core.errors import LwError, cli_errors, unknown_name
 from lw_core.runs import exit_on_sigterm
 
 from lw_baselines.common import METHODS, BaselineConfig, _help
 from lw_baselines.runner import SUITE, make_config, parse_spec, run_method, run_suite, summary_table
 
-USAGE = """usage: lw-baseline METHOD[@MODEL] --task TASK [options]   (lw-baseline METHOD --help for its options)
-       lw-baseline all --task TASK [--methods ...] [--skip ...] [options]
-       lw-baseline list
-
-METHOD@MODEL runs a single-model method on another model: @sender, @receiver or a model name."""
+DESCRIPTION = """Run a baseline into its run directory ($LW_RUNS/<task>/<method>/seed<S>-<hash>; the same
+command resumes or is recognised as done). METHOD@MODEL runs a single-model method on another model:
+@sender, @receiver or a model name. `lw-baseline METHOD --help` lists the method's options."""
 
 
 @dataclass
@@ -31,8 +28,13 @@ class SuiteConfig(BaselineConfig):
     options: list[str] = field(
         default_factory=list,
         metadata=_help("method options: field=value (every method that has it) or method.field=value; "
-                       "lists comma-separated, e.g. lora.learning_rates=1e-4,1e-3 steps=100"),
+                       "lists comma-separated, e.g. lora.lr=1e-4,1e-3 steps=100"),
     )
+
+
+@dataclass
+class ListConfig:
+    """`lw-baseline list` takes no options."""
 
 
 def _list_methods() -> str:
@@ -46,6 +48,13 @@ def _list_methods() -> str:
     return "\n".join(lines)
 
 
+def commands() -> dict[str, Command]:
+    out = {name: Command(f"{METHODS.get(name).description}. Sees: {METHODS.get(name).sees}.",
+                         METHODS.get(name).config) for name in METHODS.names()}
+    return out | {"all": Command("run the baseline suite (models loaded once)", SuiteConfig),
+                  "list": Command("list the methods", ListConfig)}
+
+
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     with exit_on_sigterm():  # a stopped run is recorded as preempted, not left "running"
@@ -54,16 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE + "\n\n" + _list_methods())
-        return 0 if argv else 2
-    spec, rest = argv[0], argv[1:]
-    if spec == "list":
+    spec = argv[0] if argv else ""
+    name, _, model = spec.partition("@")
+    if argv and not spec.startswith("-") and name not in (*METHODS.names(), "all", "list"):
+        raise unknown_name("method", name, [*METHODS.names(), "all"])
+    if model:
+        parse_spec(spec)  # '@model' on a two-model method fails before parsing its options
+    command, config = parse_command("lw-baseline", DESCRIPTION, commands(), [name, *argv[1:]] if argv else argv)
+    if command == "list":
         print(_list_methods())
         return 0
-    if spec == "all":
-        parser = argparse.ArgumentParser(prog="lw-baseline all", description="run the baseline suite")
-        config, _ = parse_config(SuiteConfig, rest, parser)
+    if command == "all":
         skip = set(config.skip)
         specs = [s for s in config.methods if s not in skip]
         for s in [*specs, *skip]:
@@ -76,16 +86,12 @@ def _main(argv: list[str]) -> int:
         print(f"suite wall time: {time.perf_counter() - started:.0f} s for {len(results)} methods "
               f"(models loaded once, shared by all)")
         return 0 if all(r["status"] == "completed" for r in results) else 1
-    if spec.startswith("-"):
-        raise LwError(f"the first argument is the method; known: {', '.join([*METHODS.names(), 'all'])}")
-    method, model = parse_spec(spec)
-    parser = argparse.ArgumentParser(prog=f"lw-baseline {spec}", description=f"{method.description}. Sees: {method.sees}.")
-    config, _ = parse_config(method.config, rest, parser)
-    if model is not None:
+    method = METHODS.get(command)
+    if model:
         config = make_config(method, dataclasses.asdict(config), model)
     result = run_method(method, config)
     print(summary_table([{**result, "status": "completed"}]))
     return 0
 
 
-__all__ = ["main", "unknown_name"]
+__all__ = ["LwError", "main"]

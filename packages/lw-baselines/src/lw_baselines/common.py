@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
+from lw_core.options import DEFAULT_DTYPE, RuntimeOptions
 from lw_core.registry import Registry
 from lw_core.runs import Run
 from lw_core.seeding import stratified_subset
-from lw_tasks import TRAIN_BUDGET, VALIDATION_BUDGET, EvalResult, Task
+from lw_tasks import BudgetOptions, EvalResult, Task, TaskOptions
 
 log = logging.getLogger("lw.baselines")
 
@@ -34,37 +35,19 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(RuntimeOptions, BudgetOptions, TaskOptions):
     """Fields every method takes (`lw-baseline METHOD --help` lists the method's own on top)."""
 
-    task: str = field(default="", metadata=_help("task name (lw-tasks registry) or task file; required"))
+    task: str = field(default="", metadata=_help(
+        "task name (`lw-tasks list`) or your own .csv/.jsonl/.json/.parquet/.yaml/.toml file; required"))
     sender: str = field(default="smollm2-135m", metadata=_help("sender model: preset, folder or hub id"))
     receiver: str = field(default="gemma3-270m", metadata=_help("receiver model: preset, folder or hub id"))
-    seed: int = field(default=0, metadata=_help("run seed (training subset, initialisation, data order, draws)"))
-    device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N or mps"))
-    dtype: str = field(default="fp32", metadata=_help("model dtype", choices=["fp32", "bf16", "fp16"]))
-    batch_size: int = field(default=16, metadata=_help("examples per scoring batch"))
-    max_train_examples: int = field(
-        default=TRAIN_BUDGET, metadata=_help("training budget shared with the bridge: a seeded stratified train subset")
-    )
-    max_validation_examples: int = field(
-        default=VALIDATION_BUDGET,
-        metadata=_help("validation examples used for every selection (the split's first N, as for the bridge)"),
-    )
     max_test_examples: int | None = field(
         default=None, metadata=_help("cut the test split to a fixed stratified subset (smoke runs only)")
     )
-    output_dir: str | None = field(
-        default=None, metadata=_help("run directory (default $LW_RUNS/<task>/<method>/seed<seed>-<time>)")
-    )
-    progress: bool = field(default=True, metadata=_help("show progress bars"))
 
     def __post_init__(self) -> None:
-        if not self.task:
-            raise ValueError("--task is required (a task name such as rt-sentiment, or a task file)")
-        for name in ("batch_size", "max_train_examples", "max_validation_examples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        super().__post_init__()
         if self.max_test_examples is not None and self.max_test_examples < 1:
             raise ValueError(f"max_test_examples must be >= 1, got {self.max_test_examples}")
 
@@ -82,7 +65,7 @@ class SingleModelConfig(BaselineConfig):
 class Models:
     """Loaded models by name, shared by the methods of one process (`lw-baseline all` loads each once)."""
 
-    def __init__(self, device: str = "auto", dtype: str = "fp32", preloaded: dict[str, FrozenLM] | None = None):
+    def __init__(self, device: str = "auto", dtype: str = DEFAULT_DTYPE, preloaded: dict[str, FrozenLM] | None = None):
         self.device, self.dtype = device, dtype
         self._lms: dict[str, FrozenLM] = dict(preloaded or {})
 

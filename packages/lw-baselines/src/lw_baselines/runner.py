@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lw_core.config import build_config
+from lw_core.config import build_config, coerce, config_argv
 from lw_core.errors import LwError, unknown_name
 from lw_core.models import prepare_presets
-from lw_core.runs import open_run, runs_root
+from lw_core.run_dirs import completed_metrics, hashed_run_dir, resolve_runtime
+from lw_core.runs import open_run
 from lw_core.seeding import seed_everything
-from lw_tasks import EvalResult, Task, evaluate, load_task, write_eval
+from lw_registry.text_table import terminal_table
+from lw_tasks import EvalResult, Task, evaluate, write_eval
 from lw_tasks.scoring import memo_seconds
 
 import lw_baselines.methods  # noqa: F401  (registers the methods)
@@ -63,30 +65,6 @@ def make_config(method: Method, values: dict[str, Any], model: str | None = None
     return build_config(method.config, values)
 
 
-def equivalent_argv(method: Method, config: Any) -> list[str]:
-    """A command line that reruns exactly this method run (non-default fields only)."""
-    argv = ["lw-baseline", method.name]
-    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
-    defaults |= {f.name: f.default_factory() for f in dataclasses.fields(config)  # type: ignore[misc]
-                 if f.default_factory is not dataclasses.MISSING}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name in defaults and value == defaults[f.name] and f.name != "task":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
-        elif isinstance(value, list):
-            argv += [flag, *map(str, value)]
-        elif value is not None:
-            argv += [flag, str(value)]
-    return argv
-
-
-def default_run_dir(task: str, label: str, seed: int) -> Path:
-    return runs_root() / task / label / f"seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def _flat(result: EvalResult, prefix: str = "") -> dict[str, Any]:
     keep = ("accuracy", "macro_f1", "nll", "invalid_rate", "majority_rate", "n")
     return {f"{prefix}{k}": result.metrics.get(k) for k in keep}
@@ -105,15 +83,20 @@ def run_method(
     if not isinstance(config, method.config):
         raise LwError(f"method {method.name!r} takes a {method.config.__name__}, got {type(config).__name__}")
     label = method_label(method, config)
+    full = task if task is not None else config.load_task()
+    run_dir = Path(output_dir) if output_dir else hashed_run_dir(config, label, full.name)
+    done = completed_metrics(run_dir)
+    if done is not None:
+        log.info("%s on %s (seed %d) is already done: %s", label, full.name, config.seed, run_dir)
+        return {**done, "method": label, "run_dir": str(run_dir)}
     generator = seed_everything(config.seed)
-    full = task if task is not None else load_task(config.task)
     view = budget_view(full, config)
-    models = models or Models(config.device, config.dtype)
-    run_dir = Path(output_dir or config.output_dir or default_run_dir(full.name, label, config.seed))
-    eval_kw = {"batch_size": config.batch_size, "progress": config.progress}
+    device, dtype = resolve_runtime(config.device, config.dtype)
+    models = models or Models(device, dtype)
+    eval_kw = {"batch_size": config.eval_batch_size, "progress": config.progress}
+    argv = config_argv(config, ["lw-baseline", method.name, "--task", config.task])
     with open_run(run_dir, config, name=f"lw-baseline {label} {full.name}", task=full.name, method=label,
-                  seed=config.seed, device=config.device, dtype=config.dtype,
-                  argv=equivalent_argv(method, config)) as run:
+                  seed=config.seed, device=device, dtype=dtype, argv=argv) as run:
         log.info("%s on %s (seed %d): train %d, validation %d, test %d examples", label, full.name, config.seed,
                  *(len(view.split(s)) for s in ("train", "validation", "test")))
         ctx = Context(config=config, task=view, full_task=full, models=models, run=run, method=method,
@@ -178,29 +161,9 @@ def run_method(
     return {**metrics, "method": label, "run_dir": str(run_dir)}
 
 
-def _convert(value: str, annotation: Any) -> Any:
-    text = str(annotation)
-    if "list" in text:
-        kind = float if "float" in text else int if "int" in text else str
-        return [kind(v) for v in value.split(",") if v]
-    if "bool" in text:
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise LwError(f"expected true or false, got {value!r}")
-        return value.lower() in ("true", "1", "yes")
-    if value.lower() == "none" and "None" in text:
-        return None
-    for kind in (int, float):
-        if kind.__name__ in text:
-            try:
-                return kind(value)
-            except ValueError:
-                raise LwError(f"expected {kind.__name__}, got {value!r}") from None
-    return value
-
-
 def method_options(method: Method, options: list[str]) -> dict[str, Any]:
     """`field=value` (every method that has the field) or `method.field=value` overrides for one method."""
-    fields = {f.name: f.type for f in dataclasses.fields(method.config)}
+    fields = {f.name for f in dataclasses.fields(method.config)}
     out: dict[str, Any] = {}
     for option in options:
         key, sep, value = option.partition("=")
@@ -216,7 +179,7 @@ def method_options(method: Method, options: list[str]) -> dict[str, Any]:
             if scope:
                 raise LwError(f"method {scope!r} has no option {name!r}; known: {', '.join(sorted(fields))}")
             continue
-        out[name] = _convert(value, fields[name])
+        out[name] = coerce(method.config, name, value)
     return out
 
 
@@ -244,10 +207,10 @@ def run_suite(
     first = configs[0][2] if configs else None
     if first is None:
         raise LwError("no methods to run")
-    task = task if task is not None else load_task(first.task)
+    task = task if task is not None else first.load_task()
     if models is None:
         prepare_presets([first.sender, first.receiver])  # a cold cache converts both at once
-        models = Models(first.device, first.dtype)
+        models = Models(*resolve_runtime(first.device, first.dtype))
     results = []
     for spec, method, config in configs:
         label = method_label(method, config)
@@ -276,7 +239,4 @@ def summary_table(results: list[dict[str, Any]]) -> str:
             "–" if r.get("seconds_per_example") is None else f"{r['seconds_per_example']:.4f}",
             f"{r.get('wall_seconds', 0):.0f}", r["status"] if r["status"] == "completed" else f"FAILED: {r.get('error')}",
         ])  # fmt: skip
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
-    return "\n".join(lines)
+    return terminal_table(headers, rows)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
+from lw_core.options import TrainingOptions
 from lw_tasks import EvalResult, Example, Task, evaluate
 from tqdm.auto import tqdm
 
@@ -32,16 +33,16 @@ IGNORE = -100
 
 
 @dataclass
-class TrainFields:
-    """Training fields shared by LoRA, DoRA and prompt tuning (mixed into their configs)."""
+class TrainFields(TrainingOptions):
+    """The shared training options with the PEFT baselines' defaults (mixed into their configs);
+    `lr` is a grid: every learning rate trains from the same start, validation picks one."""
 
     steps: int = field(default=100, metadata=_help("optimizer steps per learning rate"))
-    train_batch_size: int = field(default=8, metadata=_help("examples per optimizer step"))
-    learning_rates: list[float] = field(default_factory=list, metadata=_help("learning-rate grid (chosen on validation)"))
+    batch_size: int = field(default=8, metadata=_help("examples per optimizer step"))
+    lr: list[float] = field(default_factory=lambda: [1e-3], metadata=_help("learning-rate grid (chosen on validation)"))
     eval_every: int = field(default=50, metadata=_help("validate every N steps (the step is chosen on validation)"))
-    warmup_ratio: float = field(default=0.1, metadata=_help("linear warm-up share of the steps, then cosine decay"))
+    warmup: float = field(default=0.1, metadata=_help("linear warm-up share of the steps, then cosine decay"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
-    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm"))
 
 
 def answer_batch(lm: FrozenLM, prompts: Sequence[str], answers: Sequence[Sequence[int]]):
@@ -107,9 +108,7 @@ def train_and_select(
     progress: bool = True,
 ) -> Selection:
     """Train one fresh copy per learning rate; pick (lr, step) on validation."""
-    learning_rates = list(settings.learning_rates)
-    if not learning_rates or any(lr <= 0 for lr in learning_rates):
-        raise LwError(f"learning_rates must be a non-empty list of positive numbers, got {learning_rates}")
+    learning_rates = list(settings.lr)
     train = task.split("train")
     checkpoints = sorted({s for s in range(settings.eval_every, settings.steps + 1, settings.eval_every)} | {settings.steps})
     best: Selection | None = None
@@ -125,18 +124,18 @@ def train_and_select(
         bar = tqdm(range(settings.steps), desc=f"train lr={lr:g}", disable=not progress, leave=False)
         running = None
         for step in bar:
-            if len(order) < settings.train_batch_size:
+            if len(order) < settings.batch_size:
                 order += torch.randperm(len(train), generator=generator).tolist()
-            batch = [train[i] for i in order[: settings.train_batch_size]]
-            del order[: settings.train_batch_size]
+            batch = [train[i] for i in order[: settings.batch_size]]
+            del order[: settings.batch_size]
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, settings.steps, lr, settings.warmup_ratio)
+                group["lr"] = lr_at(step, settings.steps, lr, settings.warmup)
             loss = trainable.loss(task, batch)
             if not torch.isfinite(loss):
                 raise LwError(f"non-finite loss {loss.item()} at step {step} (lr {lr:g}); lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
             optimizer.step()
             running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
             bar.set_postfix(loss=f"{running:.4f}")

@@ -2,81 +2,90 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 
 import torch
 from lw_core import FrozenLM, cli_errors
+from lw_core.config import Command, parse_command
 from lw_core.presets import PRESETS
+from lw_registry.text_table import markdown_table
+from lw_tasks import TaskOptions
 
 
-def _print_table(rows: list[dict]) -> None:
-    if not rows:
-        return
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+@dataclass
+class BenchOptions:
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
+    json: bool = field(default=False, metadata={"help": "print JSON instead of a markdown table"})
+
+
+@dataclass
+class LoadConfig(BenchOptions):
+    models: list[str] = field(default_factory=PRESETS.names, metadata={
+        "help": "model presets", "choices": PRESETS.names()})
+    cold: bool = field(default=False, metadata={"help": "also convert each preset into a fresh temporary cache"})
+
+
+@dataclass
+class ScoringConfig(BenchOptions):
+    models: list[str] = field(default_factory=lambda: ["gemma3-270m", "smollm2-135m"],
+                              metadata={"help": "models: presets, folders or hub ids"})
+    batch: int = field(default=8, metadata={"help": "prompts per forward pass"})
+    prompt_words: int = field(default=48, metadata={"help": "words per prompt"})
+    answers: list[str] = field(default_factory=lambda: [" positive", " negative"], metadata={"help": "answer strings"})
+    repeats: int = field(default=3, metadata={"help": "timed repeats (the median is reported)"})
+
+
+@dataclass
+class LatencyConfig(TaskOptions, BenchOptions):
+    sender: str = field(default="smollm2-135m", metadata={"help": "sender model: preset, folder or hub id"})
+    receiver: str = field(default="gemma3-270m", metadata={"help": "receiver model: preset, folder or hub id"})
+    bridge: str | None = field(default=None, metadata={
+        "help": "a trained bridge or run dir (default: a fresh one of the same shape)"})
+    examples: int = field(default=20, metadata={"help": "test examples timed"})
+    layer: int = field(default=15, metadata={"help": "sender layer the bridge reads"})
+    num_soft_tokens: int = field(default=8, metadata={"help": "K: soft tokens per receiver"})
+    relay_tokens: int = field(default=24, metadata={"help": "tokens the sender writes in the text relay"})
+
+
+COMMANDS = {
+    "load": Command("cold conversion and warm load time of model presets", LoadConfig),
+    "scoring": Command("answer scoring: needed LM-head rows vs full logits", ScoringConfig),
+    "latency": Command("bridge vs text relay vs receiver reading the text, per example", LatencyConfig),
+}
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lw-bench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    load = sub.add_parser("load", help="cold conversion and warm load time of model presets")
-    load.add_argument("--models", nargs="+", default=PRESETS.names(), choices=PRESETS.names())
-    load.add_argument("--cold", action="store_true", help="also convert each preset into a fresh temporary cache")
-    score = sub.add_parser("scoring", help="answer scoring: needed LM-head rows vs full logits")
-    score.add_argument("--models", nargs="+", default=["gemma3-270m", "smollm2-135m"])
-    score.add_argument("--batch", type=int, default=8)
-    score.add_argument("--prompt-words", type=int, default=48)
-    score.add_argument("--answers", nargs="+", default=[" positive", " negative"])
-    score.add_argument("--repeats", type=int, default=3)
-    lat = sub.add_parser("latency", help="bridge vs text relay vs receiver reading the text, per example")
-    lat.add_argument("--task", default="rt-sentiment")
-    lat.add_argument("--sender", default="smollm2-135m")
-    lat.add_argument("--receiver", default="gemma3-270m")
-    lat.add_argument("--bridge", default=None, help="a trained bridge or run dir (default: a fresh one of the same shape)")
-    lat.add_argument("--examples", type=int, default=20)
-    lat.add_argument("--layer", type=int, default=15)
-    lat.add_argument("--num-soft-tokens", type=int, default=8)
-    lat.add_argument("--relay-tokens", type=int, default=24, help="tokens the sender writes in the text relay")
-    for p in (load, score, lat):
-        p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-        p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.command == "load":
+    command, config = parse_command("lw-bench", __doc__, COMMANDS, argv)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if command == "load":
         from lw_bench.models_bench import bench_load
 
-        rows = (bench_load(args.models, cold=True) if args.cold else []) + bench_load(args.models, cold=False)
-    elif args.command == "latency":
+        rows = (bench_load(config.models, cold=True) if config.cold else []) + bench_load(config.models, cold=False)
+    elif command == "latency":
         from lw_bridge import Bridge
         from lw_bridge.pipeline import bridge_folder
-        from lw_tasks import load_task
 
         from lw_bench.latency import bench_latency
 
-        bridge = Bridge.from_pretrained(bridge_folder(args.bridge)) if args.bridge else None
-        rows = bench_latency(load_task(args.task), FrozenLM.load(args.sender, device="cpu"),
-                             FrozenLM.load(args.receiver, device="cpu"), examples=args.examples, layer=args.layer,
-                             num_soft_tokens=args.num_soft_tokens, relay_tokens=args.relay_tokens, bridge=bridge)
+        bridge = Bridge.from_pretrained(bridge_folder(config.bridge)) if config.bridge else None
+        rows = bench_latency(config.load_task(), FrozenLM.load(config.sender, device="cpu"),
+                             FrozenLM.load(config.receiver, device="cpu"), examples=config.examples,
+                             layer=config.layer, num_soft_tokens=config.num_soft_tokens,
+                             relay_tokens=config.relay_tokens, bridge=bridge)
     else:
         from lw_bench.models_bench import bench_scoring
 
-        rows = [
-            bench_scoring(FrozenLM.load(m, device="cpu"), batch=args.batch, prompt_words=args.prompt_words,
-                          answers=args.answers, repeats=args.repeats)
-            for m in args.models
-        ]
-    if args.json:
+        rows = [bench_scoring(FrozenLM.load(m, device="cpu"), batch=config.batch, prompt_words=config.prompt_words,
+                              answers=config.answers, repeats=config.repeats) for m in config.models]
+    if config.json:
         json.dump(rows, sys.stdout, indent=2)
         print()
-    else:
-        _print_table(rows)
+    elif rows:
+        print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
 
 
 if __name__ == "__main__":

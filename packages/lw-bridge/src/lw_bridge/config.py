@@ -5,21 +5,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from lw_core.config import config_hash, config_to_dict
 from lw_core.models import check_model_name
+from lw_core.options import RuntimeOptions, TrainingOptions
+from lw_core.run_dirs import identity_hash
 from lw_core.wire import WireFormat
-from lw_tasks import TRAIN_BUDGET, VALIDATION_BUDGET
+from lw_tasks import BudgetOptions, TaskOptions
 
 from lw_bridge.bridge import BOS_POLICIES
 from lw_bridge.encoders import ENCODERS, EncoderConfig
 
 
 @dataclass
-class TrainConfig:
-    task: str = field(default="rt-sentiment", metadata={"help": "task name or path to your own data file"})
-    data_dir: str | None = field(default=None, metadata={"help": "embedded / hub tasks: local files of the source"})
-    text_column: str | None = field(default=None, metadata={"help": "your own data file: the input text column"})
-    label_column: str | None = field(default=None, metadata={"help": "your own data file: the label column"})
+class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     sender: str = field(default="smollm2-135m", metadata={"help": "sender model: preset, folder or hub id"})
     receivers: list[str] = field(default_factory=lambda: ["gemma3-270m"],
                                  metadata={"help": "receiver model(s); several = interlingua (one adapter each)"})
@@ -42,12 +39,6 @@ class TrainConfig:
         "help": "standardise sender states per feature with train-split statistics (without it every message "
                 "starts alike and training can begin collapsed)"})
     bos: str = field(default="auto", metadata={"help": "BOS before the receiver input", "choices": list(BOS_POLICIES)})
-    steps: int = field(default=120, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=32, metadata={"help": "examples per step"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    warmup: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up before cosine decay"})
-    grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clipping"})
     kd_weight: float = field(default=0.0, metadata={
         "help": "weight of distillation from the receiver's own text-prompted answer distribution"})
     kd_temperature: float = field(default=2.0, metadata={"help": "distillation temperature"})
@@ -61,21 +52,8 @@ class TrainConfig:
     max_new_tokens: int = field(default=16, metadata={"help": "generative tasks: greedy tokens generated at evaluation"})
     exact_loss: bool = field(default=False, metadata={
         "help": "train on full summed answer log-probs even when answers start with distinct tokens"})
-    max_train_examples: int = field(default=TRAIN_BUDGET, metadata={
-        "help": "seeded stratified subset of train (the CPU budget every trained baseline shares)"})
-    val_examples: int = field(default=VALIDATION_BUDGET, metadata={
-        "help": "validation examples (the split's first N) used for checkpoint selection"})
-    eval_every: int = field(default=60, metadata={"help": "validate (and maybe keep the best) every N steps"})
     checkpoint_every: int = field(default=25, metadata={"help": "save a resumable checkpoint every N steps"})
     sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})
-    eval_batch_size: int = field(default=64, metadata={"help": "batch size for evaluation"})
-    seed: int = field(default=0, metadata={"help": "seed for init, data order and the train subset"})
-    dtype: str = field(default="auto", metadata={
-        "help": "model dtype; auto = bf16 where the hardware has native bf16 (recent CPUs, GPUs), else fp32",
-        "choices": ["auto", "fp32", "bf16", "fp16"]})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | mps"})
-    output_dir: str | None = field(default=None, metadata={
-        "help": "run directory (default: $LW_RUNS/<task>/bridge/<config hash>, so the same command resumes)"})
     wire_formats: list[str] = field(default_factory=list, metadata={
         "help": "also report test accuracy with the message quantised to these wire formats (fp16 int8 int6 int4); "
                 "`lw-eval RUN_DIR --wire int4` does it for a finished run"})
@@ -89,23 +67,23 @@ class TrainConfig:
             raise ValueError("at least one receiver is needed")
         for name in (self.sender, *self.receivers):
             check_model_name(name)
-        positive = ("num_latents", "d_z", "d_model", "depth", "heads", "num_soft_tokens", "steps", "batch_size",
-                    "max_train_examples", "val_examples", "eval_every", "checkpoint_every", "answer_tokens",
-                    "max_new_tokens")
+        super().__post_init__()
+        positive = ("num_latents", "d_z", "d_model", "depth", "heads", "num_soft_tokens", "checkpoint_every",
+                    "answer_tokens", "max_new_tokens")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.message_head_weight < 0:
             raise ValueError(f"message_head_weight must be >= 0, got {self.message_head_weight}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS.names())}")
         self.encoder_config()  # validates the encoder fields
         for fmt in self.wire_formats:
             WireFormat(fmt)
+
+    @property
+    def val_examples(self) -> int:
+        return self.max_validation_examples
 
     def encoder_config(self) -> EncoderConfig:
         return EncoderConfig(kind=self.encoder, num_latents=self.num_latents, d_z=self.d_z, d_model=self.d_model,
@@ -113,9 +91,7 @@ class TrainConfig:
 
     def identity_hash(self) -> str:
         """Hash of everything that changes the result (not where it is written)."""
-        values = config_to_dict(self)
-        values.pop("output_dir")
-        return config_hash(values)
+        return identity_hash(self)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -79,11 +79,11 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def load_sender(config: TrainConfig, device: torch.device) -> FrozenLM | None:
-    return None if config.encoder == "bytes" else FrozenLM.load(config.sender, dtype=config.dtype, device=str(device))
+    return None if config.encoder == "bytes" else FrozenLM.load(config.sender, dtype=config.dtype, device=device)
 
 
 def load_receivers(config: TrainConfig, device: torch.device) -> list[FrozenLM]:
-    return [FrozenLM.load(name, dtype=config.dtype, device=str(device)) for name in config.receivers]
+    return [FrozenLM.load(name, dtype=config.dtype, device=device) for name in config.receivers]
 
 
 def sender_template(config: TrainConfig, task: Task) -> str:
@@ -244,16 +244,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device
+    # Several processes (accelerate launch / torchrun): rank 0 alone writes the run dir and its record.
     with open_run(run_dir, config, name=f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}",
-                  task=task.name, method=method_label(config),
+                  task=task.name, method=method_label(config), rank=accelerator.process_index,
                   seed=config.seed, device=str(device), dtype=config.dtype) as run:
         started = time.perf_counter()
+        log.info("process %d of %d on %s", accelerator.process_index, accelerator.num_processes, device)
         seed_everything(config.seed)
         view = task.budget_view(config.max_train_examples, config.val_examples, config.seed)
         train_examples, val_examples = view.split("train"), view.split("validation")
         test_examples = task.split("test")
-        # On a cold cache the receivers convert in another process while the sender works here.
-        with BackgroundConversion([r for r in config.receivers if r != config.sender]) as conversion:
+        # On a cold cache the receivers convert in another process while the sender works here. Rank 0
+        # computes and caches the sender states; the other ranks wait, then read them from the cache.
+        with accelerator.main_process_first(), \
+                BackgroundConversion([r for r in config.receivers if r != config.sender]) as conversion:
             sender = load_sender(config, device)
             inputs = EncoderInputs(sender, config.layer, sender_template(config, task), batch_size=config.sender_batch_size)
             for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
@@ -275,7 +279,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
             log.info("resuming from %s at step %d", resume_from, state["step"])
         elif config.standardize_states and models.sender is not None:
             fit_input_statistics(bridge.encoder, inputs.get(train_examples))
-        model, optimizer, scheduler = accelerator.prepare(bridge, optimizer, scheduler)
+        # The scheduler stays outside `prepare`: accelerate would step it once per process per step,
+        # but each step here is one global batch split over the processes (see `batch_indices` below).
+        model, optimizer = accelerator.prepare(bridge, optimizer)
 
         answer_ids = [[r.token_ids(v) for v in task.verbalizers] for r in models.receivers]
         labels = None if generative else task.labels(train_examples)
@@ -298,7 +304,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         rank, world = accelerator.process_index, accelerator.num_processes
         progress = tqdm(range(state["step"], config.steps), initial=state["step"], total=config.steps,
-                        desc=f"bridge {task.name}", disable=not accelerator.is_main_process)
+                        desc=f"bridge {task.name}", disable=not (accelerator.is_main_process and config.progress))
         with PreemptionFlag() as preemption:
             for step in progress:
                 step_start = time.perf_counter()
@@ -311,7 +317,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                     soft, bridge, models.receivers, answer_ids, None if generative else labels[idx],
                     config, None if teachers is None else [t[idx] for t in teachers],
                     None if references is None else [[refs[i] for i in idx] for refs in references], head_logits)
-                if not torch.isfinite(loss):
+                if _any_rank(accelerator, not torch.isfinite(loss)):  # all ranks stop, none waits forever
                     kept = find_training_state(checkpoint_dir)
                     raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
                                   f"{kept or 'none yet'}; lower --lr (now {config.lr})")
@@ -337,10 +343,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
                     progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{state['best_val']:.3f}")
                 state["history"].append(record)
                 last_step = step + 1 == config.steps
+                stop = _any_rank(accelerator, preemption.requested)  # every rank stops at the same step
                 if accelerator.is_main_process and ((step + 1) % config.checkpoint_every == 0 or last_step
-                                                    or preemption.requested):
+                                                    or stop):
                     save_training_state(checkpoint_dir, bridge, optimizer, scheduler, state)
-                if preemption.requested and not last_step:
+                if stop and not last_step:
+                    accelerator.wait_for_everyone()  # the checkpoint is written before any rank exits
                     log.warning("preemption signal: checkpointed at step %d; the same command resumes", step + 1)
                     raise SystemExit(PREEMPTED_EXIT_CODE)
         progress.close()
@@ -348,6 +356,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if not accelerator.is_main_process:
             return {}
         return _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_seconds, started)
+
+
+def _any_rank(accelerator: Any, flag: bool) -> bool:
+    """Whether `flag` is true on any process (SIGTERM may reach the ranks at different steps)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item() > 0)
 
 
 def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_seconds, started) -> dict[str, Any]:

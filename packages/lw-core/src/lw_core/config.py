@@ -1,7 +1,11 @@
-"""Dataclass configs and the CLI generated from them: defaults ← `--config` file ← flags.
+"""Dataclass configs and the command lines generated from them: defaults ← `--config` file ← flags.
 
 A config is a dataclass whose fields carry help text in `metadata={"help": ...}` (optionally
-`"choices"`), validated in `__post_init__`. `parse_config` builds an argparse parser from it.
+`"choices"`, or `"positional": True` for a positional argument), validated in `__post_init__`.
+`parse_config` builds one command's parser from it; `parse_command` builds a command with
+subcommands (`lw-tasks show`, `lw-bench latency`), each from its own dataclass. Values from files
+and from `field=value` text are converted by the field's annotation, with a one-line error when
+they do not fit.
 """
 
 from __future__ import annotations
@@ -10,16 +14,25 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import tomllib
+import sys
 import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lw_registry.files import read_mapping
+
 from lw_core.errors import LwError
 
 C = TypeVar("C")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one `LwError` line (CLIs print it as `error: ...`), not the usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise LwError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -33,27 +46,59 @@ def config_hash(config: Any) -> str:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON, TOML or YAML file of config values."""
-    path = Path(path)
-    if not path.is_file():
-        raise LwError(f"config file not found: {path}")
-    text = path.read_text()
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
+    """Read a JSON, TOML or YAML file of config values (a mapping)."""
+    return read_mapping(path, what="config file", error=LwError)
 
-            data = yaml.safe_load(text) or {}
-        else:
-            raise LwError(f"config file {path} must end in .json, .toml, .yaml or .yml")
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise LwError(f"config file {path} is not valid: {err}") from None
-    if not isinstance(data, dict):
-        raise LwError(f"config file {path} must hold a mapping of field names to values")
-    return data
+
+def field_kind(annotation: Any) -> tuple[type, bool, bool]:
+    """(element type, is a list, None allowed) of a field annotation."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing) | {"Path": Path})  # annotations are postponed strings
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional, annotation = len(args) < len(typing.get_args(annotation)), args[0]
+    if typing.get_origin(annotation) in (list, tuple):
+        return typing.get_args(annotation)[0], True, optional
+    return annotation, False, optional
+
+
+def _scalar(value: Any, kind: type, name: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise LwError(f"{name}: expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise LwError(f"{name}: expected {kind.__name__}, got {value!r}")
+        try:
+            number = kind(value)
+        except ValueError:
+            raise LwError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+        if kind is int and isinstance(value, float) and value != number:
+            raise LwError(f"{name}: expected int, got {value!r}")
+        return number
+    if kind is str and not isinstance(value, (str, int, float)) or isinstance(value, bool) and kind is str:
+        raise LwError(f"{name}: expected text, got {value!r}")
+    return str(value) if kind is str else value
+
+
+def coerce(cls: type, name: str, value: Any) -> Any:
+    """`value` (from a file, or text) as field `name` of `cls` expects it; a one-line error otherwise."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]  # type: ignore[arg-type]
+    kind, is_list, optional = field_kind(f.type)
+    if value is None or (optional and isinstance(value, str) and value.lower() == "none"):
+        if optional:
+            return None
+        raise LwError(f"{name}: a value is required")
+    if is_list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise LwError(f"{name}: expected a list, got {value!r}")
+        return [_scalar(v, kind, name) for v in items if v != ""]
+    return _scalar(value, kind, name)
 
 
 def build_config(cls: type[C], values: dict[str, Any]) -> C:
@@ -62,60 +107,114 @@ def build_config(cls: type[C], values: dict[str, Any]) -> C:
     unknown = sorted(set(values) - names)
     if unknown:
         raise LwError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {k: coerce(cls, k, v) for k, v in values.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:
         raise LwError(f"invalid {cls.__name__}: {err}") from None
 
 
-def _scalar_type(annotation: Any) -> tuple[type, bool]:
-    """The argparse type of a field annotation and whether None is allowed."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, vars(typing) | {"Path": Path})  # annotations are postponed strings
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _scalar_type(args[0])[0], True
-    if origin in (list, tuple):
-        return typing.get_args(annotation)[0], False
-    return annotation, False
+GROUP_TITLES = {"TaskOptions": "task options", "BudgetOptions": "data budget", "RuntimeOptions": "runtime options",
+                "TrainingOptions": "training options", "TrainFields": "training options"}
 
 
-def _is_list(annotation: Any) -> bool:
-    if isinstance(annotation, str):
-        return annotation.startswith(("list", "tuple")) or "list[" in annotation
-    return typing.get_origin(annotation) in (list, tuple)
+def _owner(cls: type, name: str) -> str:
+    """The name of the most basic class in `cls`'s MRO that declares field `name` (a subclass may
+    redeclare a group's field to change its default; it stays in its group)."""
+    return next(c.__name__ for c in reversed(cls.__mro__) if name in vars(c).get("__annotations__", {}))
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One `--field-name` flag per dataclass field; defaults are left unset so files can fill them."""
+    """One `--field-name` flag per dataclass field; defaults are left unset so files can fill them.
+    Fields of the shared option groups are listed under their group's title in `--help`."""
+    groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        kind, _ = _scalar_type(f.type)
+        title = GROUP_TITLES.get(_owner(cls, f.name))
+        target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
+        kind, is_list, _ = field_kind(f.type)
         meta = dict(f.metadata)
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": meta.get("help", "")}
-        if f.default is not dataclasses.MISSING:
-            kwargs["help"] += f" (default: {f.default})"
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": meta.get("help", "")}
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        if default is not dataclasses.MISSING:
+            kwargs["help"] += f" (default: {default})"
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = kind if kind in (int, float, str) else str
-            if _is_list(f.type):
+            if is_list:
                 kwargs["nargs"] = "+"
             if "choices" in meta:
                 kwargs["choices"] = meta["choices"]
-        parser.add_argument(flag, **kwargs)
+        if meta.get("positional"):
+            target.add_argument(f.name, **kwargs | {"nargs": "?" if default is not dataclasses.MISSING else None})
+        else:
+            target.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+
+
+def _add_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="JSON, TOML or YAML file of option values (flags override it)")
+
+
+def resolve_config(cls: type[C], args: argparse.Namespace) -> C:
+    """`cls` from the parsed namespace: defaults ← the `--config` file ← the flags given."""
+    values: dict[str, Any] = load_config_file(args.config) if getattr(args, "config", None) else {}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return build_config(cls, values)
 
 
 def parse_config(
     cls: type[C], argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None
 ) -> tuple[C, argparse.Namespace]:
     """Resolve `cls` from defaults ← `--config FILE` ← flags. Returns the config and the parsed namespace."""
-    parser = parser or argparse.ArgumentParser()
-    parser.add_argument("--config", default=None, help="JSON, TOML or YAML file of config values")
+    parser = parser or ArgumentParser()
+    _add_config_flag(parser)
     add_config_arguments(parser, cls)
     args = parser.parse_args(argv)
-    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values.update({k: v for k, v in vars(args).items() if k in names})
-    return build_config(cls, values), args
+    return resolve_config(cls, args), args
+
+
+def config_argv(config: Any, prefix: Sequence[str] = ()) -> list[str]:
+    """The flags that rebuild `config` with `parse_config` (fields at their default left out)."""
+    argv = list(prefix)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        if value == default or (value is None and default is dataclasses.MISSING):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.metadata.get("positional"):
+            argv.append(str(value))
+        elif isinstance(value, bool):
+            argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line and the dataclass its options come from."""
+
+    help: str
+    config: type
+
+
+def parse_command(
+    prog: str, description: str, commands: dict[str, Command], argv: Sequence[str] | None = None
+) -> tuple[str, Any]:
+    """`prog COMMAND [options]`, each command's options generated from its dataclass (plus `--config`).
+    Returns the command's name and its resolved config."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        raise LwError(f"unknown command {argv[0]!r}; known: {', '.join(commands)}")
+    parser = ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(commands) + "}")
+    for name, command in commands.items():
+        child = sub.add_parser(name, help=command.help, description=command.help)
+        _add_config_flag(child)
+        add_config_arguments(child, command.config)
+    args = parser.parse_args(argv)
+    return args.command, resolve_config(commands[args.command].config, args)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -21,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from lw_registry.files import locked
 
 from lw_core.errors import LwError
 from lw_core.presets import PRESETS
@@ -64,8 +64,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise LwError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    kind, _, index = device.partition(":")  # an indexed device (cpu:0, cuda:1) as torch.device prints it
+    if device not in DEVICES and not (kind in DEVICES[1:] and index.isdigit()):
+        raise LwError(f"unknown device {device!r}; known: {', '.join(DEVICES)} (or TYPE:INDEX, e.g. cuda:1)")
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -75,17 +76,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LwError(f"device {device!r} requested but CUDA is not available; use --device cpu")
     return torch.device(device)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _convert_gguf(gguf: Path, dest: Path) -> None:
@@ -120,7 +110,7 @@ def preset_folder(name: str, root: Path | None = None) -> Path:
     dest = root / name
     if (dest / _COMPLETE_MARKER).exists():
         return dest
-    with _file_lock(root / f".{name}.lock"):
+    with locked(root / f".{name}.lock"):
         if (dest / _COMPLETE_MARKER).exists():  # another process converted it while we waited
             return dest
         log.warning("converting embedded model %s (GGUF → %s); first use only, about a minute", name, dest)

@@ -5,21 +5,22 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import platform
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import lw_registry
+from lw_registry.files import runs_root as runs_root  # the one runs-root reader, re-exported
 
 from lw_core.config import config_hash, config_to_dict
+from lw_core.run_dirs import identity_hash, runtime_facts, train_budget
 
 PREEMPTED_EXIT_CODE = 143
 """Exit code of a process stopped by SIGTERM (SLURM's preemption / time-limit signal): its run is
@@ -47,10 +48,6 @@ LOG_NAME = "log.txt"
 _LIBRARIES = ("torch", "transformers", "accelerate", "peft", "safetensors", "numpy", "polars")
 
 
-def runs_root() -> Path:
-    return Path(os.environ.get("LW_RUNS", "runs"))
-
-
 def environment(device: str | None = None, dtype: str | None = None) -> dict[str, Any]:
     versions = {}
     for lib in _LIBRARIES + tuple(f"lw-{p}" for p in ("core", "tasks", "bridge", "baselines", "bench", "registry")):
@@ -62,8 +59,7 @@ def environment(device: str | None = None, dtype: str | None = None) -> dict[str
         "host": platform.node(),
         "git_sha": lw_registry.record.git_sha(),
         "versions": versions,
-        "device": device,
-        "dtype": dtype,
+        **runtime_facts(device, dtype),
     }
     import torch
 
@@ -85,6 +81,20 @@ def _attach_log_file(path: Path) -> logging.Handler:
         console.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(console)
     return handler
+
+
+@contextlib.contextmanager
+def _rank_console(rank: int) -> Iterator[None]:
+    root = logging.getLogger()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s"))
+    root.addHandler(console)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(console)
 
 
 def _log_tail(path: Path, lines: int = 30) -> str | None:
@@ -124,17 +134,23 @@ def open_run(
     device: str | None = None,
     dtype: str | None = None,
     argv: list[str] | None = None,
+    rank: int = 0,
 ) -> Iterator[Run]:
     """Create (or resume) a run directory and track it in `run.json`: running → completed / failed.
 
     Everything already written in the directory is kept on failure; the record gets the error's
-    category and the log's last lines.
+    category and the log's last lines. In a multi-process run only `rank` 0 writes (config, env, log
+    file, record); the other ranks get the same `Run` and log to stderr, prefixed with their rank.
     """
     run_dir = Path(run_dir)
+    if rank != 0:
+        with _rank_console(rank):
+            yield Run(dir=run_dir, config=config, metrics={}, artifacts={})
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config_to_dict(config)
     lw_registry.write_json_atomic(run_dir / "config.json", resolved)
-    lw_registry.write_json_atomic(run_dir / "env.json", environment(device, dtype))
+    lw_registry.write_json_atomic(run_dir / "env.json", environment(device, dtype) | {"train_budget": train_budget(config)})
     handler = _attach_log_file(run_dir / LOG_NAME)
     logging.getLogger("lw").info("run %s: %s", run_dir, json.dumps(resolved, sort_keys=True))
     lw_registry.start_run(
@@ -142,7 +158,7 @@ def open_run(
         name=name,
         argv=list(sys.argv if argv is None else argv),
         config=resolved,
-        config_hash=config_hash(resolved),
+        config_hash=identity_hash(config) if is_dataclass(config) else config_hash(resolved),  # = the dir's hash
         task=task,
         method=method,
         seed=seed,
@@ -159,16 +175,19 @@ def open_run(
         with contextlib.suppress(Exception):
             (run_dir / "traceback.txt").write_text(traceback.format_exc())
         status = "preempted" if isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE else "failed"
-        lw_registry.fail_run(
+        # On a full or read-only disk the record cannot be updated either: the original error is the news.
+        with contextlib.suppress(OSError) if isinstance(exc, OSError) else contextlib.nullcontext():
+            lw_registry.fail_run(
             run_dir,
-            error=f"{type(exc).__name__}: {exc}",
-            category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
-            status=status,
-            exit_code=PREEMPTED_EXIT_CODE if status == "preempted" else 1,
-            log_tail=_log_tail(run_dir / LOG_NAME),
-        )
+                error=f"{type(exc).__name__}: {exc}",
+                category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
+                status=status,
+                exit_code=PREEMPTED_EXIT_CODE if status == "preempted" else 1,
+                log_tail=_log_tail(run_dir / LOG_NAME),
+            )
         raise
     else:
+        logging.getLogger("lw").info("result: %s", json.dumps(run.metrics, sort_keys=True, default=str))
         lw_registry.finish_run(run_dir, metrics=run.metrics, artifacts=run.artifacts)
     finally:
         logging.getLogger().removeHandler(handler)

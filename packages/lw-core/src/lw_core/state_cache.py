@@ -73,6 +73,7 @@ def cached_states(
             return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
         except (SafetensorError, KeyError, OSError) as err:
             log.warning("ignoring unreadable state cache %s (%s); recomputing", path, err)
+    log.info("computing %d sender states (%s L%d %s) into %s", len(texts), lm.name, layer, identity, path.name)
     states = compute_states(lm, texts, layer, batch_size=batch_size, max_tokens=max_tokens, desc=f"{lm.name} L{layer} {identity}",
                             after_batch=after_batch)
     offsets = [0]

@@ -4,6 +4,8 @@ the real pair's special-token policies: the Llama adds no BOS and pads with EOS;
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
@@ -79,3 +81,15 @@ def tiny_gemma3(seed: int = 1) -> FrozenLM:
     )
     torch.manual_seed(seed)
     return FrozenLM(Gemma3ForCausalLM(config), tok, name="tiny-gemma3")
+
+
+def save_tiny_pair(folder: Path) -> dict[str, str]:
+    """The tiny Llama (sender) and tiny Gemma3 (receiver) saved as HF folders under `folder`, so that
+    commands load them by path like any model. Returns {"sender": path, "receiver": path}."""
+    out = {}
+    for name, factory in (("sender", tiny_llama), ("receiver", tiny_gemma3)):
+        lm = factory()
+        lm.model.save_pretrained(folder / name)
+        lm.tokenizer.save_pretrained(folder / name)
+        out[name] = str(folder / name)
+    return out

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lw_registry.plan import PlanError, describe
-from lw_registry.record import ACTIVE_STATUSES, RETRYABLE_STATUSES, STATUSES, RunRecord, edit_record
+from lw_registry.record import (
+    ACTIVE_STATUSES,
+    RETRYABLE_STATUSES,
+    STATUSES,
+    WRITE_ERRNOS,
+    RunRecord,
+    edit_record,
+)
 
 DEFAULT_LIMIT = 10
 EPILOG = """examples:
@@ -89,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--status", default="completed", help="runs to include (default: completed)")
     report.add_argument("--digits", type=int, default=4, help="decimals (default 4)")
     report.add_argument("--output", "-o", help="write the markdown here instead of stdout")
+    report.add_argument("--layout", choices=["metrics", "results"], default="metrics",
+                        help="metrics: every metric, mean ± std; results: the README's accuracy / params / "
+                        "time table (default: metrics)")
+    report.add_argument("--group-by", action="append", metavar="FIELD",
+                        help="results layout: group rows by these record fields (repeat): method, host, ..., "
+                        "config.X, metrics.X, env.X, hardware (default: method, config.max_train_examples, hardware)")
+    report.add_argument("--also-root", action="append", default=[], metavar="ROOT",
+                        help="results layout: merge runs from more roots (repeat)")
+    report.add_argument("--update", metavar="FILE",
+                        help="write the results layout into FILE between <!-- results:start --> and "
+                        "<!-- results:end -->")
     _filters(report, suppress=True)
 
     submit = sub.add_parser("submit", help="expand a plan into runs and run the new ones",
@@ -186,7 +204,7 @@ def _reap_stale_local(records: list[RunRecord]) -> int:
     """Local runs whose executor process (on this host) is gone are marked failed, not left 'running'."""
     host, n = socket.gethostname(), 0
     for record in records:
-        tag = record.executor if record.backend == "local" else None
+        tag = record.executor if record.backend in ("local", None) else None  # None: a command run by hand
         if record.status not in ACTIVE_STATUSES or not tag:
             continue
         tag_host, _, pid = tag.rpartition(":")
@@ -195,7 +213,7 @@ def _reap_stale_local(records: list[RunRecord]) -> int:
         with contextlib.suppress(Exception), edit_record(record.run_dir) as rec:
             if rec.status in ACTIVE_STATUSES:
                 rec.status, rec.error_category = "failed", "other"
-                rec.error = f"the local executor ({tag}) exited before the run finished"
+                rec.error = f"the {'local executor' if rec.backend else 'process'} ({tag}) exited before the run finished"
                 n += 1
     return n
 
@@ -560,6 +578,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from lw_registry.report import markdown_report
 
+    if args.layout == "results" or args.update:
+        return _results_report(args)
     statuses = _parse_statuses(args.status)
     table = _load(args)
     text = markdown_report(table, statuses=statuses, metrics=args.metric, digits=args.digits,
@@ -570,6 +590,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     else:
         print(text, end="")
+    return 0
+
+
+def _results_report(args: argparse.Namespace) -> int:
+    from lw_registry.results import results_report
+
+    roots = [_root(args), *map(Path, args.also_root)]
+    try:
+        print(results_report(roots, getattr(args, "task", None), args.group_by, update=args.update, output=args.output))
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     return 0
 
 
@@ -604,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, SlurmError):
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # full disk, read-only runs root
+            where = f" {exc.filename}" if exc.filename else ""
+            print(f"error: cannot write{where}: {exc.strerror or exc} (runs root {_root(args)})", file=sys.stderr)
             return 1
         raise
     except KeyboardInterrupt:

@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # the job wrapper imports this module; keep polars out of it
 
 JOB_LOG = "job.log"
 DEFAULT_MAX_ATTEMPTS = 3
+# SLURM sends SIGTERM at (or a little after) the end time it reports; allow for clock rounding.
+TIME_LIMIT_SLACK_S = 5.0
 
 
 @dataclass
@@ -164,6 +166,7 @@ class _Signals:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.received_at: float | None = None  # epoch seconds
         self.proc: subprocess.Popen[bytes] | None = None
         self._old: dict[int, Any] = {}
 
@@ -176,7 +179,7 @@ class _Signals:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        self.received = signum
+        self.received, self.received_at = signum, time.time()
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)  # lw CLIs checkpoint and exit on SIGTERM
@@ -190,12 +193,18 @@ def run_one(
     requeue: Callable[[], bool] | None = None,
     stop: threading.Event | None = None,
     procs: dict[Path, subprocess.Popen[bytes]] | None = None,
+    time_limit_at: float | None = None,
+    launcher: list[str] | None = None,
 ) -> Outcome:
     """Run one registered run's command to its end and settle its record.
 
     echo: also copy the timestamped output to stdout (a SLURM job's own log).
     handle_signals: forward SIGTERM/SIGUSR1 to the command (main thread only); the run is then
     `preempted`, and on SIGUSR1 `requeue()` is called so SLURM starts it again.
+    time_limit_at: when the SLURM job's time limit ends (epoch seconds): a SIGTERM from then on is that
+    limit, not a preemption, and the run is `failed/timeout`; so is a SIGUSR1 warning whose requeue is
+    refused (attempts used up, or requeue off).
+    launcher: an argv prefix that starts the command as several processes (see `job.process_launcher`).
     """
     run_dir = Path(run_dir).resolve()
     start = time.monotonic()
@@ -213,6 +222,7 @@ def run_one(
         argv = list(record.command or record.argv)
         if attempt > 1:
             argv += record.resume
+        argv = [*(launcher or []), *argv]
         timeout, name, extra_env = record.timeout_s, record.name, dict(record.env)
     sigs = _Signals() if handle_signals else None
     log_path = run_dir / JOB_LOG
@@ -266,8 +276,12 @@ def run_one(
             received = signal.SIGINT
         emit(f"=== exit code {rc}" + (f" after signal {signal.Signals(received).name}" if received else ""))
     outcome = _settle(run_dir, rc, received, timed_out, start)
-    if received == signal.SIGUSR1 and requeue is not None:
-        requeue()
+    at_limit = (received == signal.SIGTERM and time_limit_at is not None and sigs is not None
+                and (sigs.received_at or 0) >= time_limit_at - TIME_LIMIT_SLACK_S)
+    if received == signal.SIGUSR1 and requeue is not None and not requeue():
+        outcome = _time_limit(outcome, "time limit warning (SIGUSR1) and not requeued")
+    elif at_limit:
+        outcome = _time_limit(outcome, "stopped by SIGTERM at the SLURM time limit")
     outcome.name = name
     return outcome
 
@@ -317,6 +331,17 @@ def _settle(run_dir: Path, rc: int | None, received: int | None, timed_out: bool
             record.log_tail = tail
         status, exit_code, category = record.status, record.exit_code, record.error_category
     return Outcome(run_dir, status, exit_code, time.monotonic() - start, "", category)
+
+
+def _time_limit(outcome: Outcome, why: str) -> Outcome:
+    """A run stopped for good by its time limit is `failed/timeout` (retried by --rerun-failed within its
+    attempts), not `preempted`, whether the wrapper or the command itself wrote `preempted`."""
+    with edit_record(outcome.run_dir) as record:
+        if record.status in ("preempted", "running"):
+            record.status, record.error_category, record.error = "failed", "timeout", why
+            record.finished_at = record.finished_at or _now()
+            outcome.status, outcome.error_category = record.status, record.error_category
+    return outcome
 
 
 def run_local(

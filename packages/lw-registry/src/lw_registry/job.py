@@ -2,19 +2,68 @@
 
 The record is written straight to the shared runs root; output is tee'd, timestamped, into
 `<run_dir>/job.log` and the job's own SLURM log. On SIGUSR1 (SLURM's warning before the time limit)
-or SIGTERM (preemption, scancel) the command gets SIGTERM so it can checkpoint; on SIGUSR1 the task
-is requeued (if the manifest allows it and attempts are left) and resumes from its checkpoint.
+or SIGTERM (preemption, scancel, the time limit) the command gets SIGTERM so it can checkpoint; on
+SIGUSR1 the task is requeued (if the manifest allows it and attempts are left) and resumes from its
+checkpoint. A SIGTERM at the job's end time (read from `squeue` at the start) is the time limit: the
+run is `failed/timeout`, not `preempted`. With the profile's `processes = N > 1` the command runs as
+N ranks under `torchrun --standalone` (SIGTERM reaches every rank through it).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from lw_registry.executor import run_one
 from lw_registry.record import read_record
-from lw_registry.slurm import requeue_self
+from lw_registry.slurm import SlurmError, _run
+
+
+def job_time_limit_at() -> float | None:
+    """When this SLURM job's time limit ends (epoch seconds), from `squeue`; None when unknown or unlimited."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        text = _run(["squeue", "-h", "-j", job, "-o", "%e"], "squeue").strip()
+    except SlurmError as exc:
+        print(f"lw-registry: cannot read the job's end time: {exc}", file=sys.stderr, flush=True)
+        return None
+    try:
+        return time.mktime(time.strptime(text.splitlines()[0], "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, IndexError):
+        return None  # "Unknown", "N/A": no time limit
+
+
+def process_launcher(processes: int, python: str | None = None) -> list[str]:
+    """The argv prefix that runs a command as `processes` ranks on this node (empty for one process).
+
+    `torchrun --standalone` rendezvous on localhost with a free port, so concurrent jobs on one node do
+    not collide; `--no-python` runs any command (an lw CLI, `python -m ...`). It comes from the job's
+    python (the profile's), which must have torch: the run's command needs it anyway.
+    """
+    if processes <= 1:
+        return []
+    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+            f"--nproc_per_node={processes}", "--no-python"]
+
+
+def requeue_self() -> bool:
+    """Ask SLURM to requeue the current array task (called by the job wrapper on the time-limit warning)."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if not job:
+        return False
+    target = f"{job}_{task}" if task and os.environ.get("SLURM_ARRAY_JOB_ID") else job
+    try:
+        _run(["scontrol", "requeue", target], "scontrol requeue")
+    except SlurmError as exc:
+        print(f"lw-registry: could not requeue {target}: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return False
         return requeue_self()
 
-    outcome = run_one(run_dir, echo=True, handle_signals=True, requeue=requeue)
+    outcome = run_one(run_dir, echo=True, handle_signals=True, requeue=requeue, time_limit_at=job_time_limit_at(),
+                      launcher=process_launcher(int(manifest.get("processes", 1))))
     print(f"lw-registry: run {run_dir} ended {outcome.status} (exit {outcome.exit_code})", flush=True)
     if outcome.status == "completed":
         return 0

@@ -119,9 +119,14 @@ def plan_hash(argv_template: list[str], params: dict[str, Any], env: dict[str, s
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _slug(*parts: Any) -> str:
+def _slug(*parts: Any, limit: int = 80) -> str:
     text = "-".join(str(p) for p in parts if p not in (None, ""))
-    return _SLUG_UNSAFE.sub("_", text).strip("_")[:80] or "run"
+    return _SLUG_UNSAFE.sub("_", text).strip("_")[:limit] or "run"
+
+
+def run_slug(parts: tuple[Any, ...], digest: str, limit: int = 80) -> str:
+    """A run dir name: the readable parts cut to fit, then the hash (never cut, so names stay distinct)."""
+    return f"{_slug(*parts, limit=limit - len(digest) - 1).rstrip('_-')}-{digest}"
 
 
 def _list(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default: list[Any]) -> list[Any]:
@@ -236,7 +241,7 @@ def expand_plan(data: dict[str, Any], *, path: Path | None = None) -> Plan:
         runs.append(PlannedRun(
             plan=name, task=task, method=method, seed=seed, params=values, argv_template=argv,
             resume_template=resume_argv, plan_hash=h, name=run_name,
-            slug=_slug(task, method, None if seed is None else f"s{seed}", label, h[:8]), env=env,
+            slug=run_slug((task, method, None if seed is None else f"s{seed}", label), h[:8]), env=env,
         ))
     return Plan(name=name, path=path, runs=runs, max_attempts=max_attempts, concurrency=concurrency,
                 timeout=timeout, slurm=slurm)

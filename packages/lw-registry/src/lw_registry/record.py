@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -22,6 +23,8 @@ ERROR_CATEGORIES = ("oom", "nan", "import", "timeout", "preempted", "missing-fil
 ACTIVE_STATUSES = ("submitted", "running")
 FINAL_STATUSES = ("completed", "failed", "preempted", "cancelled")
 RETRYABLE_STATUSES = ("failed", "preempted")
+# Storage that refuses writes: full disk, quota, read-only mount, no permission (one-line errors in the CLIs).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 # Set by the executors for the command they launch: the attempt they counted and the run dir it is for,
 # so `start_run` inside that command does not count the same attempt twice.
 ENV_ATTEMPT = "LW_ATTEMPT"
@@ -179,13 +182,18 @@ def update_record(run_dir: str | Path, **fields: Any) -> RunRecord:
 
 @contextlib.contextmanager
 def edit_record(run_dir: str | Path) -> Iterator[RunRecord]:
-    """Read-modify-write `run.json` under the run's lock: `with edit_record(d) as rec: rec.status = ...`."""
+    """Read-modify-write `run.json` under the run's lock: `with edit_record(d) as rec: rec.status = ...`.
+
+    A record the block left unchanged is not rewritten (its `updated_at` stays).
+    """
     run_dir = Path(run_dir)
     with _locked(run_dir):
         record = read_record(run_dir)
+        before = record.to_dict()
         yield record
-        record.updated_at = _now()
-        write_json_atomic(run_dir / RECORD_NAME, record.to_dict())
+        if record.to_dict() != before:
+            record.updated_at = _now()
+            write_json_atomic(run_dir / RECORD_NAME, record.to_dict())
 
 
 def _counted_attempt(run_dir: Path) -> int | None:
@@ -228,6 +236,8 @@ def start_run(
         counted = _counted_attempt(run_dir)
         record.attempt = max(record.attempt, counted) if counted is not None else record.attempt + 1
         record.host, record.git_sha = socket.gethostname(), git_sha()
+        if record.backend is None:  # run by hand: its own process is what `--status` checks is alive
+            record.executor = f"{record.host}:{os.getpid()}"
         record.slurm_job_id = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID") or record.slurm_job_id
         record.slurm_array_task_id = os.environ.get("SLURM_ARRAY_TASK_ID") or record.slurm_array_task_id
         record.exit_code = record.error_category = record.error = record.log_tail = None

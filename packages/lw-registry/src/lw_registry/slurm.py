@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +45,8 @@ PROFILE_KEYS: dict[str, str] = {
     "gpus": "GPUs per run (--gres=gpu[:type]:N)",
     "gpu_type": "GPU type for --gres (e.g. a100)",
     "cpus_per_task": "--cpus-per-task",
+    "processes": "processes per run: N > 1 launches the run's command with `torchrun --standalone "
+                 "--nproc_per_node N --no-python` inside the job (one process per GPU; with --device cpu, gloo)",
     "mem": "--mem (e.g. 64G)",
     "constraint": "--constraint",
     "max_parallel": "array tasks running at once (--array=...%N)",
@@ -127,7 +130,7 @@ def validate_profile(profile: dict[str, Any]) -> None:
         value = profile.get(key)
         if value not in (None, "") and not _SAFE.fullmatch(str(value)):
             raise SlurmError(f"SLURM profile {key}={value!r} has characters not allowed in an #SBATCH line")
-    for key in ("gpus", "cpus_per_task", "max_parallel", "max_array_size", "signal_seconds", "max_requeues"):
+    for key in ("gpus", "processes", "cpus_per_task", "max_parallel", "max_array_size", "signal_seconds", "max_requeues"):
         value = profile.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise SlurmError(f"SLURM profile {key} must be a non-negative integer, got {value!r}")
@@ -225,14 +228,19 @@ def submit(run_dirs: Iterable[Path], profile: dict[str, Any], *, root: Path, pla
         manifest = sub / "manifest.json"
         write_json_atomic(manifest, {"plan": plan, "root": str(root.resolve()), "runs": [str(d) for d in chunk],
                                      "requeue": bool(profile.get("requeue", True)),
-                                     "max_requeues": int(profile.get("max_requeues", 10)), "created_at": _now()})
+                                     "max_requeues": int(profile.get("max_requeues", 10)),
+                                     "processes": int(profile.get("processes") or 1), "created_at": _now()})
         script = sub / "job.sbatch"
         script.write_text(render_script(profile, plan=plan, manifest=manifest, count=len(chunk),
                                         root=root.resolve(), log_dir=sub))
-        out = _run(["sbatch", "--parsable", str(script)], "sbatch")
-        job_id = out.strip().splitlines()[-1].split(";")[0].strip() if out.strip() else ""
-        if not job_id.isdigit():
-            raise SlurmError(f"sbatch --parsable printed {out.strip()!r}, expected a job id")
+        try:
+            out = _run(["sbatch", "--parsable", str(script)], "sbatch")
+            job_id = out.strip().splitlines()[-1].split(";")[0].strip() if out.strip() else ""
+            if not job_id.isdigit():
+                raise SlurmError(f"sbatch --parsable printed {out.strip()!r}, expected a job id")
+        except SlurmError as exc:
+            _mark_unsubmitted(run_dirs[start:], str(exc))
+            raise
         job_ids.append(job_id)
         for index, run_dir in enumerate(chunk):
             with edit_record(run_dir) as record:
@@ -242,6 +250,15 @@ def submit(run_dirs: Iterable[Path], profile: dict[str, Any], *, root: Path, pla
                 record.artifacts["slurm_log"] = str(sub / f"slurm-{job_id}_{index}.out")
                 record.artifacts["sbatch"] = str(script)
     return job_ids
+
+
+def _mark_unsubmitted(run_dirs: list[Path], error: str) -> None:
+    """Runs whose sbatch failed are `failed` (not left `pending`), so a resubmit or --rerun-failed retries them."""
+    for run_dir in run_dirs:
+        with edit_record(run_dir) as record:
+            if record.status == "pending":
+                record.status, record.finished_at, record.error = "failed", _now(), error
+                record.error_category = categorize_text(error)
 
 
 def _expand_array_id(job_id: str) -> tuple[str, list[str | None]]:
@@ -277,14 +294,31 @@ def query_states(job_ids: Iterable[str]) -> dict[tuple[str, str | None], tuple[s
     return states
 
 
-def _exit_code(text: str) -> int | None:
-    head = text.split(":")[0]
-    return int(head) if head.isdigit() else None
+def exit_parts(text: str) -> tuple[int | None, int]:
+    """sacct's `EXIT:SIGNAL` → (exit code, signal number); `0:9` is a kill by signal 9, not a clean exit."""
+    head, _, tail = text.partition(":")
+    return (int(head) if head.isdigit() else None), (int(tail) if tail.isdigit() else 0)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _settles_over_job(record: RunRecord, status: str, category: str | None) -> bool:
+    """Whether SLURM's final state replaces the record: always while the job had not settled it, and for a
+    time limit over `preempted` (the wrapper saw SLURM's SIGTERM at the limit, which looks like preemption)."""
+    if record.status in ("pending", "submitted", "running"):
+        return True
+    return record.status == "preempted" and status == "failed" and category == "timeout"
 
 
 def apply_state(run_dir: Path, state: str, exit_text: str = "") -> RunRecord:
     """Update one record from its SLURM state, without undoing what the job itself wrote."""
     status, category = map_state(state)
+    code, signum = exit_parts(exit_text)
     with edit_record(run_dir) as record:
         record.slurm_state = state
         if record.status == "completed":
@@ -293,13 +327,16 @@ def apply_state(run_dir: Path, state: str, exit_text: str = "") -> RunRecord:
             if record.status in ("pending", "submitted", "running", "preempted"):
                 record.status = status
             return record
-        if record.status in ("pending", "submitted", "running"):
+        if _settles_over_job(record, status, category):
             log = tail_lines(Path(run_dir) / "job.log") or tail_lines(record.artifacts.get("slurm_log", "")) or ""
             record.status, record.finished_at = status, record.finished_at or _now()
             record.error = f"SLURM state {state}"
+            if signum and status != "completed":
+                record.error += f" (killed by {_signal_name(signum)})"
             record.error_category = category or (categorize_text(log) if status == "failed" else
                                                  "preempted" if status == "preempted" else None)
-            record.exit_code = _exit_code(exit_text) if record.exit_code is None else record.exit_code
+            if record.exit_code is None:
+                record.exit_code = 128 + signum if signum and status != "completed" else code
             record.log_tail = record.log_tail or log or None
             if status == "completed":
                 record.exit_code = 0
@@ -310,10 +347,18 @@ def apply_state(run_dir: Path, state: str, exit_text: str = "") -> RunRecord:
     return record
 
 
+def _needs_poll(record: RunRecord) -> bool:
+    """Unfinished runs, and settled ones whose last seen SLURM state is still PENDING / RUNNING."""
+    if record.backend != "slurm" or not record.slurm_job_id:
+        return False
+    if record.status in ("pending", "submitted", "running", "preempted"):
+        return True
+    return bool(record.slurm_state) and map_state(record.slurm_state)[0] in ("submitted", "running")
+
+
 def poll(records: Iterable[RunRecord]) -> list[RunRecord]:
     """Refresh every unfinished SLURM run from one `sacct` call; return the records that changed."""
-    todo = [r for r in records if r.backend == "slurm" and r.slurm_job_id
-            and r.status in ("pending", "submitted", "running", "preempted")]
+    todo = [r for r in records if _needs_poll(r)]
     if not todo:
         return []
     states = query_states(r.slurm_job_id for r in todo if r.slurm_job_id)
@@ -335,19 +380,3 @@ def cancel(record: RunRecord) -> None:
         raise SlurmError(f"run {record.id} has no SLURM job id")
     target = record.slurm_job_id + (f"_{record.slurm_array_task_id}" if record.slurm_array_task_id else "")
     _run(["scancel", target], "scancel")
-
-
-def requeue_self() -> bool:
-    """Ask SLURM to requeue the current array task (called by the job wrapper on the time-limit warning)."""
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
-    task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    if not job:
-        return False
-    target = f"{job}_{task}" if task and os.environ.get("SLURM_ARRAY_JOB_ID") else job
-    try:
-        _run(["scontrol", "requeue", target], "scontrol requeue")
-    except SlurmError as exc:
-        print(f"lw-registry: could not requeue {target}: {exc}", file=sys.stderr, flush=True)
-        return False
-    return True
-

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from lw_registry.files import runs_root
 from lw_registry.record import FILE_MODE, RECORD_NAME, STATUSES, RunRecord
 
 CACHE_NAME = ".lw-registry-cache.parquet"
@@ -55,11 +56,6 @@ BASE_SCHEMA: dict[str, Any] = {
     "path": pl.Utf8,
 }
 _CACHE_SCHEMA = {"path": pl.Utf8, "mtime_ns": pl.Int64, "size": pl.Int64, "text": pl.Utf8}
-
-
-def runs_root(root: str | Path | None = None) -> Path:
-    """The runs root: `root`, else `$LW_RUNS`, else `./runs`."""
-    return Path(root if root is not None else os.environ.get("LW_RUNS") or "runs")
 
 
 def params_label(params: dict[str, Any] | None) -> str:
@@ -109,7 +105,7 @@ def _read_cache(path: Path) -> dict[str, tuple[int, int, str]]:
 
 
 def _write_cache(path: Path, rows: list[tuple[str, int, int, str]]) -> None:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, pl.exceptions.ComputeError):  # polars' own error on a full disk
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:

@@ -1,6 +1,7 @@
 """lw-tasks: tasks with constrained answer sets, splits, prompts and the one evaluator."""
 
 from lw_tasks.evaluate import EvalResult, evaluate, flat_metrics, result_from_scores, write_eval
+from lw_tasks.options import BudgetOptions, TaskOptions
 from lw_tasks.registry import TASKS, load_task, task_names, task_options
 from lw_tasks.scoring import (
     ContextualCalibration,
@@ -21,6 +22,8 @@ __all__ = [
     "SPLIT_SEED",
     "TASKS",
     "TRAIN_BUDGET",
+    "BudgetOptions",
+    "TaskOptions",
     "VALIDATION_BUDGET",
     "ContextualCalibration",
     "EvalResult",

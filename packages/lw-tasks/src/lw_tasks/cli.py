@@ -8,29 +8,24 @@
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
-import re
-import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lw_core.config import parse_config
+from lw_core.config import Command, parse_command
 from lw_core.errors import LwError, cli_errors
+from lw_core.options import RuntimeOptions
+from lw_core.run_dirs import hashed_run_dir
+from lw_registry.text_table import terminal_table
 
-from lw_tasks.registry import TASKS, load_task, task_options
+from lw_tasks.options import TaskOptions
+from lw_tasks.registry import TASKS, task_options
 from lw_tasks.splits import SPLIT_SEED
 from lw_tasks.task import SPLITS, Task
-
-COMMANDS = {
-    "list": "list the registered tasks",
-    "show": "split sizes, class balance and one rendered prompt of a task",
-    "eval-zero-shot": "a model's zero-shot score on a task (uncalibrated and calibrated), written as a run",
-}
 
 
 # ---- list ---------------------------------------------------------------------------------------
@@ -44,24 +39,27 @@ def _n_answers(spec) -> str:
     return "data"
 
 
-def cmd_list(argv: Sequence[str]) -> None:
-    argparse.ArgumentParser(prog="lw-tasks list", description=COMMANDS["list"]).parse_args(argv)
+@dataclass
+class ListConfig:
+    """`lw-tasks list` takes no options."""
+
+
+def cmd_list(config: ListConfig) -> None:
     rows = [("name", "kind", "answers", "budget", "source")]
     for name in TASKS.names():
         spec = TASKS.get(name)
         rows.append((name, spec.kind, _n_answers(spec), f"{spec.max_input_words}w", spec.source))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(terminal_table(rows[0], rows[1:]))
     print("\nany .csv / .jsonl / .json / .parquet / .yaml / .toml file also works as a task (see `lw-tasks show --help`)")
 
 
 # ---- show ---------------------------------------------------------------------------------------
-def _add_task_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--text-column", help="user files: the input text column (default: text)")
-    parser.add_argument("--label-column", help="user files: the label column (default: label)")
-    parser.add_argument("--data-dir", help="embedded / hub tasks: read the source's files from this folder")
-    parser.add_argument("--max-input-words", type=int, help="override the task's input budget (words)")
+@dataclass
+class ShowConfig(TaskOptions):
+    task: str = field(default="rt-sentiment", metadata={
+        "help": "a task name (see `lw-tasks list`) or a .csv/.jsonl/.json/.parquet/.yaml/.toml file",
+        "positional": True})
+    json: bool = field(default=False, metadata={"help": "print the summary as JSON"})
 
 
 def describe(task: Task) -> dict[str, Any]:
@@ -89,15 +87,10 @@ def describe(task: Task) -> dict[str, Any]:
     return out
 
 
-def cmd_show(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="lw-tasks show", description=COMMANDS["show"])
-    parser.add_argument("task", help="a task name (see `lw-tasks list`) or a .csv/.jsonl/.json/.parquet/.yaml/.toml file")
-    _add_task_flags(parser)
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = parser.parse_args(argv)
-    task = load_task(args.task, **task_options(args))
+def cmd_show(config: ShowConfig) -> None:
+    task = config.load_task()
     info = describe(task)
-    if args.json:
+    if config.json:
         print(json.dumps(info, indent=2))
         return
     print(f"{task.name}: {task.description}")
@@ -121,53 +114,36 @@ def cmd_show(argv: Sequence[str]) -> None:
 
 # ---- eval-zero-shot ----------------------------------------------------------------------------
 @dataclass
-class ZeroShotConfig:
-    task: str = field(default="rt-sentiment", metadata={"help": "task name or a .csv/.jsonl/.json/.parquet/.yaml/.toml file"})
+class ZeroShotConfig(TaskOptions, RuntimeOptions):
     model: str = field(default="gemma3-270m", metadata={"help": "model preset, local folder or hub id"})
     split: str = field(default="test", metadata={"help": "split to evaluate", "choices": list(SPLITS)})
     calibration: str = field(
         default="both",
         metadata={"help": "none, contextual, or both from the same forward passes", "choices": ["none", "contextual", "both"]},
     )
-    batch_size: int = field(default=16, metadata={"help": "examples per forward pass"})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples of the split"})
-    dtype: str = field(default="fp32", metadata={"help": "model dtype: fp32, bf16 or fp16"})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
-    seed: int = field(default=0, metadata={"help": "run seed (zero-shot is deterministic; recorded only)"})
-    run_dir: str | None = field(default=None, metadata={"help": "run directory (default: $LW_RUNS/zero-shot-...)"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-    text_column: str | None = field(default=None, metadata={"help": "user files: the input text column"})
-    label_column: str | None = field(default=None, metadata={"help": "user files: the label column"})
-    data_dir: str | None = field(default=None, metadata={"help": "embedded / hub tasks: local files of the source"})
-    max_input_words: int | None = field(default=None, metadata={"help": "override the task's input budget (words)"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.calibration not in ("none", "contextual", "both"):
             raise ValueError(f"calibration must be none, contextual or both, got {self.calibration!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).stem if "/" in text or "." in text[-8:] else text).strip("-")
+METHODS = {"none": "zero-shot", "contextual": "zero-shot-calibrated"}
+"""The method each calibration is recorded as: the names `lw-baseline` gives the same scores."""
 
 
-def default_run_dir(config: ZeroShotConfig, task: Task) -> Path:
-    from lw_core.runs import runs_root
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return runs_root() / f"zero-shot_{_slug(task.name)}_{_slug(config.model)}_{config.split}_{stamp}_{uuid.uuid4().hex[:6]}"
-
-
-def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Evaluate `config.model` zero-shot on `config.task` and record it as a run. Returns the run's metrics."""
+def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Evaluate `config.model` zero-shot on `config.task`: one run per calibration (`both` scores once
+    and records two runs, `zero-shot@MODEL` and `zero-shot-calibrated@MODEL`, with the metric names of
+    `lw-baseline`'s runs). Prints and returns each run's metrics with its `run_dir` and `method`."""
     import torch
     from lw_core.lm import FrozenLM
     from lw_core.runs import open_run
@@ -178,68 +154,67 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    task = load_task(config.task, **task_options(config))
+    task = config.load_task()
     if task.kind != "classification":
         raise LwError(f"eval-zero-shot scores answer sets; task {task.name!r} is generative (use GenerationScorer)")
     task.split(config.split)  # fail on an empty split before loading a model
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, task)
+    calibrations = ["none", "contextual"] if config.calibration == "both" else [config.calibration]
     # The model is part of the method label (as `lw-baseline zero-shot@MODEL` does), so the run table never
     # mixes two models' zero-shot scores under one method.
-    method = {"none": "zero-shot", "contextual": "zero-shot-calibrated", "both": "zero-shot"}[config.calibration]
-    method = f"{method}@{Path(config.model).name if Path(config.model).is_dir() else config.model}"
-    with open_run(run_dir, config, name=f"{method} {config.model} on {task.name}/{config.split}", task=task.name,
-                  method=method, seed=config.seed, device=config.device, dtype=config.dtype,
-                  argv=list(argv) if argv is not None else None) as run:  # fmt: skip
+    model = Path(config.model).name if Path(config.model).is_dir() else config.model
+    methods = {c: f"{METHODS[c]}@{model}" for c in calibrations}
+    with contextlib.ExitStack() as stack:
+        runs = {c: stack.enter_context(open_run(
+            hashed_run_dir(config, method, task.name), config, name=f"{method} on {task.name}/{config.split}",
+            task=task.name, method=method, seed=config.seed, device=config.device, dtype=config.dtype,
+            argv=list(argv) if argv is not None else None)) for c, method in methods.items()}  # fmt: skip
         seed_everything(config.seed)
         start = time.perf_counter()
         lm = FrozenLM.load(config.model, dtype=config.dtype, device=config.device)
         load_seconds = time.perf_counter() - start
         scorer = ZeroShotScorer(lm)
-        raw = evaluate(scorer, task, config.split, batch_size=config.batch_size, limit=config.limit,
+        raw = evaluate(scorer, task, config.split, batch_size=config.eval_batch_size, limit=config.limit,
                        progress=config.progress)  # fmt: skip
-        results: dict[str, tuple[str, Any]] = {}  # file suffix → (calibration, result)
-        if config.calibration in ("none", "both"):
-            results[""] = ("none", raw)
-        if config.calibration in ("contextual", "both"):
+        results = {"none": raw}
+        if "contextual" in calibrations:
             examples = task.split(config.split)[: config.limit] if config.limit else task.split(config.split)
             offset = ContextualCalibration(scorer).offset(task)
             calibrated = result_from_scores(task, config.split, examples, calibrate_scores(raw.scores, offset))
             calibrated.metrics["seconds"] = raw.metrics["seconds"]
             calibrated.metrics["calibration_offset"] = dict(zip(task.answers, offset.tolist(), strict=True))
-            results["calibrated" if config.calibration == "both" else ""] = ("contextual", calibrated)
-        for suffix, (calibration, result) in results.items():
-            name = f"{config.split}_{suffix}" if suffix else config.split
-            result.metrics.update(model=config.model, method=method, calibration=calibration)
-            paths = write_eval(result, run.dir, name)
+            results["contextual"] = calibrated
+        for calibration, run in runs.items():
+            result = results[calibration]
+            result.metrics.update(model=config.model, method=methods[calibration], calibration=calibration)
+            paths = write_eval(result, run.dir, config.split)
             run.artifacts.update({p.stem: p.name for p in paths.values()})
-            run.metrics.update(flat_metrics(result.metrics, f"{suffix}_" if suffix else ""))
-        run.metrics.update(load_seconds=round(load_seconds, 2), model=config.model, split=config.split,
-                           seconds_per_example=round(raw.metrics["seconds"] / raw.metrics["n"], 4))
-        metrics = dict(run.metrics)
-    print(json.dumps({"run_dir": str(run_dir), **metrics}))
-    return metrics
+            run.metrics.update(flat_metrics(result.metrics))
+            run.metrics.update(load_seconds=round(load_seconds, 2), model=config.model, split=config.split,
+                               seconds_per_example=round(raw.metrics["seconds"] / raw.metrics["n"], 4))
+    summaries = [{"run_dir": str(run.dir), "method": methods[c], **run.metrics} for c, run in runs.items()]
+    for summary in summaries:
+        print(json.dumps(summary))
+    return summaries
 
 
-def cmd_eval_zero_shot(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="lw-tasks eval-zero-shot", description=COMMANDS["eval-zero-shot"])
-    config, _ = parse_config(ZeroShotConfig, argv, parser)
-    run_zero_shot(config, argv=["lw-tasks", "eval-zero-shot", *argv])
+def cmd_eval_zero_shot(config: ZeroShotConfig) -> None:
+    run_zero_shot(config)
+
+
+COMMANDS = {
+    "list": Command("list the registered tasks", ListConfig),
+    "show": Command("split sizes, class balance and one rendered prompt of a task", ShowConfig),
+    "eval-zero-shot": Command("a model's zero-shot score on a task (uncalibrated and calibrated), written as a run",
+                              ZeroShotConfig),
+}
+HANDLERS = {"list": cmd_list, "show": cmd_show, "eval-zero-shot": cmd_eval_zero_shot}
 
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: lw-tasks {" + ",".join(COMMANDS) + "} ...\n")
-        for name, help in COMMANDS.items():
-            print(f"  {name:<16}{help}")
-        if not argv:
-            sys.exit(2)
-        return
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        raise LwError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
-    {"list": cmd_list, "show": cmd_show, "eval-zero-shot": cmd_eval_zero_shot}[command](rest)
+    name, config = parse_command("lw-tasks", "List tasks, show one, and run a model's zero-shot evaluation.",
+                                 COMMANDS, argv)
+    HANDLERS[name](config)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def run_ensemble(ctx: Context) -> Outcome:
     task, examples = ctx.task, ctx.task.split("validation")
     raw, offsets = {}, {}
     for role, lm in (("sender", ctx.sender), ("receiver", ctx.receiver)):
-        raw[role] = evaluate(ZeroShotScorer(lm), task, "validation", batch_size=cfg.batch_size,
+        raw[role] = evaluate(ZeroShotScorer(lm), task, "validation", batch_size=cfg.eval_batch_size,
                              progress=ctx.progress).scores
         offsets[role] = ContextualCalibration(ZeroShotScorer(lm)).offset(task)
 

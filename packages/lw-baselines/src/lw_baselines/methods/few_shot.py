@@ -76,7 +76,7 @@ def run_few_shot(ctx: Context) -> Outcome:
         prefix = demo_prefix(task, demos, cfg.demo_max_words)
         view = dataclasses.replace(task, template=prefix.replace("{", "{{").replace("}", "}}") + task.template)
         raw = TaskViewScorer(ZeroShotScorer(lm), view)
-        scorer, val, calibrated = choose_calibration(raw, task, batch_size=cfg.batch_size, progress=ctx.progress,
+        scorer, val, calibrated = choose_calibration(raw, task, batch_size=cfg.eval_batch_size, progress=ctx.progress,
                                                      allowed=allowed)
         draws.append((scorer, val))
         selected.append({"draw": d, "demos": [e.id for e in demos], "calibrated": calibrated,

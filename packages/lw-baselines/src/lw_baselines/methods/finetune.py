@@ -32,14 +32,14 @@ class LoraFields:
 
 @dataclass
 class LoraMethodConfig(SingleModelConfig, TrainFields, LoraFields):
-    learning_rates: list[float] = field(
+    lr: list[float] = field(
         default_factory=lambda: [2e-4, 1e-3], metadata=_help("learning-rate grid (chosen on validation)")
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.rank < 1 or self.steps < 1 or self.train_batch_size < 1 or self.eval_every < 1:
-            raise ValueError("rank, steps, train_batch_size and eval_every must be >= 1")
+        if self.rank < 1:
+            raise ValueError(f"rank must be >= 1, got {self.rank}")
 
 
 class LoraTrainable:
@@ -77,7 +77,7 @@ def _run(ctx: Context, dora: bool) -> Outcome:
     cfg: LoraMethodConfig = ctx.config
     lm = ctx.lm
     choice = train_and_select(lambda: LoraTrainable(lm, cfg, dora), ctx.task, cfg, seed=cfg.seed,
-                              batch_size=cfg.batch_size, progress=ctx.progress)
+                              batch_size=cfg.eval_batch_size, progress=ctx.progress)
     trainable: LoraTrainable = choice.trainable
     params = count_trainable(trainable.parameters())
     merged = trainable.merged(choice.state)

@@ -166,7 +166,7 @@ def _run(ctx: Context, layers: list[int]) -> Outcome:
     start = time.perf_counter()
     feats = {
         split: pooled_features(lm, _texts(task, task.split(split), cfg.input), layers, cfg.poolings,
-                               batch_size=cfg.batch_size, progress=ctx.progress)
+                               batch_size=cfg.eval_batch_size, progress=ctx.progress)
         for split in ("train", "validation")
     }
     log.info("probe features for %d layers in %.1fs", len(layers), time.perf_counter() - start)

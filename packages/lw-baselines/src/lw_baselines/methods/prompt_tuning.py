@@ -26,14 +26,14 @@ class PromptTuningMethodConfig(SingleModelConfig, TrainFields):
         default="Read the text and answer the question about it.",
         metadata=_help("the soft tokens start as this text's embeddings (repeated to K tokens)"),
     )
-    learning_rates: list[float] = field(
+    lr: list[float] = field(
         default_factory=lambda: [3e-3, 3e-2], metadata=_help("learning-rate grid (chosen on validation)")
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.virtual_tokens < 1 or self.steps < 1 or self.train_batch_size < 1 or self.eval_every < 1:
-            raise ValueError("virtual_tokens, steps, train_batch_size and eval_every must be >= 1")
+        if self.virtual_tokens < 1:
+            raise ValueError(f"virtual_tokens must be >= 1, got {self.virtual_tokens}")
 
 
 class SoftPromptTrainable:
@@ -79,7 +79,7 @@ class SoftPromptTrainable:
 def run_prompt_tuning(ctx: Context) -> Outcome:
     cfg: PromptTuningMethodConfig = ctx.config
     choice = train_and_select(lambda: SoftPromptTrainable(ctx.lm, cfg), ctx.task, cfg, seed=cfg.seed,
-                              batch_size=cfg.batch_size, progress=ctx.progress)
+                              batch_size=cfg.eval_batch_size, progress=ctx.progress)
     soft = choice.state["soft"]
     if ctx.run is not None:
         from safetensors.torch import save_file

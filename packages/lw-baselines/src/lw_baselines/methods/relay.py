@@ -192,7 +192,7 @@ def run_text_relay(ctx: Context) -> Outcome:
             messages = relay.messages(small, small.split("validation"))
             cache = dict(zip((e.id for e in small.split("validation")), messages, strict=True))
             replay = _ReplayScorer(ZeroShotScorer(receiver), cache)
-            _, val, calibrated = choose_calibration(replay, small, batch_size=cfg.batch_size, progress=False)
+            _, val, calibrated = choose_calibration(replay, small, batch_size=cfg.eval_batch_size, progress=False)
             tried.append({"instruction": instruction, "format": fmt, "calibrated": calibrated,
                           "val_accuracy": val.metrics["accuracy"], "example_message": messages[0]})
             if best is None or better(val, best[3]):
@@ -256,7 +256,7 @@ def run_text_relay_answer(ctx: Context) -> Outcome:
     examples = task.split("validation")
     # Selection (sender raw/calibrated × receiver raw/calibrated) from one sender pass over validation
     # and one receiver pass over the (few) possible messages: the receiver's input is the message alone.
-    sender_raw = evaluate(ZeroShotScorer(sender), task, "validation", batch_size=cfg.batch_size,
+    sender_raw = evaluate(ZeroShotScorer(sender), task, "validation", batch_size=cfg.eval_batch_size,
                           progress=ctx.progress).scores
     sender_offset = ContextualCalibration(ZeroShotScorer(sender)).offset(task)
     words = [v.strip() for v in task.verbalizers]

@@ -46,7 +46,7 @@ def run_token_budget(ctx: Context) -> Outcome:
     lm = ctx.lm
     raw = MappedScorer(ZeroShotScorer(lm), budget_rewrite(lm, cfg.budget_tokens))
     allowed = {"raw": (False,), "calibrated": (True,), "select": (False, True)}[cfg.calibration]
-    scorer, val, calibrated = choose_calibration(raw, ctx.task, batch_size=cfg.batch_size, progress=ctx.progress,
+    scorer, val, calibrated = choose_calibration(raw, ctx.task, batch_size=cfg.eval_batch_size, progress=ctx.progress,
                                                  allowed=allowed)
     return Outcome(scorer=scorer, validation=val,
                    selected={"calibrated": calibrated, "budget_tokens": cfg.budget_tokens})

@@ -20,11 +20,11 @@ Splits follow the same policy as the built-in tasks (`lw_tasks.spec`).
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from lw_core.errors import LwError
+from lw_registry.files import read_mapping
 
 from lw_tasks.sources.hub import read_records
 from lw_tasks.spec import RawData, RawRow, TaskSpec, build_task
@@ -59,19 +59,7 @@ def _label_text(value: Any) -> str | None:
 
 
 def read_task_file(path: Path) -> dict[str, Any]:
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(path.read_text())
-        else:
-            import yaml
-
-            data = yaml.safe_load(path.read_text())
-    except (tomllib.TOMLDecodeError, ValueError) as err:
-        raise LwError(f"task file {path} is not valid: {str(err).splitlines()[0]}") from None
-    except Exception as err:  # yaml.YAMLError
-        raise LwError(f"task file {path} is not valid: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise LwError(f"task file {path} must hold a mapping (keys: {', '.join(sorted(TASK_FILE_KEYS))})")
+    data = read_mapping(path, what="task file", error=LwError)
     unknown = sorted(set(data) - TASK_FILE_KEYS)
     if unknown:
         raise LwError(f"task file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(TASK_FILE_KEYS))}")

@@ -1,19 +1,13 @@
-"""The README results table: read from run records, mean ± std over seeds, written between markers."""
+"""`lw-registry report --layout results` (the README's table): read from run records, mean ± std over
+seeds, grouped by any record fields, written between markers with `--update`.
+(Ported from lw-baselines' deleted scripts/results_table.py tests; same assertions.)"""
 
-import importlib.util
 import json
 from pathlib import Path
 
+from lw_registry.cli import main
 from lw_registry.record import RunRecord, write_record
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_table.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from lw_registry.results import END, START, results_table
 
 
 def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "completed", config=None,
@@ -29,63 +23,77 @@ def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "
                                     "seconds_per_example": 0.02, "majority_rate": 0.58, **metrics}))
 
 
-def test_table_rows_mean_std_and_update(tmp_path):
-    module = _script()
+def test_table_rows_mean_std_and_update(tmp_path, capsys):
     for seed, acc in enumerate([0.80, 0.82, 0.84]):
         _record(tmp_path, "bridge", seed, acc)
     _record(tmp_path, "zero-shot", 0, 0.6)
     _record(tmp_path, "lora", 0, 0.99, status="failed")
     _record(tmp_path, "zero-shot@gemma3-270m", 0, 0.64, calibrated_accuracy=0.72)  # lw-tasks eval-zero-shot
-    text = module.table(tmp_path, ["rt-sentiment", "20ng"])
+    text = results_table(tmp_path, ["rt-sentiment", "20ng"])
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert rows[0].startswith("| bridge | 3,000 | CPU | 0.820 ± 0.020 | 3 | 10 | 12 | 20 |")
     assert rows[1].startswith("| zero-shot | 3,000 | CPU | 0.600 | 1 |")
     assert rows[2].startswith("| zero-shot@gemma3-270m | 3,000 | CPU | 0.640 |")
     assert rows[3].startswith("| zero-shot-calibrated@gemma3-270m | 3,000 | CPU | 0.720 |") and len(rows) == 4  # no failed run
     assert "### 20ng" in text and "_no completed runs_" in text and "0.580" in text
+    assert "|---|---:|---|---:|---:|---:|---:|---:|" in text
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{module.START}\nold\n{module.END}\nafter\n")
-    assert module.main(["--root", str(tmp_path), "--task", "rt-sentiment", "--update", str(readme)]) == 0
+    readme.write_text(f"intro\n{START}\nold\n{END}\nafter\n")
+    argv = ["report", "--root", str(tmp_path), "--task", "rt-sentiment", "--update", str(readme)]
+    assert main(argv) == 0
     content = readme.read_text()
     assert content.startswith("intro\n") and content.endswith("after\n") and "old" not in content
     assert "| bridge | 3,000 | CPU | 0.820 ± 0.020 |" in content
     (tmp_path / "plain.md").write_text("no markers")
-    assert module.main(["--root", str(tmp_path), "--update", str(tmp_path / "plain.md")]) == 2
+    capsys.readouterr()
+    assert main(["report", "--root", str(tmp_path), "--update", str(tmp_path / "plain.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "markers" in err and "\n" not in err
 
 
 def test_interlingua_run_gives_a_row_per_receiver(tmp_path):
-    module = _script()
     _record(tmp_path, "bridge-interlingua", 0, 0.83, config={"receivers": ["gemma3-270m", "smollm2-135m"]},
             **{"accuracy_smollm2-135m": 0.81, "seconds_per_example_smollm2-135m": 0.01})
-    text = module.table(tmp_path, ["rt-sentiment"])
+    text = results_table(tmp_path, ["rt-sentiment"])
     assert "| bridge-interlingua@gemma3-270m | 3,000 | CPU | 0.830 | 1 | 10 | 12 | 20 |" in text
     assert "| bridge-interlingua@smollm2-135m | 3,000 | CPU | 0.810 | 1 | 10 | 12 | 10 |" in text
     assert "| bridge-interlingua |" not in text
 
 
-def test_hardware_and_train_budget_split_rows_and_roots_merge(tmp_path):
-    module = _script()
+def test_hardware_and_train_budget_split_rows_and_roots_merge(tmp_path, capsys):
     cpu, gpu = tmp_path / "cpu", tmp_path / "gpu"
     _record(cpu, "lora", 0, 0.80)
     for seed in (0, 1):
         _record(gpu, "lora", seed, 0.90, gpu="NVIDIA H100 80GB HBM3")
     _record(gpu, "lora", 0, 0.95, gpu="NVIDIA H100 80GB HBM3", config={"max_train_examples": 10720}, name="lora-full")
-    text = module.table([cpu, gpu], ["rt-sentiment"])
+    text = results_table([cpu, gpu], ["rt-sentiment"])
     rows = [line for line in text.splitlines() if line.startswith("| lora")]
     assert rows == [
         "| lora | 3,000 | CPU | 0.800 | 1 | 10 | 12 | 20 |",
         "| lora | 3,000 | H100 | 0.900 ± 0.000 | 2 | 10 | 12 | 20 |",
         "| lora | 10,720 | H100 | 0.950 | 1 | 10 | 12 | 20 |",
     ]
-    assert module.main(["--root", str(cpu), "--root", str(tmp_path / "missing")]) == 2
+    assert main(["report", "--layout", "results", "--root", str(cpu), "--also-root", str(tmp_path / "missing")]) == 2
+    capsys.readouterr()
+    assert main(["report", "--layout", "results", "--root", str(cpu), "--also-root", str(gpu)]) == 0
+    assert "| lora | 10,720 | H100 | 0.950 | 1 |" in capsys.readouterr().out
 
 
 def test_one_run_of_seeded_draws_shows_the_std_over_draws(tmp_path):
-    module = _script()
     _record(tmp_path, "few-shot", 0, 0.81, draws=3, accuracy_draw_std=0.072)
     for seed in (0, 1):
         _record(tmp_path / "gpu", "few-shot", seed, 0.80 + seed / 100, draws=3, accuracy_draw_std=0.5, gpu="H100")
-    text = module.table([tmp_path], ["rt-sentiment"])
+    text = results_table([tmp_path], ["rt-sentiment"])
     assert "| few-shot | 3,000 | CPU | 0.810 ± 0.072 | 1 × 3 draws |" in text
     assert "| few-shot | 3,000 | H100 | 0.805 ± 0.007 | 2 |" in text  # several seeds: the std over seeds
+
+
+def test_group_by_any_record_field(tmp_path, capsys):
+    _record(tmp_path, "lora", 0, 0.80, config={"rank": 8})
+    _record(tmp_path, "lora", 1, 0.90, config={"rank": 16})
+    text = results_table(tmp_path, None, ["method", "config.rank"])
+    assert "| method | config.rank | accuracy (mean ± std) |" in text
+    assert "| lora | 8 | 0.800 | 1 |" in text and "| lora | 16 | 0.900 | 1 |" in text
+    assert main(["report", "--layout", "results", "--root", str(tmp_path), "--group-by", "nonsense"]) == 2
+    assert "unknown group field 'nonsense'" in capsys.readouterr().err

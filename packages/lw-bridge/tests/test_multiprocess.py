@@ -1,0 +1,85 @@
+"""lw-train under `accelerate launch` with 2 CPU processes (gloo DDP) against one process, same global batch.
+
+Each step's global batch of `batch_size` examples is split over the processes and DDP averages their
+gradients, so with equal shards the update is the one-process update up to float summation order. The
+anti-collapse term is a statistic of the whole batch (pairwise across examples), so it is off here
+(`--diversity-weight 0`); with it on, two processes would optimise a slightly different objective.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+# The all-reduced gradient equals the one-process gradient up to float summation order (its norm, logged
+# each step, agrees to ~1e-4). AdamW's normalised update turns that noise on near-zero gradient components
+# into steps of up to ~lr in either direction, so after 12 steps at lr 3e-3 a weight may differ by a few
+# 1e-3 (measured: 8e-4, weights up to ~2 in size); a wrong split or schedule differs by far more.
+WEIGHT_TOLERANCE = 1e-2
+GRAD_NORM_TOLERANCE = {"rel": 1e-3, "abs": 5e-4}
+
+
+def _args(model_dirs, task, out) -> list[str]:
+    return ["--task", task, "--sender", model_dirs["sender"], "--receivers", model_dirs["receiver"], "--layer", "2",
+            "--steps", "12", "--batch-size", "8", "--eval-every", "6", "--checkpoint-every", "3", "--lr", "3e-3",
+            "--d-model", "32", "--depth", "1", "--heads", "2", "--num-latents", "4", "--num-soft-tokens", "4",
+            "--d-z", "8", "--device", "cpu", "--output-dir", str(out), "--val-examples", "24",
+            "--no-compare-zero-shot", "--wire-formats", "int4", "--diversity-weight", "0"]
+
+
+def _run(cmd, tmp_path, cache) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LW_RUNS=str(tmp_path / "runs"), LW_CACHE=str(cache), OMP_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1")
+    for var in ("LW_ATTEMPT", "LW_RUN_DIR", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
+        env.pop(var, None)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def test_two_cpu_processes_match_one(tmp_path, model_dirs, toy_task_file):
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = _run([sys.executable, "-m", "lw_bridge.cli", *_args(model_dirs, toy_task_file, one)], tmp_path,
+                  tmp_path / "c1")
+    # What the README documents: accelerate's torchrun-based launcher, gloo on CPU (`--device cpu`).
+    launched = _run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                     "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                     "--main_process_port", _free_port(),
+                     "-m", "lw_bridge.cli", *_args(model_dirs, toy_task_file, two)], tmp_path, tmp_path / "c2")
+    output = launched.stdout + launched.stderr
+
+    # Only rank 0 wrote the run: one record, one attempt, checkpoints and results present.
+    record = json.loads((two / "run.json").read_text())
+    assert record["status"] == "completed" and record["attempt"] == 1, record
+    for name in ("checkpoints/last", "checkpoints/best/bridge.safetensors", "bridge/bridge.safetensors",
+                 "metrics_test.json", "history.json"):
+        assert (two / name).exists(), name
+    assert "[rank 1] process 1 of 2" in output and "process 0 of 2" in output
+    # Each split's sender states were computed once, by rank 0; rank 1 read them from the cache.
+    def computed(text):
+        return [line for line in text.splitlines() if "computing" in line and "sender states" in line]
+
+    assert computed(output) and len(computed(output)) == len(computed(single.stdout + single.stderr))
+    assert not any("[rank 1]" in line for line in computed(output))
+
+    h1, h2 = (json.loads((d / "history.json").read_text()) for d in (one, two))
+    assert [h["step"] for h in h2] == list(range(1, 13))
+    assert [h["grad_norm"] for h in h2] == pytest.approx([h["grad_norm"] for h in h1], **GRAD_NORM_TOLERANCE)
+    assert [h["lr"] for h in h2] == pytest.approx([h["lr"] for h in h1])  # one schedule step per global step
+    a, b = load_file(one / "bridge" / "bridge.safetensors"), load_file(two / "bridge" / "bridge.safetensors")
+    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert diff < WEIGHT_TOLERANCE, diff
+    m1, m2 = (json.loads((d / "run.json").read_text())["metrics"] for d in (one, two))
+    assert m1["best_step"] == m2["best_step"]
+    print(f"max |w_1proc - w_2proc| = {diff:.2e}; test accuracy {m1['accuracy']:.4f} vs {m2['accuracy']:.4f}")

@@ -1,0 +1,94 @@
+"""One run-directory policy for every command: `$LW_RUNS/<task>/<method>/seed<S>-<hash>`.
+
+The hash covers everything that changes a run's result (not where it is written, nor whether
+progress bars show), so the same command lands in the same directory: it resumes there, or is
+recognised as done.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lw_registry import RECORD_NAME
+from lw_registry.files import runs_root
+
+from lw_core.config import config_hash, config_to_dict
+
+NOT_IDENTITY = ("output_dir", "progress")
+"""Config fields that never change a result."""
+
+
+def identity_hash(config: Any) -> str:
+    """The hash of a config's result-changing values."""
+    values = config_to_dict(config)
+    for name in NOT_IDENTITY:
+        values.pop(name, None)
+    return config_hash(values)
+
+
+def task_slug(task: str) -> str:
+    """A task name as a folder name: a data file's stem, a registered task's name."""
+    return Path(task).stem if Path(task).suffix else task
+
+
+def hashed_run_dir(config: Any, method: str, task: str | None = None) -> Path:
+    """`config.output_dir` when given, else `$LW_RUNS/<task>/<method>/seed<S>-<identity hash>`."""
+    if getattr(config, "output_dir", None):
+        return Path(config.output_dir)
+    slug = task_slug(task or config.task)
+    return runs_root() / slug / method / f"seed{config.seed}-{identity_hash(config)}"
+
+
+def completed_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """The metrics of a run directory whose record says it completed; None otherwise."""
+    path = Path(run_dir) / RECORD_NAME
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return dict(record.get("metrics") or {}) if record.get("status") == "completed" else None
+
+
+def resolve_runtime(device: str, dtype: str) -> tuple[str, str]:
+    """The device and dtype a run will really use ('auto' resolved), as the names records keep."""
+    from lw_core.models import DTYPES, resolve_device, resolve_dtype
+
+    resolved = resolve_device(device)
+    names = {v: k for k, v in DTYPES.items()}
+    return str(resolved), names[resolve_dtype(dtype, resolved)]
+
+
+def hardware_name(device: str) -> str:
+    """The accelerator's name for a CUDA device, else the CPU's model name."""
+    import platform
+
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def runtime_facts(device: str | None, dtype: str | None) -> dict[str, Any]:
+    """What a run really ran on: device and dtype with 'auto' resolved, and the hardware's name."""
+    try:
+        resolved_device, resolved_dtype = resolve_runtime(device or "auto", dtype or "auto")
+    except Exception:  # an unusable device is the run's error to report, not the record's
+        return {"device": device, "dtype": dtype}
+    return {"device": resolved_device, "dtype": resolved_dtype, "hardware": hardware_name(resolved_device)}
+
+
+TRAIN_BUDGET_FIELDS = ("max_train_examples", "max_validation_examples", "steps", "batch_size", "lr")
+
+
+def train_budget(config: Any) -> dict[str, Any]:
+    """The config's training budget (the fields it has of `TRAIN_BUDGET_FIELDS`)."""
+    return {name: getattr(config, name) for name in TRAIN_BUDGET_FIELDS if hasattr(config, name)}

@@ -1,0 +1,21 @@
+"""Tables as text: aligned columns for the terminal, markdown for files. Stdlib only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def terminal_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, gap: str = "  ") -> str:
+    """Left-aligned columns as wide as their widest cell; trailing spaces trimmed."""
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(cells[0]))]
+    return "\n".join(gap.join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells)
+
+
+def markdown_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, right: int = 0) -> str:
+    """A markdown table; the last `right` columns are right-aligned (numbers)."""
+    left = len(headers) - right
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "|".join(["---"] * left + ["---:"] * right) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

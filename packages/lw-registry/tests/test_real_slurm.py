@@ -1,0 +1,222 @@
+"""lw-registry against a real single-node SLURM (`.ci/slurm-up.sh`; run by `.ci/slurm-test.sh`).
+
+Every scenario's plan is submitted at the start (module fixture), so they run at the same time; each
+test then polls, with a deadline, for its scenario's end. The runs are `lw_registry.demo` (torch-free,
+checkpoints every step, resumes). Skipped unless LW_SLURM_TESTS=1 and `sinfo` answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from lw_registry import cli, read_record
+from lw_registry.record import RunRecord
+
+pytestmark = pytest.mark.slurm
+
+DEMO = "{python} -m lw_registry.demo --run-dir {run_dir} --task {task} --seed {seed}"
+META = "$(touch PWNED) `touch PWNED2`; rm -rf / && echo 'q\"' > out | cat * ${HOME}"
+LONG = "x" * 150
+
+
+def _slurm_up() -> str | None:
+    if os.environ.get("LW_SLURM_TESTS") != "1":
+        return "real-SLURM tests run only with LW_SLURM_TESTS=1 (.ci/slurm-test.sh starts SLURM and sets it)"
+    if shutil.which("sinfo") is None or shutil.which("sacct") is None:
+        return "no SLURM client on PATH (.ci/slurm-up.sh installs and starts one, as root)"
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
+    if out.returncode != 0 or not any(s in out.stdout for s in ("idle", "mix", "alloc")):
+        return f"SLURM is not up (sinfo: {(out.stderr or out.stdout).strip()[:200]})"
+    return None
+
+
+_REASON = _slurm_up()
+if _REASON:
+    pytestmark = [pytest.mark.slurm, pytest.mark.skip(reason=_REASON)]
+
+
+def lw(root: Path, *args: object) -> tuple[int, str]:
+    """`lw-registry --root ROOT ARGS...` in-process: (exit code, stdout + stderr)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        rc = cli.main(["--root", str(root), *map(str, args)])
+    return rc, out.getvalue()
+
+
+def records(root: Path, plan: str) -> list[RunRecord]:
+    return sorted((read_record(p.parent) for p in (root / plan).rglob("run.json")), key=lambda r: r.name)
+
+
+def wait_until(root: Path, what: str, check: Callable[[], bool], deadline_s: float, every: float = 3.0) -> None:
+    """Poll SLURM (one sacct call) and `check()` until it holds; fail with the records if the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while True:
+        lw(root, "--poll")
+        if check():
+            return
+        if time.monotonic() > end:
+            rc, out = lw(root, "--status")
+            pytest.fail(f"{what}: not reached within {deadline_s:.0f}s\n{out}")
+        time.sleep(every)
+
+
+class Campaign:
+    """All scenarios, submitted at once."""
+
+    def __init__(self, base: Path) -> None:
+        self.base, self.root = base, base / "runs"
+        self.work = base / "work"
+        self.work.mkdir(parents=True)
+        self.profile = base / "profile.toml"
+        self.profile.write_text(
+            'partition = "debug"\ntime = "00:10:00"\ngpus = 0\ncpus_per_task = 1\nmem = "200M"\n'
+            f"max_parallel = 4\nsignal_seconds = 30\npython = {json.dumps(sys.executable)}\n"
+            f"chdir = {json.dumps(str(self.work))}\n")
+        self.plans: dict[str, Path] = {}
+        self.job_ids: dict[str, list[str]] = {}
+        self.max_running: dict[str, int] = {}
+
+    def plan(self, name: str, **data: object) -> Path:
+        path = self.base / f"{name}.json"
+        # Each plan's own task name: runs with the same command would be one run (identity = command hash).
+        path.write_text(json.dumps({"name": name, "tasks": [name], "seeds": [0], **data}))
+        self.plans[name] = path
+        return path
+
+    def submit(self, name: str) -> str:
+        rc, out = lw(self.root, "submit", self.plans[name], "--backend", "slurm", "--profile", self.profile)
+        assert rc == 0, out
+        self.job_ids[name] = [line.split("job(s) ")[-1].strip() for line in out.splitlines() if "job(s)" in line]
+        return out
+
+    def running_tasks(self, name: str) -> int:
+        jobs = ",".join(j for ids in self.job_ids.get(name, []) for j in ids.split(","))
+        out = subprocess.run(["squeue", "-h", "-t", "R", "-j", jobs, "-o", "%i"], capture_output=True,
+                             text=True, check=False)
+        return len(out.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory) -> Campaign:
+    c = Campaign(tmp_path_factory.mktemp("slurm"))
+    # The slow ones first: a requeue is held ~2 minutes before it may start again; TIMEOUT comes at ~70 s.
+    c.plan("requeue", command=f"{DEMO} --steps 40 --step-seconds 1")
+    c.plan("limit", command=f"{DEMO} --steps 1000 --step-seconds 1",
+           slurm={"time": "00:01:00", "requeue": False, "signal_seconds": 0})
+    c.plan("warned", command=f"{DEMO} --steps 1000 --step-seconds 1",
+           slurm={"time": "00:01:00", "signal_seconds": 30, "max_requeues": 0})
+    c.plan("cancel", command=f"{DEMO} --steps 1000 --step-seconds 1")
+    c.plan("array", command=f"{DEMO} --steps 4 --step-seconds 2", seeds=[0, 1, 2, 3], slurm={"max_parallel": 2})
+    c.plan("flaky", command=f"{DEMO} --fail-until-attempt 2")
+    c.plan("meta", command=f"{DEMO} --method {{note}}", params={"note": [META]})
+    c.plan("long", command=f"{DEMO} --method {{value}}", params={"value": [LONG + "-a", LONG + "-b"]})
+    for name in c.plans:
+        c.submit(name)
+    return c
+
+
+def test_array_with_a_parallelism_limit(campaign):
+    c = campaign
+    script = Path(records(c.root, "array")[0].artifacts["sbatch"]).read_text()
+    assert "#SBATCH --array=0-3%2" in script
+
+    def done() -> bool:
+        c.max_running["array"] = max(c.max_running.get("array", 0), c.running_tasks("array"))
+        return all(r.status == "completed" for r in records(c.root, "array"))
+
+    wait_until(c.root, "array plan completed", done, 300, every=1)
+    recs = records(c.root, "array")
+    assert len(recs) == 4 and all(r.attempt == 1 and r.slurm_state == "COMPLETED" for r in recs)
+    assert 1 <= c.max_running["array"] <= 2, c.max_running
+
+
+def test_a_plan_run_twice_runs_nothing_twice(campaign):
+    c = campaign
+    wait_until(c.root, "array plan completed", lambda: all(r.status == "completed" for r in records(c.root, "array")),
+               300)
+    out = c.submit("array")
+    assert "0 to run, 4 already completed" in out, out
+    assert all(r.attempt == 1 for r in records(c.root, "array"))
+
+
+def test_a_failing_run_and_rerun_failed(campaign):
+    c = campaign
+    wait_until(c.root, "flaky run failed", lambda: records(c.root, "flaky")[0].status == "failed", 240)
+    rec = records(c.root, "flaky")[0]
+    assert rec.error_category == "oom" and rec.attempt == 1, rec
+    rc, out = lw(c.root, "--rerun-failed", "--plan", "flaky")
+    assert rc == 0 and "resubmitted 1 run(s)" in out, out
+    wait_until(c.root, "flaky run completed", lambda: records(c.root, "flaky")[0].status == "completed", 240)
+    assert records(c.root, "flaky")[0].attempt == 2
+
+
+def test_cancel(campaign):
+    c = campaign
+    wait_until(c.root, "long run started", lambda: records(c.root, "cancel")[0].status == "running", 240)
+    rec = records(c.root, "cancel")[0]
+    rc, out = lw(c.root, "--cancel", rec.id)
+    assert rc == 0, out
+    wait_until(c.root, "run cancelled", lambda: records(c.root, "cancel")[0].status == "cancelled", 120)
+    assert records(c.root, "cancel")[0].slurm_state.startswith("CANCELLED")
+
+
+def _checkpoint_step(run_dir: str) -> int:
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return json.loads((Path(run_dir) / "checkpoint.json").read_text())["step"]
+    return 0
+
+
+def test_scontrol_requeue_mid_training_resumes(campaign):
+    c = campaign
+    wait_until(c.root, "training past step 3", lambda: _checkpoint_step(records(c.root, "requeue")[0].run_dir) >= 3,
+               240, every=1)
+    rec = records(c.root, "requeue")[0]
+    subprocess.run(["scontrol", "requeue", f"{rec.slurm_job_id}_{rec.slurm_array_task_id}"], check=True)
+    # SLURM holds a requeued job ~2 minutes before it may start again.
+    wait_until(c.root, "requeued run completed", lambda: records(c.root, "requeue")[0].status == "completed", 420)
+    rec = records(c.root, "requeue")[0]
+    assert rec.attempt == 2 and rec.metrics["resumed_from_step"] >= 3, rec
+    assert "SIGTERM" in (Path(rec.run_dir) / "job.log").read_text()
+
+
+@pytest.mark.parametrize("plan", ["limit", "warned"])
+def test_a_time_limit_ends_failed_timeout(campaign, plan):
+    """`limit`: SIGTERM at the limit, no warning; `warned`: USR1 before it, with no requeue left."""
+    c = campaign
+    wait_until(c.root, f"{plan}: time limit reached",
+               lambda: records(c.root, plan)[0].status in ("failed", "completed", "cancelled"), 240)
+    wait_until(c.root, f"{plan}: sacct settled", lambda: records(c.root, plan)[0].slurm_state not in
+               ("PENDING", "RUNNING", None), 120)
+    rec = records(c.root, plan)[0]
+    assert (rec.status, rec.error_category) == ("failed", "timeout"), (rec.status, rec.error, rec.slurm_state)
+    rc, out = lw(c.root, "--rerun-failed", "--plan", plan, "--max-attempts", "1")
+    assert rc == 0 and "retry limit" in out  # not retried forever
+
+
+def test_shell_metacharacters_pass_literally(campaign):
+    c = campaign
+    wait_until(c.root, "meta run completed", lambda: records(c.root, "meta")[0].status == "completed", 240)
+    rec = records(c.root, "meta")[0]
+    assert rec.method == META and rec.params == {"note": META}
+    assert not list(c.work.glob("PWNED*")) and not (c.work / "out").exists()
+
+
+def test_long_parameter_values_get_their_own_run_dirs(campaign):
+    c = campaign
+    wait_until(c.root, "long runs completed",
+               lambda: [r.status for r in records(c.root, "long")] == ["completed"] * 2, 240)
+    recs = records(c.root, "long")
+    assert len({r.run_dir for r in recs}) == 2 and {r.method for r in recs} == {LONG + "-a", LONG + "-b"}
+    assert all(r.attempt == 1 for r in recs)
+    out = c.submit("long")
+    assert "0 to run, 2 already completed" in out
