@@ -42,7 +42,7 @@ def tiny_setup(out: Path) -> tuple[TrainConfig, list[str]]:
         csv.writer(handle).writerows([["text", "label"], *rows])
     config = TrainConfig(task=str(out / "toy.csv"), sender=folders["sender"], receivers=[folders["receiver"]], layer=2,
                          steps=24, batch_size=8, eval_every=12, lr=3e-3, d_model=32, depth=1, heads=2, num_latents=4,
-                         num_soft_tokens=4, d_z=8, device="cpu", output_dir=str(out / "run"), val_examples=24,
+                         num_soft_tokens=4, d_z=8, device="cpu", output_dir=str(out / "run"), max_validation_examples=24,
                          compare_zero_shot=False, wire_formats=[])
     return config, [r[0] for r in rows[:48]]
 
@@ -61,7 +61,7 @@ def real_setup(out: Path) -> tuple[TrainConfig, list[str]]:
         'name = "rt-slice"\ndata = "rt.csv"\ntext_column = "text"\nlabel_column = "label"\nsplit_column = "split"\n'
         f"template = {json.dumps(rt.template)}\nanswers = {{ {answers} }}\n")
     config = TrainConfig(task=str(out / "rt.toml"), steps=24, batch_size=16, eval_every=12, device="cpu",
-                         max_train_examples=REAL_SIZES["train"], val_examples=REAL_SIZES["validation"],
+                         max_train_examples=REAL_SIZES["train"], max_validation_examples=REAL_SIZES["validation"],
                          compare_zero_shot=False, wire_formats=[], output_dir=str(out / "run"))
     return config, [e.text for e in rt.split("test")[:REAL_SIZES["test"]]]
 

@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory, model_dirs, toy_task_file):
         trainer.train(TrainConfig(
             task=toy_task_file, sender=model_dirs["sender"], receivers=[model_dirs["receiver"]], layer=2, steps=6,
             batch_size=8, eval_every=6, lr=3e-3, d_model=32, depth=1, heads=2, num_latents=4, num_soft_tokens=4,
-            d_z=8, device="cpu", output_dir=str(root / "run"), val_examples=16, compare_zero_shot=False,
+            d_z=8, device="cpu", output_dir=str(root / "run"), max_validation_examples=16, compare_zero_shot=False,
             wire_formats=[]))
     return root / "run"
 
