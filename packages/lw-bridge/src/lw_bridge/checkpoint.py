@@ -49,6 +49,8 @@ def load_training_state(directory: Path, bridge: Bridge, optimizer, scheduler) -
         extra = torch.load(directory / OPTIM_NAME, weights_only=True)
     except (OSError, json.JSONDecodeError, RuntimeError) as err:
         raise LwError(f"corrupt training checkpoint {directory}: {err}; delete it to start over") from None
+    if not saved.config.fingerprints:  # a checkpoint from before fingerprints: compare the rest
+        saved.config.fingerprints = bridge.config.fingerprints
     if saved.config != bridge.config:
         raise LwError(f"checkpoint {directory} was trained with another bridge config; use another --output-dir")
     bridge.load_state_dict(saved.state_dict())

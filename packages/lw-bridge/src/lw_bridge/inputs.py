@@ -29,8 +29,8 @@ class EncoderInputs:
     """Per-example encoder inputs, looked up by example id (cached) or computed for new texts."""
 
     def __init__(self, sender: FrozenLM | None, layer: int, template: str = "{text}",
-                 max_sender_tokens: int | None = None, batch_size: int = 32):
-        self.sender, self.layer, self.template = sender, layer, template
+                 max_sender_tokens: int | None = None, batch_size: int = 32, progress: bool = True):
+        self.sender, self.layer, self.template, self.progress = sender, layer, template, progress
         self.max_tokens, self.batch_size = max_sender_tokens, batch_size
         self._by_id: dict[str, torch.Tensor] = {}
 
@@ -42,7 +42,7 @@ class EncoderInputs:
         if self.sender is None:
             return bytes_of([e.text for e in examples])
         return compute_states(self.sender, [self.sender_text(e) for e in examples], self.layer,
-                              batch_size=self.batch_size, max_tokens=self.max_tokens)
+                              batch_size=self.batch_size, max_tokens=self.max_tokens, progress=self.progress)
 
     def cache_split(self, task: Task, split: str, examples: Sequence[Example],
                     after_batch: Callable[[], object] | None = None) -> None:

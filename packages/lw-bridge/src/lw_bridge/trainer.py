@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
+from lw_core.fingerprint import fingerprint
 from lw_core.models import DTYPES, BackgroundConversion, cache_dir, model_tag
 from lw_core.runs import open_run, runs_root
 from lw_core.wire import WireFormat
@@ -114,6 +115,8 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         task_source=config.task,
         task_options=task_options(config),
         message_head=config.message_head_weight > 0,
+        fingerprints={name: fingerprint(lm) for name, lm in zip([config.sender, *config.receivers],
+                                                                [models.sender, *models.receivers], strict=True) if lm is not None},
     )
 
 

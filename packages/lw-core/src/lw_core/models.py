@@ -7,6 +7,7 @@ and serialised by a file lock, so concurrent first uses convert once and a crash
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import multiprocessing
@@ -96,13 +97,20 @@ def _convert_gguf(gguf: Path, dest: Path) -> None:
     tokenizer.save_pretrained(dest)
 
 
-def preset_folder(name: str) -> Path:
-    """The converted HF folder of an embedded preset, converting it on first use."""
+def is_prepared(folder: Path) -> bool:
+    """True if `folder` is a complete converted preset folder."""
+    return (folder / _COMPLETE_MARKER).exists()
+
+
+def preset_folder(name: str, root: Path | None = None) -> Path:
+    """The converted HF folder of an embedded preset, `<root>/<name>` (default root: `$LW_CACHE/models`),
+    converting it on first use."""
     preset = PRESETS.get(name)
-    dest = cache_dir() / "models" / name
+    root = cache_dir() / "models" if root is None else Path(root)
+    dest = root / name
     if (dest / _COMPLETE_MARKER).exists():
         return dest
-    with locked(cache_dir() / "models" / f".{name}.lock"):
+    with locked(root / f".{name}.lock"):
         if (dest / _COMPLETE_MARKER).exists():  # another process converted it while we waited
             return dest
         log.warning("converting embedded model %s (GGUF → %s); first use only, about a minute", name, dest)
@@ -219,6 +227,25 @@ def _non_preset_source(name_or_path: str) -> str:
             f"known presets: {', '.join(PRESETS.names())}"
         )
     return name_or_path
+
+
+@contextlib.contextmanager
+def transformers_progress(enabled: bool):
+    """Show transformers' own progress bars (loading weights, ...) inside this block only if `enabled`."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if enabled:
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+        else:
+            hf_logging.disable_progress_bar()
 
 
 def attention_implementation(device: torch.device) -> str | None:

