@@ -14,7 +14,7 @@ from lw_bridge.config import TrainConfig
 from safetensors.torch import load_file
 
 CONFIG = dict(layer=2, steps=9, batch_size=8, eval_every=9, checkpoint_every=3, lr=3e-3, d_model=32, depth=1,
-              heads=2, num_latents=4, num_soft_tokens=4, d_z=8, device="cpu", val_examples=24,
+              heads=2, num_latents=4, num_soft_tokens=4, d_z=8, device="cpu", max_validation_examples=24,
               compare_zero_shot=False, wire_formats=[])
 
 # Runs training in a fresh process that SIGKILLs itself inside its second checkpoint write (step 6).

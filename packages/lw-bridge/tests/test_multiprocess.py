@@ -26,7 +26,7 @@ def _args(model_dirs, task, out) -> list[str]:
     return ["--task", task, "--sender", model_dirs["sender"], "--receivers", model_dirs["receiver"], "--layer", "2",
             "--steps", "12", "--batch-size", "8", "--eval-every", "6", "--checkpoint-every", "3", "--lr", "3e-3",
             "--d-model", "32", "--depth", "1", "--heads", "2", "--num-latents", "4", "--num-soft-tokens", "4",
-            "--d-z", "8", "--device", "cpu", "--output-dir", str(out), "--val-examples", "24",
+            "--d-z", "8", "--device", "cpu", "--output-dir", str(out), "--max-validation-examples", "24",
             "--no-compare-zero-shot", "--wire-formats", "int4", "--diversity-weight", "0"]
 
 

@@ -67,7 +67,7 @@ def test_two_processes_per_run_on_slurm_requeue_and_resume(tmp_path, model_dirs,
     command = ("{python} -m lw_bridge.cli --task " + toy_task_file + f" --sender {model_dirs['sender']}"
                f" --receivers {model_dirs['receiver']} --layer 2 --steps 60 --batch-size 8 --eval-every 30"
                " --checkpoint-every 2 --lr 3e-3 --d-model 32 --depth 1 --heads 2 --num-latents 4"
-               " --num-soft-tokens 4 --d-z 8 --device cpu --val-examples 24 --no-compare-zero-shot"
+               " --num-soft-tokens 4 --d-z 8 --device cpu --max-validation-examples 24 --no-compare-zero-shot"
                " --wire-formats int4 --output-dir {run_dir}")
     plan = tmp_path / "ddp.json"
     plan.write_text(json.dumps({"name": "ddp", "command": command, "env": {
