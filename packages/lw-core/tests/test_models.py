@@ -63,8 +63,20 @@ def _fake_gguf(scratch: Path) -> Path:
 
 
 def _register(name: str) -> None:
+    """Add a fake preset for good: only in a forked child, which exits."""
     if name not in PRESETS:
         PRESETS.add(name, Preset(name, "test preset", "none", "none", _fake_gguf))
+
+
+@pytest.fixture
+def fake_preset(monkeypatch):
+    """Register fake presets for one test; the global registry is restored afterwards (other packages'
+    tests read it: an unknown --sender must stay unknown)."""
+
+    def register(name: str) -> None:
+        monkeypatch.setitem(PRESETS._items, name, Preset(name, "test preset", "none", "none", _fake_gguf))
+
+    return register
 
 
 def _convert_in_child(cache: str, name: str) -> None:
@@ -91,10 +103,10 @@ def test_conversion_is_atomic_and_runs_once_under_concurrency(tmp_path, monkeypa
     assert not list((tmp_path / "models").glob(".fake-a.tmp-*"))
 
 
-def test_prepare_presets_converts_the_missing_ones_at_once(tmp_path, monkeypatch):
+def test_prepare_presets_converts_the_missing_ones_at_once(tmp_path, monkeypatch, fake_preset):
     monkeypatch.setenv("LW_CACHE", str(tmp_path))
     for name in ("fake-c", "fake-d"):
-        _register(name)
+        fake_preset(name)
 
     def convert_recording_pid(gguf: Path, dest: Path) -> None:
         with open(gguf.parent.parent / "pids.log", "a") as log:
@@ -111,11 +123,11 @@ def test_prepare_presets_converts_the_missing_ones_at_once(tmp_path, monkeypatch
     assert len((tmp_path / "models" / "pids.log").read_text().split()) == 2
 
 
-def test_background_conversion_hands_its_thread_back(tmp_path, monkeypatch):
+def test_background_conversion_hands_its_thread_back(tmp_path, monkeypatch, fake_preset):
     import torch
 
     monkeypatch.setenv("LW_CACHE", str(tmp_path))
-    _register("fake-e")
+    fake_preset("fake-e")
     monkeypatch.setattr(models, "_convert_gguf", _fake_convert)
     monkeypatch.setattr(models, "_PROCESS_START", "fork")
     threads = torch.get_num_threads()
@@ -128,9 +140,9 @@ def test_background_conversion_hands_its_thread_back(tmp_path, monkeypatch):
         assert nothing_to_do.poll() and torch.get_num_threads() == threads
 
 
-def test_crash_mid_conversion_leaves_no_folder(tmp_path, monkeypatch):
+def test_crash_mid_conversion_leaves_no_folder(tmp_path, monkeypatch, fake_preset):
     monkeypatch.setenv("LW_CACHE", str(tmp_path))
-    _register("fake-b")
+    fake_preset("fake-b")
 
     def crash(gguf, dest):
         dest.mkdir(parents=True)
@@ -147,10 +159,10 @@ def test_crash_mid_conversion_leaves_no_folder(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("linked", [False, True])
-def test_an_older_layout_is_reconverted_in_place(tmp_path, monkeypatch, linked):
+def test_an_older_layout_is_reconverted_in_place(tmp_path, monkeypatch, linked, fake_preset):
     """A folder (or a link to one) without the current completion marker is converted anew."""
     monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
-    _register("fake-f")
+    fake_preset("fake-f")
     monkeypatch.setattr(models, "_convert_gguf", _fake_convert)
     old = tmp_path / "old"
     old.mkdir()

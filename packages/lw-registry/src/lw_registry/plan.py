@@ -30,12 +30,11 @@ import json
 import re
 import shlex
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from lw_registry.files import read_mapping
 
 PLAN_KEYS = {
     "name": "plan name; runs go under $LW_RUNS/<name>/",
@@ -144,18 +143,8 @@ def _list(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default
 
 
 def read_plan_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise PlanError(f"plan file not found: {path}")
-    text = path.read_text()
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PlanError(f"cannot parse plan {path}: {first}") from None
-    if not isinstance(data, dict):
-        raise PlanError(f"plan {path} must be a mapping of keys ({', '.join(PLAN_KEYS)})")
-    return data
+    """The mapping a plan file (.yaml/.yml/.toml/.json) holds; PlanError (one line) when it cannot be read."""
+    return read_mapping(path, what="plan file", error=PlanError)
 
 
 def load_plan(path: str | Path) -> Plan:

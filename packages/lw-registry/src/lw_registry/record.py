@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import json
 import os
 import socket
@@ -16,6 +15,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from lw_registry.files import locked
 
 RECORD_NAME = "run.json"
 STATUSES = ("pending", "submitted", "running", "completed", "failed", "preempted", "cancelled")
@@ -142,15 +143,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-@contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".run.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _locked(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """The run dir's lock (created with the dir): read-modify-write updates hold it."""
+    return locked(run_dir / ".run.lock")
 
 
 def read_record(run_dir: str | Path) -> RunRecord:

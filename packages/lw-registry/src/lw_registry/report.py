@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 
 from lw_registry.table import METRIC_PREFIX, Table, filter_runs, format_mean_std, summarize
+from lw_registry.text_table import markdown_table
 
 
 def markdown_report(
@@ -39,13 +40,11 @@ def markdown_report(
         part = summary.filter(pl.col("task") == task)
         lines += [f"### {task or '(no task)'}", ""]
         headers = ["method", *(["params"] if with_params else []), "seeds", *wanted]
-        lines += ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * (len(headers) - len(wanted))
-                                                                 + ["---:"] * len(wanted)) + "|"]
+        rows: list[list[Any]] = []
         for row in part.iter_rows(named=True):
             cells: list[Any] = [row["method"] or "–", *([row["params"]] if with_params else []), row["n"]]
-            cells += [format_mean_std(row[f"{m}_mean"], row[f"{m}_std"], digits) for m in wanted]
-            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-        lines.append("")
+            rows.append(cells + [format_mean_std(row[f"{m}_mean"], row[f"{m}_std"], digits) for m in wanted])
+        lines += [markdown_table(headers, rows, right=len(wanted)), ""]
     lines.append("Mean ± sample std over seeds; `seeds` is the number of runs averaged.")
     lines.append("")
     return "\n".join(lines)

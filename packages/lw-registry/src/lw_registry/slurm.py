@@ -20,14 +20,12 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from lw_registry.files import read_mapping
 from lw_registry.record import (
     RunRecord,
     _now,
@@ -96,16 +94,8 @@ def map_state(state: str) -> tuple[str, str | None]:
 
 
 def read_profile_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SlurmError(f"SLURM profile not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else yaml.safe_load(path.read_text())
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SlurmError(f"cannot parse SLURM profile {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise SlurmError(f"SLURM profile {path} must be a mapping")
-    return data
+    """The mapping a SLURM profile file (.toml/.yaml/.yml/.json) holds; SlurmError (one line) otherwise."""
+    return read_mapping(path, what="SLURM profile", error=SlurmError)
 
 
 def resolve_profile(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

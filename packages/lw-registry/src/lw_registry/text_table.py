@@ -6,10 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def terminal_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, gap: str = "  ") -> str:
-    """Left-aligned columns as wide as their widest cell; trailing spaces trimmed."""
-    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).replace("\n", " ")
+
+
+def terminal_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, gap: str = "  ",
+                   rule: bool = False) -> str:
+    """Left-aligned columns as wide as their widest cell; trailing spaces trimmed; None is an empty cell
+    and a newline a space. `rule`: a line of dashes under the headers."""
+    cells = [[_cell(c) for c in headers], *[[_cell(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(cells[0]))]
+    if rule:
+        cells.insert(1, ["-" * w for w in widths])
     return "\n".join(gap.join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells)
 
 
