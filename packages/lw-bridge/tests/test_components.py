@@ -143,5 +143,5 @@ def test_fast_answer_logits_give_the_exact_answer_set_ce():
     prefix = gemma.embed_texts(["abc", "de"])
     labels = torch.tensor([0, 2])
     fast = answer_ce(answer_logits(gemma, prefix, answers), labels)
-    exact = answer_ce(answer_logits(gemma, prefix, answers, exact=True), labels)
+    exact = answer_ce(answer_logits(gemma, prefix, answers, rule="full"), labels)
     assert fast.item() == pytest.approx(exact.item(), abs=1e-4)

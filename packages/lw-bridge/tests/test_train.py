@@ -211,3 +211,32 @@ def test_lw_eval_reevaluates_a_run_on_your_own_data_file(env, model_dirs, toy_ta
     assert (env / "run" / "metrics_test_reeval.json").is_file()
     eval_main([str(env / "run"), "--wire", "int8", "--device", "cpu"])
     assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy_wire_int8"]
+
+
+def test_multi_token_answers_are_trained_as_scored_and_beat_the_majority_class(
+        env, model_dirs, word_piece_receiver_dir, names_task_file, capsys):
+    """Regression: labels that tokenise into several tokens with distinct first tokens. Training the
+    first token while scoring every token let the untrained continuation decide (below majority)."""
+    config = _config(model_dirs, names_task_file, env / "names", receivers=[word_piece_receiver_dir], steps=120,
+                     eval_every=20, val_examples=30, wire_formats=[], message_head_weight=1.0)
+    assert config.answer_rule == "first-token"
+    metrics = trainer.train(config)
+    assert metrics["answer_rule"] == "first-token"
+    assert metrics["accuracy"] > metrics["majority_rate"]
+    assert metrics["val_accuracy"] > metrics["val_majority_rate"] and metrics["beats_majority"] is True
+    saved = json.loads((env / "names" / "bridge" / "bridge_config.json").read_text())
+    assert saved["answer_rule"] == "first-token"  # lw-eval and the pipeline score by the trained rule
+    record = json.loads((env / "names" / "run.json").read_text())
+    assert record["metrics"]["beats_majority"] is True and record["config"]["answer_rule"] == "first-token"
+    capsys.readouterr()
+    eval_main([str(env / "names"), "--split", "test", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)[word_piece_receiver_dir]["accuracy"] == metrics["accuracy"]
+
+
+def test_a_run_that_never_beats_the_majority_class_says_so(env, model_dirs, word_piece_receiver_dir,
+                                                            names_task_file, capsys):
+    # Summing ten random-receiver tokens against eight: the shorter answer wins whatever the soft tokens say.
+    metrics = trainer.train(_config(model_dirs, names_task_file, env / "full", receivers=[word_piece_receiver_dir],
+                                    steps=6, eval_every=3, val_examples=30, wire_formats=[], answer_rule="full"))
+    assert metrics["answer_rule"] == "full" and metrics["beats_majority"] is False
+    assert "WARNING: validation accuracy" in capsys.readouterr().out

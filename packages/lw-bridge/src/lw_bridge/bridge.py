@@ -54,6 +54,9 @@ class BridgeConfig:
     task_source: str | None = None
     """The task as given to lw-train (a name or a data file) and its load options, to reload it."""
     task_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    answer_rule: str = "first-token"
+    """How answers were trained and so are scored (`lw_tasks.ANSWER_RULES`); checkpoints from before
+    the field trained the first token too (when the answers' first tokens differ)."""
     message_head: bool = False
     """Training only: a linear classifier over the answers reads the message (an auxiliary loss that
     gives the encoder a direct gradient); predictions always come from the receivers."""

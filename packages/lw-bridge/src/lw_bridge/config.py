@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from lw_core.config import config_hash, config_to_dict
 from lw_core.models import check_model_name
 from lw_core.wire import WireFormat
-from lw_tasks import TRAIN_BUDGET, VALIDATION_BUDGET
+from lw_tasks import ANSWER_RULES, DEFAULT_ANSWER_RULE, TRAIN_BUDGET, VALIDATION_BUDGET, check_answer_rule
 
 from lw_bridge.bridge import BOS_POLICIES
 from lw_bridge.encoders import ENCODERS, EncoderConfig
@@ -59,8 +59,10 @@ class TrainConfig:
     answer_tokens: int = field(default=8, metadata={
         "help": "generative tasks: reference tokens in the teacher-forced CE (1 = first-token CE)"})
     max_new_tokens: int = field(default=16, metadata={"help": "generative tasks: greedy tokens generated at evaluation"})
-    exact_loss: bool = field(default=False, metadata={
-        "help": "train on full summed answer log-probs even when answers start with distinct tokens"})
+    answer_rule: str = field(default=DEFAULT_ANSWER_RULE, metadata={
+        "help": "how answers are trained AND scored (validation, test, lw-eval, pipeline): first-token = the "
+                "answer's first token decides (falls back to full when two answers share it); full = every "
+                "answer token's log-prob summed", "choices": list(ANSWER_RULES)})
     max_train_examples: int = field(default=TRAIN_BUDGET, metadata={
         "help": "seeded stratified subset of train (the CPU budget every trained baseline shares)"})
     val_examples: int = field(default=VALIDATION_BUDGET, metadata={
@@ -104,6 +106,7 @@ class TrainConfig:
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS.names())}")
         self.encoder_config()  # validates the encoder fields
+        check_answer_rule(self.answer_rule)
         for fmt in self.wire_formats:
             WireFormat(fmt)
 

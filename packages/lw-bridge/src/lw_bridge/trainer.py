@@ -26,6 +26,7 @@ from lw_tasks import (
     evaluate,
     flat_metrics,
     load_task,
+    resolve_answer_rule,
     task_options,
     write_eval,
 )
@@ -114,6 +115,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         task_source=config.task,
         task_options=task_options(config),
         message_head=config.message_head_weight > 0,
+        answer_rule=config.answer_rule,
     )
 
 
@@ -178,7 +180,7 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
             ce, first_token_accuracy = teacher_forced_ce(receiver, prefix, references[r], config.answer_tokens)
             terms[f"first_token_acc/{r}"] = first_token_accuracy.item()
         else:
-            scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
+            scores = answer_logits(receiver, prefix, answer_ids[r], config.answer_rule)
             ce = answer_ce(scores, labels)
         loss = loss + ce
         terms[f"ce/{r}"] = ce.item()
@@ -378,6 +380,10 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
             write_eval(evaluate(scorer, task, "validation", batch_size=config.eval_batch_size,
                                 limit=config.val_examples), run.dir, f"validation{suffix}")
         val_metrics = json.loads(val_path.read_text())
+        if not generative:
+            metrics.update(majority_check(val_metrics, receiver.name, suffix))
+            ids = [receiver.token_ids(v) for v in task.verbalizers]
+            metrics[f"answer_rule{suffix}"] = resolve_answer_rule(config.answer_rule, ids)
         eval_start = time.perf_counter()
         test = evaluate(scorer, task, "test", batch_size=config.eval_batch_size)
         eval_seconds = time.perf_counter() - eval_start
@@ -408,6 +414,18 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
     return metrics
 
 
+def majority_check(val_metrics: dict[str, Any], receiver: str, suffix: str) -> dict[str, Any]:
+    """Whether the selected checkpoint's validation accuracy beats always answering the majority class;
+    a warning when it does not (the run learned nothing the receiver can use)."""
+    accuracy, majority = val_metrics["accuracy"], val_metrics.get("majority_rate")
+    beats = None if majority is None else accuracy > majority
+    if beats is False:
+        log.warning("bridge→%s: selected validation accuracy %.4f is not above the majority class (%.4f); "
+                    "this run learned nothing usable (try more --steps, another --lr or --message-head-weight 1)",
+                    receiver, accuracy, majority)
+    return {f"val_majority_rate{suffix}": majority, f"beats_majority{suffix}": beats}
+
+
 def _summary(task: Task, config: TrainConfig, metrics: dict[str, Any], models: Models) -> None:
     report = REPORTS[task.kind]
     headline, zero_shot = report.headline, report.zero_shot_key
@@ -420,3 +438,6 @@ def _summary(task: Task, config: TrainConfig, metrics: dict[str, Any], models: M
         if metrics.get(f"majority_rate{suffix}") is not None:
             parts.append(f"majority class {metrics[f'majority_rate{suffix}']:.4f}")
         print(" | ".join(parts), flush=True)
+        if metrics.get(f"beats_majority{suffix}") is False:
+            print(f"WARNING: validation accuracy {metrics[f'val_accuracy{suffix}']:.4f} is not above the majority "
+                  f"class ({metrics[f'val_majority_rate{suffix}']:.4f}): the bridge learned nothing usable", flush=True)
