@@ -240,3 +240,21 @@ def test_a_run_that_never_beats_the_majority_class_says_so(env, model_dirs, word
                                     steps=6, eval_every=3, val_examples=30, wire_formats=[], answer_rule="full"))
     assert metrics["answer_rule"] == "full" and metrics["beats_majority"] is False
     assert "WARNING: validation accuracy" in capsys.readouterr().out
+
+
+def test_encoder_reads_several_sender_layers_through_a_learned_mixture(env, model_dirs, toy_task_file, capsys):
+    config = _config(model_dirs, toy_task_file, env / "layers", layers=[1, 3], wire_formats=[], steps=6, eval_every=3)
+    metrics = trainer.train(config)
+    weights = metrics["layer_weights"]
+    assert set(weights) == {"1", "3"} and math.isclose(sum(weights.values()), 1.0, abs_tol=1e-3)
+    assert weights["1"] != weights["3"]  # the mixture is trained
+    saved = json.loads((env / "layers" / "bridge" / "bridge_config.json").read_text())
+    assert saved["layer"] == [1, 3] and saved["encoder"]["sender_layers"] == 2
+    capsys.readouterr()
+    eval_main([str(env / "layers"), "--split", "test", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy"]
+    for kind in ("meanpool", "linear"):
+        assert "accuracy" in trainer.train(config.replace(encoder=kind, steps=2, eval_every=2,
+                                                          output_dir=str(env / kind)))
+    with pytest.raises(ValueError, match="distinct"):
+        config.replace(layers=[2, 2])

@@ -29,7 +29,8 @@ class BridgeConfig:
     """Everything needed to rebuild a bridge and feed its receivers exactly as in training."""
 
     sender: str | None
-    layer: int
+    layer: int | list[int]
+    """The sender layer the encoder reads, or the layers it mixes (a list)."""
     receivers: list[str]
     d_sender: int
     d_receivers: list[int]

@@ -24,6 +24,9 @@ class TrainConfig:
     receivers: list[str] = field(default_factory=lambda: ["gemma3-270m"],
                                  metadata={"help": "receiver model(s); several = interlingua (one adapter each)"})
     layer: int = field(default=15, metadata={"help": "sender layer whose hidden states the encoder reads"})
+    layers: list[int] = field(default_factory=list, metadata={
+        "help": "read several sender layers instead (e.g. 8 15 22), mixed per token by a learned softmax "
+                "weight per layer; each is cached like one --layer (memory grows with their number)"})
     encoder: str = field(default="perceiver", metadata={"help": "encoder kind", "choices": ENCODERS.names()})
     num_latents: int = field(default=8, metadata={"help": "M: vectors in the message Z"})
     d_z: int = field(default=16, metadata={"help": "width of each message vector"})
@@ -107,12 +110,22 @@ class TrainConfig:
             raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS.names())}")
         self.encoder_config()  # validates the encoder fields
         check_answer_rule(self.answer_rule)
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers must be distinct, got {self.layers}")
+        if self.layers and self.encoder == "bytes":
+            raise ValueError("the bytes encoder reads no sender layers; leave --layers empty")
         for fmt in self.wire_formats:
             WireFormat(fmt)
 
     def encoder_config(self) -> EncoderConfig:
         return EncoderConfig(kind=self.encoder, num_latents=self.num_latents, d_z=self.d_z, d_model=self.d_model,
-                             depth=self.depth, heads=self.heads)
+                             depth=self.depth, heads=self.heads, sender_layers=max(1, len(self.layers)))
+
+    def sender_layers(self) -> int | list[int]:
+        """What the encoder reads: `layer`, or the list `layers` when it names more than one."""
+        if len(self.layers) == 1:
+            return self.layers[0]
+        return list(self.layers) if self.layers else self.layer
 
     def identity_hash(self) -> str:
         """Hash of everything that changes the result (not where it is written)."""

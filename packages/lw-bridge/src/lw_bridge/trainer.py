@@ -94,7 +94,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
     before, after = anchors_from_template(task.template)
     return BridgeConfig(
         sender=None if models.sender is None else config.sender,
-        layer=config.layer,
+        layer=config.sender_layers(),
         receivers=list(config.receivers),
         d_sender=config.d_model if models.sender is None else models.sender.hidden_size,
         d_receivers=[r.hidden_size for r in models.receivers],
@@ -254,7 +254,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         # On a cold cache the receivers convert in another process while the sender works here.
         with BackgroundConversion([r for r in config.receivers if r != config.sender]) as conversion:
             sender = load_sender(config, device)
-            inputs = EncoderInputs(sender, config.layer, sender_template(config, task), batch_size=config.sender_batch_size)
+            inputs = EncoderInputs(sender, config.sender_layers(), sender_template(config, task),
+                                   batch_size=config.sender_batch_size)
             for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
                 inputs.cache_split(task, split, examples, after_batch=conversion.poll)
             conversion.wait()
@@ -364,6 +365,7 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
         "best_step": state["best_step"],
         "val_accuracy_best": state["best_val"],
         "text_bytes_mean": round(sum(texts_bytes) / len(texts_bytes), 1),
+        **layer_weights(bridge),
         **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},
     }
     generative = task.kind == "generative"
@@ -412,6 +414,15 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
     run.write_json("metrics.json", metrics)
     _summary(task, config, metrics, models)
     return metrics
+
+
+def layer_weights(bridge: Bridge) -> dict[str, Any]:
+    """The learned mixture over the sender layers, when the encoder reads several."""
+    layers, inp = bridge.config.layer, getattr(bridge.encoder, "inp", None)
+    if isinstance(layers, int) or inp is None:
+        return {}
+    weights = inp.layer_weights().detach().cpu().tolist()
+    return {"layer_weights": {str(layer): round(w, 4) for layer, w in zip(layers, weights, strict=True)}}
 
 
 def majority_check(val_metrics: dict[str, Any], receiver: str, suffix: str) -> dict[str, Any]:
