@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from lw_bridge import checkpoint as checkpoint_module
 from lw_bridge import trainer
 from lw_bridge.cli import eval_main, train_main
@@ -258,3 +259,28 @@ def test_encoder_reads_several_sender_layers_through_a_learned_mixture(env, mode
                                                           output_dir=str(env / kind)))
     with pytest.raises(ValueError, match="distinct"):
         config.replace(layers=[2, 2])
+
+
+def test_fusion_receiver_reads_the_text_and_the_soft_tokens(env, model_dirs, toy_task_file, capsys):
+    from lw_bridge import BridgePipeline
+
+    config = _config(model_dirs, toy_task_file, env / "fusion", receiver_reads_text=True, wire_formats=[], steps=6,
+                     eval_every=3)
+    metrics = trainer.train(config)
+    record = json.loads((env / "fusion" / "run.json").read_text())
+    assert record["method"] == f"bridge-fusion@{Path(model_dirs['receiver']).name}"
+    pipe = BridgePipeline.from_pretrained(env / "fusion", device="cpu")
+    assert pipe.bridge.config.receiver_reads_text
+    scorer = pipe.scorer()
+    examples = pipe._examples(["review 1: the film was great overall", "review 2: the film was dull overall"])
+    prefix = scorer.prefix(examples)
+    c, receiver = pipe.bridge.config, pipe.receivers[0]
+    prompt = receiver.token_ids(c.anchor_before + examples[0].text + c.anchor_after)
+    assert int(prefix.lengths[0]) == len(receiver.bos_ids) + c.num_soft_tokens + len(prompt)
+    k = len(receiver.bos_ids) + c.num_soft_tokens
+    assert torch.allclose(prefix.embeds[0, k : int(prefix.lengths[0])], receiver.embed(torch.tensor(prompt)), atol=1e-5)
+    with pytest.raises(LwError, match="reads the input text"):
+        pipe.bridge.receiver_inputs(receiver, scorer.last_soft_tokens)
+    capsys.readouterr()
+    eval_main([str(env / "fusion"), "--split", "test", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy"]

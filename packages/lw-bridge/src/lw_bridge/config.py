@@ -41,6 +41,9 @@ class TrainConfig:
     sender_reads: str = field(default="prompt", metadata={
         "help": "what the sender reads: the task prompt around the text (as text baselines do) or the bare text",
         "choices": ["prompt", "text"]})
+    receiver_reads_text: bool = field(default=False, metadata={
+        "help": "fusion: the frozen receiver reads the task prompt with the input text AND the K soft tokens "
+                "before it (prompt tuning's layout, the soft tokens coming from the sender)"})
     standardize_states: bool = field(default=True, metadata={
         "help": "standardise sender states per feature with train-split statistics (without it every message "
                 "starts alike and training can begin collapsed)"})

@@ -46,7 +46,7 @@ class BridgeScorer:
         """The receiver's input for these examples: anchors and BOS around the message's soft tokens."""
         soft = self.bridge.soft_tokens(self.messages(examples), self.receiver_index)
         self.last_soft_tokens = soft
-        return self.bridge.receiver_inputs(self.receiver, soft)
+        return self.bridge.receiver_inputs(self.receiver, soft, [e.text for e in examples])
 
     @torch.no_grad()
     def generate(self, task: Task, examples: Sequence[Example]) -> list[str]:

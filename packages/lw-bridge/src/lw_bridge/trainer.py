@@ -30,6 +30,7 @@ from lw_tasks import (
     task_options,
     write_eval,
 )
+from lw_tasks.task import template_fields
 from tqdm.auto import tqdm
 
 from lw_bridge.bridge import Bridge, BridgeConfig, anchors_from_template
@@ -60,12 +61,14 @@ class Models:
 
 def method_label(config: TrainConfig) -> str:
     """The run's method in the registry: `bridge` to the default receiver, `bridge@RECEIVER` to another,
-    `bridge-interlingua` to several (its record holds each receiver's metrics)."""
+    `bridge-interlingua` to several (its record holds each receiver's metrics); `bridge-fusion…` when
+    the receiver reads the text too."""
+    name = "bridge-fusion" if config.receiver_reads_text else "bridge"
     if len(config.receivers) > 1:
-        return "bridge-interlingua"
+        return f"{name}-interlingua"
     if config.receivers == TrainConfig().receivers:
-        return "bridge"
-    return f"bridge@{model_tag(config.receivers[0])}"
+        return name
+    return f"{name}@{model_tag(config.receivers[0])}"
 
 
 def receiver_suffix(receivers: Sequence[FrozenLM], index: int) -> str:
@@ -92,6 +95,9 @@ def sender_template(config: TrainConfig, task: Task) -> str:
 
 def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConfig:
     before, after = anchors_from_template(task.template)
+    if config.receiver_reads_text and template_fields(task.template) != ["text"]:
+        raise LwError(f"--receiver-reads-text needs a task prompt that reads the input through {{text}} alone; "
+                      f"task {task.name!r} reads {', '.join(template_fields(task.template))}")
     return BridgeConfig(
         sender=None if models.sender is None else config.sender,
         layer=config.sender_layers(),
@@ -116,6 +122,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         task_options=task_options(config),
         message_head=config.message_head_weight > 0,
         answer_rule=config.answer_rule,
+        receiver_reads_text=config.receiver_reads_text,
     )
 
 
@@ -167,7 +174,8 @@ def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> lis
 def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers: list[FrozenLM],
                 answer_ids: list[list[list[int]]], labels: torch.Tensor | None, config: TrainConfig,
                 teachers: list[torch.Tensor] | None, references: list[list[list[int]]] | None = None,
-                head_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                head_logits: torch.Tensor | None = None, texts: Sequence[str] | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective summed over receivers, and each term for the log. Classification: CE
     over the answer set (+ distillation); generative (`references`, per receiver and example): the
     teacher-forced CE of the first `answer_tokens` reference tokens, with first-token accuracy; plus the
@@ -175,7 +183,7 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
     terms: dict[str, float] = {}
     loss = torch.zeros((), device=soft_per_receiver[0].device)
     for r, (receiver, soft) in enumerate(zip(receivers, soft_per_receiver, strict=True)):
-        prefix = bridge.receiver_inputs(receiver, soft)
+        prefix = bridge.receiver_inputs(receiver, soft, texts)
         if references is not None:
             ce, first_token_accuracy = teacher_forced_ce(receiver, prefix, references[r], config.answer_tokens)
             terms[f"first_token_acc/{r}"] = first_token_accuracy.item()
@@ -310,7 +318,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 loss, terms = bridge_loss(
                     soft, bridge, models.receivers, answer_ids, None if generative else labels[idx],
                     config, None if teachers is None else [t[idx] for t in teachers],
-                    None if references is None else [[refs[i] for i in idx] for refs in references], head_logits)
+                    None if references is None else [[refs[i] for i in idx] for refs in references], head_logits,
+                    [e.text for e in batch])
                 if not torch.isfinite(loss):
                     kept = find_training_state(checkpoint_dir)
                     raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
