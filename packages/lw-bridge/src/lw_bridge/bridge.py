@@ -56,6 +56,8 @@ class BridgeConfig:
     task_source: str | None = None
     """The task as given to lw-train (a name or a data file) and its load options, to reload it."""
     task_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    calibrate_soft_tokens: bool = True
+    """Scale each soft token to the RMS of the receiver's real token embeddings (off: an ablation)."""
     receiver_reads_text: bool = False
     """Fusion: the receiver reads [BOS] + the K soft tokens + the task prompt with the input text (prompt
     tuning's layout, the soft tokens coming from the sender); otherwise the anchors around the soft tokens."""
@@ -84,7 +86,8 @@ class Bridge(nn.Module):
         self.config = config
         self.encoder = build_encoder(config.d_sender, config.encoder)
         self.adapters = nn.ModuleList(
-            Adapter(config.encoder.d_z, config.encoder.num_latents, d, config.num_soft_tokens, rms)
+            Adapter(config.encoder.d_z, config.encoder.num_latents, d, config.num_soft_tokens, rms,
+                    calibrate=config.calibrate_soft_tokens)
             for d, rms in zip(config.d_receivers, config.target_rms, strict=True)
         )
         self.message_head = nn.Linear(config.encoder.message_numel, len(config.answers)) if config.message_head else None

@@ -41,6 +41,8 @@ class TrainConfig:
     sender_reads: str = field(default="prompt", metadata={
         "help": "what the sender reads: the task prompt around the text (as text baselines do) or the bare text",
         "choices": ["prompt", "text"]})
+    calibrate_soft_tokens: bool = field(default=True, metadata={
+        "help": "scale each soft token to the RMS of the receiver's real token embeddings (--no-… for the ablation)"})
     receiver_reads_text: bool = field(default=False, metadata={
         "help": "fusion: the frozen receiver reads the task prompt with the input text AND the K soft tokens "
                 "before it (prompt tuning's layout, the soft tokens coming from the sender)"})

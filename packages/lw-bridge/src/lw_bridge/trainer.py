@@ -123,6 +123,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         message_head=config.message_head_weight > 0,
         answer_rule=config.answer_rule,
         receiver_reads_text=config.receiver_reads_text,
+        calibrate_soft_tokens=config.calibrate_soft_tokens,
     )
 
 
