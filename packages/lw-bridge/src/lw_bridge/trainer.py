@@ -140,9 +140,11 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     return out
 
 
-def teacher_logprobs(receiver: FrozenLM, task: Task, examples: Sequence[Example], batch_size: int) -> torch.Tensor:
-    """The receiver's own answer log-probs when it reads the text prompt (for distillation)."""
-    scorer = ZeroShotScorer(receiver)
+def teacher_logprobs(receiver: FrozenLM, task: Task, examples: Sequence[Example], batch_size: int,
+                     answer_rule: str = "full") -> torch.Tensor:
+    """The receiver's own answer log-probs when it reads the text prompt (for distillation), scored by
+    the answer rule the student is trained by."""
+    scorer = ZeroShotScorer(receiver, answer_rule=answer_rule)
     rows = []
     with torch.no_grad():
         for start in tqdm(range(0, len(examples), batch_size), desc=f"teacher {receiver.name}", leave=False):
@@ -292,7 +294,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         val_references = reference_ids(models.receivers, val_examples) if generative else None
         teachers = None
         if config.kd_weight > 0:
-            teachers = [teacher_logprobs(r, task, train_examples, config.eval_batch_size) for r in models.receivers]
+            teachers = [teacher_logprobs(r, task, train_examples, config.eval_batch_size, config.answer_rule)
+                        for r in models.receivers]
         scorers = [BridgeScorer(bridge, inputs, r, i) for i, r in enumerate(models.receivers)]
 
         def validate() -> tuple[list[float], list[Any]]:
