@@ -340,8 +340,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
                     accs, results = validate()
                     record["val_first_token_accuracy" if generative else "val_accuracy"] = accs
-                    if accelerator.is_main_process and sum(accs) / len(accs) > state["best_val"]:
-                        state["best_val"], state["best_step"] = sum(accs) / len(accs), step + 1
+                    nll = mean_nll(results)
+                    if accelerator.is_main_process and better_checkpoint(sum(accs) / len(accs), nll, state):
+                        state["best_val"], state["best_nll"], state["best_step"] = sum(accs) / len(accs), nll, step + 1
                         bridge.save_pretrained(best_dir)
                         for r, result in enumerate(results):  # the selected checkpoint's validation results
                             write_eval(result, run_dir, f"validation{receiver_suffix(models.receivers, r)}")
@@ -436,6 +437,20 @@ def layer_weights(bridge: Bridge) -> dict[str, Any]:
         return {}
     weights = inp.layer_weights().detach().cpu().tolist()
     return {"layer_weights": {str(layer): round(w, 4) for layer, w in zip(layers, weights, strict=True)}}
+
+
+def mean_nll(results: Sequence[Any]) -> float | None:
+    """Mean validation NLL over receivers (None for generative tasks, which have no answer set)."""
+    values = [r.metrics.get("nll") for r in results]
+    return None if not values or any(v is None for v in values) else sum(values) / len(values)
+
+
+def better_checkpoint(accuracy: float, nll: float | None, state: dict[str, Any]) -> bool:
+    """Selection on validation, as the baselines select: higher accuracy, then lower NLL."""
+    if accuracy != state["best_val"]:
+        return accuracy > state["best_val"]
+    best_nll = state.get("best_nll")
+    return nll is not None and (best_nll is None or nll < best_nll)
 
 
 def majority_check(val_metrics: dict[str, Any], receiver: str, suffix: str) -> dict[str, Any]:
