@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from lw_core import FrozenLM
-from lw_core.state_cache import cached_states, compute_states
+from lw_core.state_cache import cached_layer_states, compute_layer_states
 from lw_tasks import Example, Task
 
 from lw_bridge.encoders import bytes_of
@@ -32,7 +32,8 @@ def layer_list(layer: int | Sequence[int]) -> list[int]:
 
 class EncoderInputs:
     """Per-example encoder inputs, looked up by example id (cached) or computed for new texts. Each
-    sender layer is cached on disk on its own, so runs that read layer sets share their files."""
+    sender layer is cached on disk on its own (runs that read layer sets share their files); the
+    layers not cached yet are computed in one sender pass."""
 
     def __init__(self, sender: FrozenLM | None, layer: int | Sequence[int], template: str = "{text}",
                  max_sender_tokens: int | None = None, batch_size: int = 32):
@@ -48,8 +49,8 @@ class EncoderInputs:
         if self.sender is None:
             return bytes_of([e.text for e in examples])
         texts = [self.sender_text(e) for e in examples]
-        return self._stack([compute_states(self.sender, texts, layer, batch_size=self.batch_size,
-                                           max_tokens=self.max_tokens) for layer in self.layers])
+        return self._stack(compute_layer_states(self.sender, texts, self.layers, batch_size=self.batch_size,
+                                                max_tokens=self.max_tokens))
 
     def cache_split(self, task: Task, split: str, examples: Sequence[Example],
                     after_batch: Callable[[], object] | None = None) -> None:
@@ -59,9 +60,9 @@ class EncoderInputs:
             values = bytes_of([e.text for e in examples])
         else:
             texts = [self.sender_text(e) for e in examples]
-            values = self._stack([cached_states(self.sender, texts, layer, identity=f"{task.name}-{split}",
-                                                batch_size=self.batch_size, max_tokens=self.max_tokens,
-                                                after_batch=after_batch) for layer in self.layers])
+            values = self._stack(cached_layer_states(self.sender, texts, self.layers, identity=f"{task.name}-{split}",
+                                                     batch_size=self.batch_size, max_tokens=self.max_tokens,
+                                                     after_batch=after_batch))
         self._by_id.update({e.id: v for e, v in zip(examples, values, strict=True)})
 
     @staticmethod
