@@ -165,7 +165,7 @@ def test_fast_answer_logits_give_the_exact_answer_set_ce():
 
 
 def test_checkpoint_selection_prefers_accuracy_then_lower_nll():
-    from lw_bridge.trainer import better_checkpoint
+    from lw_bridge.selection import better_checkpoint
 
     state = {"best_val": 0.5, "best_nll": 0.7}
     assert better_checkpoint(0.6, 0.9, state) and not better_checkpoint(0.4, 0.1, state)
