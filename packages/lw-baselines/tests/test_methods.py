@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from lw_baselines.cli import main
-from lw_baselines.common import METHODS, Method, budget_view, method_label
+from lw_baselines.common import METHODS, Method, Models, budget_view, method_label
 from lw_baselines.methods.ensemble import EnsembleScorer
 from lw_baselines.methods.few_shot import balanced_demos, demo_prefix
 from lw_baselines.methods.finetune import LoraMethodConfig, LoraTrainable
@@ -15,10 +15,11 @@ from lw_baselines.methods.probe import fit_probe, select_probe
 from lw_baselines.methods.prompt_tuning import PromptTuningMethodConfig, SoftPromptTrainable
 from lw_baselines.methods.token_budget import truncate_tokens
 from lw_baselines.runner import SUITE, make_config, parse_spec, run_method, run_suite
-from lw_baselines.scoring import TaskViewScorer, generate_batch
+from lw_baselines.scoring import TaskViewScorer, answer_ids, generate_batch
 from lw_baselines.training import IGNORE, answer_batch
 from lw_core.errors import LwError
 from lw_core.registry import Registry
+from lw_core.testing import tiny_gemma3
 from lw_tasks import Task, ZeroShotScorer, evaluate
 from lw_tasks.scoring import memo_seconds
 
@@ -301,3 +302,27 @@ def test_suite_options_reach_the_right_methods():
         method_options(lora, ["lora.c_grid=1"])
     with pytest.raises(LwError, match="unknown method"):
         method_options(lora, ["lroa.steps=1"])
+
+
+@pytest.mark.parametrize("spec", ["lora", "prompt-tuning"])
+def test_methods_that_train_on_answers_train_and_score_by_one_answer_rule(spec, sender, common, task, tmp_path):
+    """Answers of several tokens that start with distinct ones: the default rule trains and scores the
+    first token alone (what the bridge does); `full` trains and scores every token."""
+    merges = tiny_gemma3(word_start_merges=True)
+    assert [len(merges.token_ids(v)) for v in task.verbalizers] == [2, 3]
+    models = Models(device="cpu", preloaded={"tiny-llama": sender, "tiny-gemma3": merges})
+    options = {**common, **FAST, **({"virtual_tokens": 3} if spec == "prompt-tuning" else {})}
+    for rule, scored in (("first-token", [1, 1]), ("full", [2, 3])):
+        method, _ = parse_spec(spec)
+        config = make_config(method, {**options, "answer_rule": rule})
+        trainable = (LoraTrainable(merges, config, dora=False) if spec == "lora"
+                     else SoftPromptTrainable(merges, config))
+        assert [len(a) for a in answer_ids(merges, task, config.answer_rule)] == scored
+        examples = task.split("test")[:3]
+        expected = ZeroShotScorer(merges, answer_rule=rule).score(task, examples)
+        if spec == "lora":  # adapters start at zero: the scorer is the plain model's, by the same rule
+            assert torch.allclose(trainable.scorer().score(task, examples), expected, atol=1e-5)
+        metrics = run_method(method, config, task=task, models=models)
+        assert metrics["answer_rule"] == rule
+    with pytest.raises(LwError, match="unknown answer rule"):
+        make_config(METHODS.get(spec), {**options, "answer_rule": "last-token"})

@@ -84,7 +84,7 @@ def test_time_paths_reports_percentiles_stages_throughput_and_ratios(pair):
         assert 0 < t.latency_ms["p50"] <= t.latency_ms["p99"] and set(t.throughput) == {1, 4}
         assert t.peak_memory_mib > 0
     stages = set(times[0].stages_ms)
-    assert {"tokenise", "sender prefill to layer L", "encoder", "adapter"} <= stages
+    assert {"sender: tokenise + prefill to layer L", "encoder", "adapter"} <= stages
     assert 0 < module_share(times[0]) < 1
     r = ratios(times, [("bridge", "direct"), ("bridge", "bridge floor"), ("missing", "direct")])
     assert set(r) == {"bridge / direct", "bridge / bridge floor"} and all(v > 0 for v in r.values())

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from lw_core.testing import save_tiny_pair
+from lw_core.testing import save_tiny_pair, tiny_gemma3
 
 torch.set_num_threads(1)
 
@@ -18,6 +18,32 @@ NEGATIVE = ["awful", "boring", "dull", "tedious", "messy", "clumsy", "bland", "p
 def model_dirs(tmp_path_factory):
     """The tiny Llama (sender) and tiny Gemma3 (receiver) saved as HF folders, loaded like any model."""
     return save_tiny_pair(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def word_piece_receiver_dir(tmp_path_factory):
+    """The tiny Gemma3 with space+letter merges: multi-token answers that start with distinct tokens."""
+    path = tmp_path_factory.mktemp("models") / "receiver-merges"
+    lm = tiny_gemma3(word_start_merges=True)
+    lm.model.save_pretrained(path)
+    lm.tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def names_task_file(tmp_path_factory):
+    """A user CSV whose two labels are people's names: several tokens each, distinct first tokens, and
+    a 60/40 class balance (so a bridge that learns nothing sits at or below the majority class)."""
+    rng = random.Random(1)
+    path = tmp_path_factory.mktemp("data") / "names.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(300):
+            label = "alice smith" if i % 5 < 3 else "bob jones"
+            word = rng.choice(POSITIVE if label == "alice smith" else NEGATIVE)
+            writer.writerow([f"note {i}: the day was {word} again", label])
+    return str(path)
 
 
 @pytest.fixture(scope="session")

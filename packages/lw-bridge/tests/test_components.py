@@ -43,6 +43,23 @@ def test_adapter_calibrates_each_soft_token_to_the_receiver_rms(k, m):
     assert torch.allclose(adapter(torch.randn(1, m, 8)).pow(2).mean(-1).sqrt(), torch.full((1, k), 1.03 * 1.6487), atol=1e-3)
 
 
+def test_uncalibrated_adapter_passes_its_mlp_output_unscaled():
+    adapter = Adapter(d_z=8, num_latents=4, d_receiver=24, num_soft_tokens=4, target_rms=1.03, calibrate=False)
+    message = torch.randn(3, 4, 8) * 50
+    expected = adapter.mlp(torch.einsum("km,bmd->bkd", adapter.mix, message)) + adapter.position
+    assert torch.allclose(adapter(message), expected)
+
+
+def test_multi_layer_input_norm_standardises_each_layer_then_mixes():
+    from lw_bridge.encoders import InputNorm
+
+    norm = InputNorm(6, 4, n_layers=3)
+    states = [torch.randn(5, 3, 6) * torch.tensor([1.0, 10.0, 100.0])[:, None] + 3 for _ in range(4)]
+    norm.fit(states)
+    assert norm.center.shape == (3, 6) and torch.allclose(norm.layer_weights(), torch.full((3,), 1 / 3))
+    assert norm(torch.randn(2, 7, 3, 6)).shape == (2, 7, 4)
+
+
 def _bridge(receivers, **kw) -> Bridge:
     config = BridgeConfig(sender="tiny-llama", layer=2, receivers=[r.name for r in receivers], d_sender=32,
                           d_receivers=[r.hidden_size for r in receivers], target_rms=[r.embedding_rms() for r in receivers],
@@ -143,5 +160,14 @@ def test_fast_answer_logits_give_the_exact_answer_set_ce():
     prefix = gemma.embed_texts(["abc", "de"])
     labels = torch.tensor([0, 2])
     fast = answer_ce(answer_logits(gemma, prefix, answers), labels)
-    exact = answer_ce(answer_logits(gemma, prefix, answers, exact=True), labels)
+    exact = answer_ce(answer_logits(gemma, prefix, answers, rule="full"), labels)
     assert fast.item() == pytest.approx(exact.item(), abs=1e-4)
+
+
+def test_checkpoint_selection_prefers_accuracy_then_lower_nll():
+    from lw_bridge.selection import better_checkpoint
+
+    state = {"best_val": 0.5, "best_nll": 0.7}
+    assert better_checkpoint(0.6, 0.9, state) and not better_checkpoint(0.4, 0.1, state)
+    assert better_checkpoint(0.5, 0.6, state) and not better_checkpoint(0.5, 0.8, state)
+    assert better_checkpoint(0.0, None, {"best_val": -1.0, "best_step": None})  # the first validation

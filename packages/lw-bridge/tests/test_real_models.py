@@ -44,3 +44,17 @@ def test_bridge_trains_on_the_real_pair_and_reloads_in_a_fresh_process(tmp_path,
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history) == 24 and all(r["loss"] == r["loss"] for r in history)  # finite every step
     assert fresh_process_accuracy(run_dir, rt_slice) == metrics["accuracy"]
+
+
+def test_fusion_with_a_sender_layer_mixture_on_the_real_pair(tmp_path, monkeypatch, rt_slice, fresh_process_accuracy):
+    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
+    run_dir = tmp_path / "fusion"
+    config = TrainConfig(task=rt_slice, steps=24, batch_size=16, eval_every=12, max_train_examples=SIZES["train"],
+                         max_validation_examples=SIZES["validation"], compare_zero_shot=False, output_dir=str(run_dir),
+                         layers=[8, 15, 22], receiver_reads_text=True)
+    metrics = trainer.train(config)
+    assert set(metrics["layer_weights"]) == {"8", "15", "22"}
+    assert abs(sum(metrics["layer_weights"].values()) - 1) < 1e-3
+    assert metrics["answer_rule"] in ("first-token", "full") and isinstance(metrics["beats_majority"], bool)
+    assert json.loads((run_dir / "run.json").read_text())["method"] == "bridge-fusion"
+    assert fresh_process_accuracy(run_dir, rt_slice) == metrics["accuracy"]

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from lw_bridge import checkpoint as checkpoint_module
 from lw_bridge import trainer
 from lw_bridge.cli import eval_main, train_main
@@ -211,3 +212,75 @@ def test_lw_eval_reevaluates_a_run_on_your_own_data_file(env, model_dirs, toy_ta
     assert (env / "run" / "metrics_test_reeval.json").is_file()
     eval_main([str(env / "run"), "--wire", "int8", "--device", "cpu"])
     assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy_wire_int8"]
+
+
+def test_multi_token_answers_are_trained_as_scored_and_beat_the_majority_class(
+        env, model_dirs, word_piece_receiver_dir, names_task_file, capsys):
+    """Regression: labels that tokenise into several tokens with distinct first tokens. Training the
+    first token while scoring every token let the untrained continuation decide (below majority)."""
+    config = _config(model_dirs, names_task_file, env / "names", receivers=[word_piece_receiver_dir], steps=120,
+                     eval_every=20, max_validation_examples=30, wire_formats=[], message_head_weight=1.0)
+    assert config.answer_rule == "first-token"
+    metrics = trainer.train(config)
+    assert metrics["answer_rule"] == "first-token"
+    assert metrics["accuracy"] > metrics["majority_rate"]
+    assert metrics["val_accuracy"] > metrics["val_majority_rate"] and metrics["beats_majority"] is True
+    saved = json.loads((env / "names" / "bridge" / "bridge_config.json").read_text())
+    assert saved["answer_rule"] == "first-token"  # lw-eval and the pipeline score by the trained rule
+    record = json.loads((env / "names" / "run.json").read_text())
+    assert record["metrics"]["beats_majority"] is True and record["config"]["answer_rule"] == "first-token"
+    capsys.readouterr()
+    eval_main([str(env / "names"), "--split", "test", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)[word_piece_receiver_dir]["accuracy"] == metrics["accuracy"]
+
+
+def test_a_run_that_never_beats_the_majority_class_says_so(env, model_dirs, word_piece_receiver_dir,
+                                                            names_task_file, capsys):
+    # Summing ten random-receiver tokens against eight: the shorter answer wins whatever the soft tokens say.
+    metrics = trainer.train(_config(model_dirs, names_task_file, env / "full", receivers=[word_piece_receiver_dir],
+                                    steps=6, eval_every=3, max_validation_examples=30, wire_formats=[], answer_rule="full"))
+    assert metrics["answer_rule"] == "full" and metrics["beats_majority"] is False
+    assert "WARNING: validation accuracy" in capsys.readouterr().out
+
+
+def test_encoder_reads_several_sender_layers_through_a_learned_mixture(env, model_dirs, toy_task_file, capsys):
+    config = _config(model_dirs, toy_task_file, env / "layers", layers=[1, 3], wire_formats=[], steps=6, eval_every=3)
+    metrics = trainer.train(config)
+    weights = metrics["layer_weights"]
+    assert set(weights) == {"1", "3"} and math.isclose(sum(weights.values()), 1.0, abs_tol=1e-3)
+    assert weights["1"] != weights["3"]  # the mixture is trained
+    saved = json.loads((env / "layers" / "bridge" / "bridge_config.json").read_text())
+    assert saved["layer"] == [1, 3] and saved["encoder"]["sender_layers"] == 2
+    capsys.readouterr()
+    eval_main([str(env / "layers"), "--split", "test", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy"]
+    for kind in ("meanpool", "linear"):
+        assert "accuracy" in trainer.train(config.replace(encoder=kind, steps=2, eval_every=2,
+                                                          output_dir=str(env / kind)))
+    with pytest.raises(ValueError, match="distinct"):
+        config.replace(layers=[2, 2])
+
+
+def test_fusion_receiver_reads_the_text_and_the_soft_tokens(env, model_dirs, toy_task_file, capsys):
+    from lw_bridge import BridgePipeline
+
+    config = _config(model_dirs, toy_task_file, env / "fusion", receiver_reads_text=True, wire_formats=[], steps=6,
+                     eval_every=3)
+    metrics = trainer.train(config)
+    record = json.loads((env / "fusion" / "run.json").read_text())
+    assert record["method"] == f"bridge-fusion@{Path(model_dirs['receiver']).name}"
+    pipe = BridgePipeline.from_pretrained(env / "fusion", device="cpu")
+    assert pipe.bridge.config.receiver_reads_text
+    scorer = pipe.scorer()
+    examples = pipe._examples(["review 1: the film was great overall", "review 2: the film was dull overall"])
+    prefix = scorer.prefix(examples)
+    c, receiver = pipe.bridge.config, pipe.receivers[0]
+    prompt = receiver.token_ids(c.anchor_before + examples[0].text + c.anchor_after)
+    assert int(prefix.lengths[0]) == len(receiver.bos_ids) + c.num_soft_tokens + len(prompt)
+    k = len(receiver.bos_ids) + c.num_soft_tokens
+    assert torch.allclose(prefix.embeds[0, k : int(prefix.lengths[0])], receiver.embed(torch.tensor(prompt)), atol=1e-5)
+    with pytest.raises(LwError, match="reads the input text"):
+        pipe.bridge.receiver_inputs(receiver, scorer.last_soft_tokens)
+    capsys.readouterr()
+    eval_main([str(env / "fusion"), "--split", "test", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy"]

@@ -1,5 +1,11 @@
 import torch
-from lw_core.state_cache import cached_states, compute_states, states_key
+from lw_core.state_cache import (
+    cached_layer_states,
+    cached_states,
+    compute_layer_states,
+    compute_states,
+    states_key,
+)
 
 
 def test_cached_states_match_computed_and_are_reused(lm, tmp_path, monkeypatch):
@@ -33,3 +39,22 @@ def test_after_batch_runs_once_per_sender_batch(lm, tmp_path, monkeypatch):
     assert len(calls) == 3
     cached_states(lm, texts, 2, identity="t-train", batch_size=2, after_batch=lambda: calls.append(1))
     assert len(calls) == 3  # read from the cache: no sender batch
+
+
+def test_several_layers_in_one_pass_equal_one_layer_at_a_time(lm, tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_CACHE", str(tmp_path))
+    texts = ["hello there", "a", "something longer than the others"]
+    cached_states(lm, texts, 2, identity="toy-train")  # layer 2 cached already: only 1 and -1 are computed
+    calls = []
+    per_layer = cached_layer_states(lm, texts, [1, 2, -1], identity="toy-train", batch_size=2,
+                                    after_batch=lambda: calls.append(1))
+    assert len(calls) == 2  # one pass over the texts for both missing layers
+    for layer, states in zip([1, 2, -1], per_layer, strict=True):
+        direct = compute_states(lm, texts, layer)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(states, direct, strict=True)), layer
+    assert len(list((tmp_path / "states").glob("*.safetensors"))) == 3  # each layer in its own file
+    again = cached_layer_states(lm, texts, [1, 2, -1], identity="toy-train",
+                                after_batch=lambda: calls.append(1))
+    assert len(calls) == 2 and all(torch.equal(a, b) for a, b in zip(again[0], per_layer[0], strict=True))
+    direct = compute_layer_states(lm, texts, [0, 3])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(direct[1], compute_states(lm, texts, 3), strict=True))

@@ -6,16 +6,20 @@ import re
 
 import pytest
 import torch
+from lw_core.errors import LwError
+from lw_core.testing import tiny_gemma3
 from lw_tasks import (
     ContextualCalibration,
     Example,
     GenerationScorer,
     Task,
     ZeroShotScorer,
+    apply_answer_rule,
     calibrate_scores,
     calibration_offset,
     evaluate,
     parse_answer,
+    resolve_answer_rule,
 )
 
 
@@ -154,3 +158,20 @@ def test_generation_on_tiny_model(tiny_lm):
     scores = GenerationScorer(tiny_lm, max_new_tokens=3).score(task, task.split("test"))
     assert scores.shape == (2, 2)
     assert all(torch.isneginf(r).all() or (r == 0).sum() == 1 for r in scores)
+
+
+def test_answer_rule_scores_the_first_token_only_where_it_tells_the_answers_apart():
+    assert resolve_answer_rule("first-token", [[5, 6], [7]]) == "first-token"
+    assert resolve_answer_rule("first-token", [[5, 6], [5, 7]]) == "full"  # shared first token
+    assert apply_answer_rule([[5, 6], [7, 8, 9]], "first-token") == [[5], [7]]
+    assert apply_answer_rule([[5, 6], [7, 8, 9]], "full") == [[5, 6], [7, 8, 9]]
+    with pytest.raises(LwError, match="unknown answer rule"):
+        resolve_answer_rule("last", [[1]])
+    lm = tiny_gemma3(word_start_merges=True)  # " negative" / " very positive": distinct first tokens
+    task = make_task()
+    examples = task.split("test")[:3]
+    first = ZeroShotScorer(lm, answer_rule="first-token").score(task, examples)
+    full = ZeroShotScorer(lm).score(task, examples)
+    ids = [lm.token_ids(v)[:1] for v in task.verbalizers]
+    assert torch.allclose(first, lm.score_answers(lm.embed_texts([task.prompt(e) for e in examples]), ids).logprobs)
+    assert (full < first).all()  # the continuation adds negative log-probs

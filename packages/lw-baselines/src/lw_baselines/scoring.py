@@ -1,36 +1,63 @@
 """Scorers the baselines build on top of lw-tasks' `ZeroShotScorer` and `ContextualCalibration`.
 
-Every score here is a log-probability of an answer's verbalizer (all its tokens) after an input, the
-same quantity `ZeroShotScorer` returns, so every method's scores mean the same thing.
+Every score here is a log-probability of an answer's verbalizer after an input, the same quantity
+`ZeroShotScorer` returns, so every method's scores mean the same thing. Methods that train on answers
+(LoRA, DoRA, prompt tuning) train and score by one answer rule (`lw_tasks.ANSWER_RULES`: all the
+verbalizer's tokens, or its first), the bridge's rule by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
 from lw_tasks import (
+    ANSWER_RULES,
+    DEFAULT_ANSWER_RULE,
     ContextualCalibration,
     EvalResult,
     Example,
     Task,
+    answer_token_ids,
     calibrate_scores,
+    check_answer_rule,
     evaluate,
+    resolve_answer_rule,
     result_from_scores,
 )
 from lw_tasks.task import template_fields
 
 
-def answer_ids(lm: FrozenLM, task: Task) -> list[list[int]]:
-    """Token ids of each answer's verbalizer for `lm` (as `ZeroShotScorer` scores them)."""
-    ids = [lm.token_ids(v) for v in task.verbalizers]
-    if any(not i for i in ids):
-        raise LwError(f"task {task.name!r}: a verbalizer has no tokens for {lm.name}")
-    return ids
+def answer_ids(lm: FrozenLM, task: Task, answer_rule: str = "full") -> list[list[int]]:
+    """Token ids of each answer's verbalizer for `lm` that are trained and scored under `answer_rule`
+    (as `ZeroShotScorer(lm, answer_rule=...)` scores them)."""
+    return answer_token_ids(lm, task, answer_rule)
+
+
+def applied_answer_rule(lm: FrozenLM, task: Task, answer_rule: str) -> str:
+    """The rule as it applies to this task's answers for `lm` (first-token falls back to full when
+    two answers share their first token): what a run records."""
+    return resolve_answer_rule(answer_rule, answer_ids(lm, task))
+
+
+@dataclass
+class AnswerRuleFields:
+    """Mixed into the configs of methods that train on answers."""
+
+    answer_rule: str = field(default=DEFAULT_ANSWER_RULE, metadata={
+        "help": "how answers are trained and scored: first-token (the answer's first token; full when two "
+                "answers share it) or full (every answer token)", "choices": list(ANSWER_RULES)})
+
+    def check_answer_rule(self) -> None:
+        try:
+            check_answer_rule(self.answer_rule)
+        except LwError as err:
+            raise ValueError(str(err)) from None
 
 
 def better(candidate: EvalResult, best: EvalResult | None) -> bool:
@@ -108,8 +135,8 @@ class SoftPromptScorer:
 
     scores_are_logprobs = True
 
-    def __init__(self, lm: FrozenLM, soft: torch.Tensor):
-        self.lm, self.soft = lm, soft
+    def __init__(self, lm: FrozenLM, soft: torch.Tensor, answer_rule: str = "full"):
+        self.lm, self.soft, self.answer_rule = lm, soft, answer_rule
 
     def compose(self, prompts: Sequence[str], soft: torch.Tensor | None = None):
         soft = self.soft if soft is None else soft
@@ -119,7 +146,7 @@ class SoftPromptScorer:
     @torch.no_grad()
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         prefix = self.compose([task.prompt(e) for e in examples])
-        return self.lm.score_answers(prefix, answer_ids(self.lm, task)).logprobs.float().cpu()
+        return self.lm.score_answers(prefix, answer_ids(self.lm, task, self.answer_rule)).logprobs.float().cpu()
 
 
 # ---- batched greedy generation ----------------------------------------------------------------------

@@ -17,7 +17,8 @@ from lw_baselines.methods.few_shot import balanced_demos, demo_prefix
 from lw_baselines.methods.probe import LinearProbe, pooled_features
 from lw_baselines.methods.relay import RelayScorer, sender_prompt
 from lw_baselines.scoring import SoftPromptScorer, answer_ids
-from lw_bridge import Bridge
+from lw_bridge import Bridge, BridgeScorer
+from lw_bridge.inputs import EncoderInputs, pad_states
 from lw_core import Embedded, FrozenLM
 from lw_tasks import Example, Task
 
@@ -51,7 +52,8 @@ class ReadsText:
 
 class BridgePath:
     """Sender prefill to layer L → encoder → message → adapter → K soft tokens → receiver prefill over
-    anchors and soft tokens → answer scores. No cached sender states: the sender runs every call."""
+    anchors and soft tokens (and the text, in fusion mode) → answer scores by the bridge's answer rule.
+    No cached sender states: the sender runs every call."""
 
     name = "bridge"
 
@@ -59,31 +61,33 @@ class BridgePath:
                  trained: bool = False):
         self.task, self.sender, self.receiver, self.bridge = task, sender, receiver, bridge.eval()
         self.receiver_index, self.trained = receiver_index, trained
-        self.answers = [receiver.token_ids(v) for v in bridge.config.verbalizers]
+        config = bridge.config
+        self.inputs = EncoderInputs(sender, config.layer, config.sender_template, config.max_sender_tokens,
+                                    batch_size=4096, progress=False)  # one sender pass per call
+        self.scorer = BridgeScorer(bridge, self.inputs, receiver, receiver_index)
 
-    def sender_texts(self, examples: Sequence[Example]) -> list[str]:
-        template = self.bridge.config.sender_template
-        return [template.format(text=e.text, **{k: v for k, v in e.fields.items() if k != "text"}) for e in examples]
+    @property
+    def deepest_layer(self) -> int:
+        return max(layer % (self.sender.num_layers + 1) for layer in self.inputs.layers)
 
     def __call__(self, examples: Sequence[Example], clock: StageClock) -> list[int]:
-        config = self.bridge.config
-        with clock.stage("tokenise"):
-            ids, mask = self.sender.tokenize(self.sender_texts(examples), config.max_sender_tokens)
-        with clock.stage("sender prefill to layer L"):
-            states = self.sender.hidden_states(Embedded(self.sender.embed(ids), mask), config.layer)
+        device = next(self.bridge.parameters()).device
+        with clock.stage("sender: tokenise + prefill to layer L"):
+            states, mask = pad_states(self.inputs.compute(examples), device)
         with clock.stage("encoder"):
-            message = self.bridge.message(states.embeds.float(), states.mask)
+            message = self.bridge.message(states, mask)
         with clock.stage("adapter"):
             soft = self.bridge.soft_tokens(message, self.receiver_index)
         with clock.stage(RECEIVER_STAGE):
-            prefix = self.bridge.receiver_inputs(self.receiver, soft)
-            scores = self.receiver.score_answers(prefix, self.answers).logprobs
+            prefix = self.bridge.receiver_inputs(self.receiver, soft, [e.text for e in examples])
+            scores = self.receiver.score_answers(prefix, self.scorer.answer_ids()).logprobs
         return _argmax(scores)
 
 
 class BridgeFloor:
-    """The physical floor of the bridge path: the sender's prefill to layer L and the receiver's prefill
-    over anchors + K soft tokens, as bare forward passes on inputs prepared outside the clock."""
+    """The physical floor of the bridge path: the sender's prefill to its deepest layer read and the
+    receiver's prefill over what it reads (anchors + K soft tokens), as bare forward passes on inputs
+    prepared outside the clock."""
 
     name = "bridge floor"
     trained = False
@@ -93,13 +97,14 @@ class BridgeFloor:
 
     def __call__(self, examples: Sequence[Example], clock: StageClock) -> list[int]:
         path, config = self.path, self.path.bridge.config
-        ids, mask = path.sender.tokenize(path.sender_texts(examples), config.max_sender_tokens)
+        texts = [path.inputs.sender_text(e) for e in examples]
+        ids, mask = path.sender.tokenize(texts, config.max_sender_tokens)
         sender_inputs = Embedded(path.sender.embed(ids), mask)
         k, width = config.num_soft_tokens, path.receiver.hidden_size
         soft = torch.zeros(len(examples), k, width, device=path.receiver.device, dtype=path.receiver.dtype)
-        prefix = path.bridge.receiver_inputs(path.receiver, soft)
-        with clock.stage("sender prefill to layer L"):
-            path.sender.hidden_states(sender_inputs, config.layer)
+        prefix = path.bridge.receiver_inputs(path.receiver, soft, [e.text for e in examples])
+        with clock.stage("sender: tokenise + prefill to layer L"):
+            path.sender.hidden_states(sender_inputs, path.deepest_layer)
         with clock.stage("receiver prefill"):
             path.receiver.model.base_model(inputs_embeds=prefix.embeds, attention_mask=prefix.mask, use_cache=False)
         return [0] * len(examples)

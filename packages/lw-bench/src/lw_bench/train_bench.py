@@ -47,7 +47,8 @@ def bench_train(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge
         raise ValueError(f"train split has {len(examples)} examples, fewer than one batch of {batch_size}")
     batches = [examples[i : i + batch_size] for i in range(0, len(examples) - batch_size + 1, batch_size)]
     device = receiver.device
-    config = TrainConfig(task=task.name, layer=bridge.config.layer, num_soft_tokens=bridge.config.num_soft_tokens)
+    config = TrainConfig(task=task.name, num_soft_tokens=bridge.config.num_soft_tokens,
+                         answer_rule=bridge.config.answer_rule)
     answers = [[receiver.token_ids(v) for v in bridge.config.verbalizers]]
     bridge.train()
 
@@ -56,13 +57,14 @@ def bench_train(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge
             states, mask = pad_states(inputs.get(batch), device)
             soft, head = bridge(states, mask)
             labels = torch.tensor([e.label for e in batch], device=device)
-            return bridge_loss(soft, bridge, [receiver], answers, labels, config, None, head_logits=head)[0]
+            return bridge_loss(soft, bridge, [receiver], answers, labels, config, None, head_logits=head,
+                               texts=[e.text for e in batch])[0]
         return step
 
     rows = []
     for method in methods:
         if method == "bridge (cached states)":
-            cached = EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template)
+            cached = EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template, progress=False)
             cached.get(examples)  # computed before the clock, as lw-train's cache does once per split
             rate = _steps_per_second(bridge_step(cached), bridge.parameters(), batches, device)
         elif method == "bridge (no cache)":
@@ -70,7 +72,7 @@ def bench_train(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge
                 def get(self, batch):
                     return self.compute(batch)
 
-            uncached = Uncached(sender, bridge.config.layer, bridge.config.sender_template)
+            uncached = Uncached(sender, bridge.config.layer, bridge.config.sender_template, progress=False)
             rate = _steps_per_second(bridge_step(uncached), bridge.parameters(), batches, device)
         elif method == "lora":
             trainable = LoraTrainable(receiver, LoraMethodConfig(task=task.name), dora=False)

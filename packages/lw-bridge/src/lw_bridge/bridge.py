@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ class BridgeConfig:
     """Everything needed to rebuild a bridge and feed its receivers exactly as in training."""
 
     sender: str | None
-    layer: int
+    layer: int | list[int]
+    """The sender layer the encoder reads, or the layers it mixes (a list)."""
     receivers: list[str]
     d_sender: int
     d_receivers: list[int]
@@ -54,6 +56,14 @@ class BridgeConfig:
     task_source: str | None = None
     """The task as given to lw-train (a name or a data file) and its load options, to reload it."""
     task_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    calibrate_soft_tokens: bool = True
+    """Scale each soft token to the RMS of the receiver's real token embeddings (off: an ablation)."""
+    receiver_reads_text: bool = False
+    """Fusion: the receiver reads [BOS] + the K soft tokens + the task prompt with the input text (prompt
+    tuning's layout, the soft tokens coming from the sender); otherwise the anchors around the soft tokens."""
+    answer_rule: str = "first-token"
+    """How answers were trained and so are scored (`lw_tasks.ANSWER_RULES`); checkpoints from before
+    the field trained the first token too (when the answers' first tokens differ)."""
     message_head: bool = False
     """Training only: a linear classifier over the answers reads the message (an auxiliary loss that
     gives the encoder a direct gradient); predictions always come from the receivers."""
@@ -79,7 +89,8 @@ class Bridge(nn.Module):
         self.config = config
         self.encoder = build_encoder(config.d_sender, config.encoder)
         self.adapters = nn.ModuleList(
-            Adapter(config.encoder.d_z, config.encoder.num_latents, d, config.num_soft_tokens, rms)
+            Adapter(config.encoder.d_z, config.encoder.num_latents, d, config.num_soft_tokens, rms,
+                    calibrate=config.calibrate_soft_tokens)
             for d, rms in zip(config.d_receivers, config.target_rms, strict=True)
         )
         self.message_head = nn.Linear(config.encoder.message_numel, len(config.answers)) if config.message_head else None
@@ -103,9 +114,18 @@ class Bridge(nn.Module):
         head = None if self.message_head is None else self.message_head(message.flatten(1))
         return [adapter(message) for adapter in self.adapters], head
 
-    def receiver_inputs(self, receiver_lm: FrozenLM, soft: torch.Tensor) -> Embedded:
-        """[BOS] + anchor_before + K soft tokens + anchor_after, as the receiver's first layer sees them."""
+    def receiver_inputs(self, receiver_lm: FrozenLM, soft: torch.Tensor, texts: Sequence[str] | None = None) -> Embedded:
+        """[BOS] + anchor_before + K soft tokens + anchor_after, as the receiver's first layer sees them;
+        in fusion mode [BOS] + K soft tokens + anchor_before + text + anchor_after (`texts`: the inputs)."""
         bos = {"auto": receiver_lm.bos_ids, "always": [receiver_lm.tokenizer.bos_token_id], "never": []}[self.config.bos]
+        if self.config.receiver_reads_text:
+            if texts is None or len(texts) != soft.shape[0]:
+                raise LwError("this bridge's receiver reads the input text too (fusion): pass one text per example")
+            c = self.config
+            return receiver_lm.compose([
+                [torch.tensor(bos, dtype=torch.long), row,
+                 torch.tensor(receiver_lm.token_ids(c.anchor_before + text + c.anchor_after), dtype=torch.long)]
+                for row, text in zip(soft, texts, strict=True)])
         before = torch.tensor(bos + receiver_lm.token_ids(self.config.anchor_before), dtype=torch.long)
         after = torch.tensor(receiver_lm.token_ids(self.config.anchor_after), dtype=torch.long)
         return receiver_lm.compose([[before, row, after] for row in soft])

@@ -9,7 +9,7 @@ from lw_core.models import check_model_name
 from lw_core.options import RuntimeOptions, TrainingOptions
 from lw_core.run_dirs import identity_hash
 from lw_core.wire import WireFormat
-from lw_tasks import BudgetOptions, TaskOptions
+from lw_tasks import ANSWER_RULES, DEFAULT_ANSWER_RULE, BudgetOptions, TaskOptions, check_answer_rule
 
 from lw_bridge.bridge import BOS_POLICIES
 from lw_bridge.encoders import ENCODERS, EncoderConfig
@@ -21,6 +21,9 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     receivers: list[str] = field(default_factory=lambda: ["gemma3-270m"],
                                  metadata={"help": "receiver model(s); several = interlingua (one adapter each)"})
     layer: int = field(default=15, metadata={"help": "sender layer whose hidden states the encoder reads"})
+    layers: list[int] = field(default_factory=list, metadata={
+        "help": "read several sender layers instead (e.g. 8 15 22), mixed per token by a learned softmax "
+                "weight per layer; each is cached like one --layer (memory grows with their number)"})
     encoder: str = field(default="perceiver", metadata={"help": "encoder kind", "choices": ENCODERS.names()})
     num_latents: int = field(default=8, metadata={"help": "M: vectors in the message Z"})
     d_z: int = field(default=16, metadata={"help": "width of each message vector"})
@@ -35,6 +38,11 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     sender_reads: str = field(default="prompt", metadata={
         "help": "what the sender reads: the task prompt around the text (as text baselines do) or the bare text",
         "choices": ["prompt", "text"]})
+    calibrate_soft_tokens: bool = field(default=True, metadata={
+        "help": "scale each soft token to the RMS of the receiver's real token embeddings (--no-… for the ablation)"})
+    receiver_reads_text: bool = field(default=False, metadata={
+        "help": "fusion: the frozen receiver reads the task prompt with the input text AND the K soft tokens "
+                "before it (prompt tuning's layout, the soft tokens coming from the sender)"})
     standardize_states: bool = field(default=True, metadata={
         "help": "standardise sender states per feature with train-split statistics (without it every message "
                 "starts alike and training can begin collapsed)"})
@@ -50,8 +58,10 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     answer_tokens: int = field(default=8, metadata={
         "help": "generative tasks: reference tokens in the teacher-forced CE (1 = first-token CE)"})
     max_new_tokens: int = field(default=16, metadata={"help": "generative tasks: greedy tokens generated at evaluation"})
-    exact_loss: bool = field(default=False, metadata={
-        "help": "train on full summed answer log-probs even when answers start with distinct tokens"})
+    answer_rule: str = field(default=DEFAULT_ANSWER_RULE, metadata={
+        "help": "how answers are trained AND scored (validation, test, lw-eval, pipeline): first-token = the "
+                "answer's first token decides (falls back to full when two answers share it); full = every "
+                "answer token's log-prob summed", "choices": list(ANSWER_RULES)})
     checkpoint_every: int = field(default=25, metadata={"help": "save a resumable checkpoint every N steps"})
     sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})
     wire_formats: list[str] = field(default_factory=list, metadata={
@@ -78,6 +88,11 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS.names())}")
         self.encoder_config()  # validates the encoder fields
+        check_answer_rule(self.answer_rule)
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers must be distinct, got {self.layers}")
+        if self.layers and self.encoder == "bytes":
+            raise ValueError("the bytes encoder reads no sender layers; leave --layers empty")
         for fmt in self.wire_formats:
             WireFormat(fmt)
 
@@ -87,7 +102,13 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
 
     def encoder_config(self) -> EncoderConfig:
         return EncoderConfig(kind=self.encoder, num_latents=self.num_latents, d_z=self.d_z, d_model=self.d_model,
-                             depth=self.depth, heads=self.heads)
+                             depth=self.depth, heads=self.heads, sender_layers=max(1, len(self.layers)))
+
+    def sender_layers(self) -> int | list[int]:
+        """What the encoder reads: `layer`, or the list `layers` when it names more than one."""
+        if len(self.layers) == 1:
+            return self.layers[0]
+        return list(self.layers) if self.layers else self.layer
 
     def identity_hash(self) -> str:
         """Hash of everything that changes the result (not where it is written)."""

@@ -2,7 +2,9 @@
 
 Sender states have wildly different scales per layer (smollm2 layer 15 has RMS ≈ 285), so every
 encoder first RMS-normalises each state, standardises it per feature with statistics of the train
-split (`fit_input_statistics`), and then applies a learned LayerNorm.
+split (`fit_input_statistics`), and then applies a learned LayerNorm. An encoder that reads several
+sender layers gets states [B, T, L, d_sender]; each layer is normalised on its own, then a learned
+softmax over the L layers mixes them (ELMo-style scalar mix) before the LayerNorm.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class EncoderConfig:
     depth: int = field(default=2, metadata={"help": "perceiver blocks (cross-attention, self-attention, MLP)"})
     heads: int = field(default=4, metadata={"help": "attention heads"})
     dropout: float = field(default=0.0, metadata={"help": "dropout inside the encoder"})
+    sender_layers: int = field(default=1, metadata={"help": "sender layers read per token (mixed by learned weights)"})
 
     @property
     def message_numel(self) -> int:
@@ -32,7 +35,7 @@ class EncoderConfig:
         return self.num_latents * self.d_z
 
     def __post_init__(self):
-        for name in ("num_latents", "d_z", "d_model", "depth", "heads"):
+        for name in ("num_latents", "d_z", "d_model", "depth", "heads", "sender_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.heads:
@@ -48,17 +51,27 @@ def rms_normalise(states: torch.Tensor) -> torch.Tensor:
 
 class InputNorm(nn.Module):
     """Per-state RMS normalisation (scale-free), per-feature standardisation, a learned LayerNorm and a
-    projection. The standardisation is the identity until `fit` sets it from train states."""
+    projection. The standardisation is the identity until `fit` sets it from train states. With
+    `n_layers` > 1 the states are [..., L, d_in]: standardised per layer, then mixed by softmax weights."""
 
-    def __init__(self, d_in: int, d_out: int):
+    def __init__(self, d_in: int, d_out: int, n_layers: int = 1):
         super().__init__()
-        self.register_buffer("center", torch.zeros(d_in))
-        self.register_buffer("scale", torch.ones(d_in))
+        shape = (d_in,) if n_layers == 1 else (n_layers, d_in)
+        self.register_buffer("center", torch.zeros(shape))
+        self.register_buffer("scale", torch.ones(shape))
+        self.mix = nn.Parameter(torch.zeros(n_layers)) if n_layers > 1 else None
         self.norm = nn.LayerNorm(d_in)
         self.proj = nn.Linear(d_in, d_out)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.norm((rms_normalise(states) - self.center) * self.scale))
+        x = (rms_normalise(states) - self.center) * self.scale
+        if self.mix is not None:
+            x = (x * self.layer_weights()[:, None]).sum(-2)
+        return self.proj(self.norm(x))
+
+    def layer_weights(self) -> torch.Tensor:
+        """The softmax mixture over the sender layers ([1.0] for one layer)."""
+        return torch.ones(1) if self.mix is None else torch.softmax(self.mix, dim=0)
 
     @torch.no_grad()
     def fit(self, states: Iterable[torch.Tensor]) -> None:
@@ -68,7 +81,7 @@ class InputNorm(nn.Module):
         total = torch.zeros_like(self.center, dtype=torch.float64)
         square, count = torch.zeros_like(total), 0
         for s in states:
-            x = rms_normalise(s.to(self.center.device, torch.float64).reshape(-1, s.shape[-1]))
+            x = rms_normalise(s.to(self.center.device, torch.float64).reshape(-1, *self.center.shape))
             total += x.sum(0)
             square += x.pow(2).sum(0)
             count += x.shape[0]
@@ -102,7 +115,7 @@ class PerceiverResampler(nn.Module):
 
     def __init__(self, d_sender: int, config: EncoderConfig):
         super().__init__()
-        self.inp = InputNorm(d_sender, config.d_model)
+        self.inp = InputNorm(d_sender, config.d_model, config.sender_layers)
         self.latents = nn.Parameter(torch.randn(config.num_latents, config.d_model) * 0.02)
         self.blocks = nn.ModuleList(PerceiverBlock(config.d_model, config.heads, config.dropout) for _ in range(config.depth))
         self.out = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, config.d_z))
@@ -122,7 +135,7 @@ class MeanPoolMLP(nn.Module):
 
     def __init__(self, d_sender: int, config: EncoderConfig):
         super().__init__()
-        self.inp = InputNorm(d_sender, config.d_model)
+        self.inp = InputNorm(d_sender, config.d_model, config.sender_layers)
         self.m, self.d_z = config.num_latents, config.d_z
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(config.d_model, config.d_model), nn.GELU(),
                                  nn.Linear(config.d_model, config.message_numel))
@@ -141,13 +154,14 @@ class LastStatesLinear(nn.Module):
     def __init__(self, d_sender: int, config: EncoderConfig):
         super().__init__()
         self.m = config.num_latents
-        self.inp = InputNorm(d_sender, config.d_z)
+        self.inp = InputNorm(d_sender, config.d_z, config.sender_layers)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.sum(1)
         offsets = torch.arange(-self.m, 0, device=states.device)
         index = (lengths[:, None] + offsets).clamp(min=0)  # short inputs repeat their first state
-        return self.inp(states.gather(1, index[:, :, None].expand(-1, -1, states.shape[-1])))
+        rows = torch.arange(states.shape[0], device=states.device)[:, None]
+        return self.inp(states[rows, index])
 
 
 @ENCODERS.register("bytes")
@@ -159,6 +173,8 @@ class ByteEncoder(nn.Module):
 
     def __init__(self, d_sender: int, config: EncoderConfig):
         super().__init__()
+        if config.sender_layers != 1:
+            raise LwError("the bytes encoder reads no sender layers (leave --layers empty)")
         self.embed = nn.Embedding(self.vocab, config.d_model, padding_idx=256)
         self.pos = nn.Embedding(4096, config.d_model)
         layer = nn.TransformerEncoderLayer(config.d_model, config.heads, 4 * config.d_model, config.dropout,

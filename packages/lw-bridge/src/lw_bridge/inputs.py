@@ -1,5 +1,5 @@
-"""What the encoder reads for each example: cached sender hidden states, or UTF-8 bytes for the
-sender-free `bytes` encoder."""
+"""What the encoder reads for each example: cached sender hidden states ([n_tokens, d] from one layer,
+[n_tokens, L, d] from several), or UTF-8 bytes for the sender-free `bytes` encoder."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from lw_core import FrozenLM
-from lw_core.state_cache import cached_states, compute_states
+from lw_core.state_cache import cached_layer_states, compute_layer_states
 from lw_tasks import Example, Task
 
 from lw_bridge.encoders import bytes_of
@@ -25,12 +25,19 @@ def pad_states(states: Sequence[torch.Tensor], device: torch.device | str = "cpu
     return out.to(device), mask.to(device)
 
 
-class EncoderInputs:
-    """Per-example encoder inputs, looked up by example id (cached) or computed for new texts."""
+def layer_list(layer: int | Sequence[int]) -> list[int]:
+    """A bridge's sender layer(s) as a list (a bridge config holds one int, or a list of several)."""
+    return [layer] if isinstance(layer, int) else list(layer)
 
-    def __init__(self, sender: FrozenLM | None, layer: int, template: str = "{text}",
+
+class EncoderInputs:
+    """Per-example encoder inputs, looked up by example id (cached) or computed for new texts. Each
+    sender layer is cached on disk on its own (runs that read layer sets share their files); the
+    layers not cached yet are computed in one sender pass."""
+
+    def __init__(self, sender: FrozenLM | None, layer: int | Sequence[int], template: str = "{text}",
                  max_sender_tokens: int | None = None, batch_size: int = 32, progress: bool = True):
-        self.sender, self.layer, self.template, self.progress = sender, layer, template, progress
+        self.sender, self.layers, self.template, self.progress = sender, layer_list(layer), template, progress
         self.max_tokens, self.batch_size = max_sender_tokens, batch_size
         self._by_id: dict[str, torch.Tensor] = {}
 
@@ -41,8 +48,9 @@ class EncoderInputs:
     def compute(self, examples: Sequence[Example]) -> list[torch.Tensor]:
         if self.sender is None:
             return bytes_of([e.text for e in examples])
-        return compute_states(self.sender, [self.sender_text(e) for e in examples], self.layer,
-                              batch_size=self.batch_size, max_tokens=self.max_tokens, progress=self.progress)
+        texts = [self.sender_text(e) for e in examples]
+        return self._stack(compute_layer_states(self.sender, texts, self.layers, batch_size=self.batch_size,
+                                                max_tokens=self.max_tokens, progress=self.progress))
 
     def cache_split(self, task: Task, split: str, examples: Sequence[Example],
                     after_batch: Callable[[], object] | None = None) -> None:
@@ -51,10 +59,18 @@ class EncoderInputs:
         if self.sender is None:
             values = bytes_of([e.text for e in examples])
         else:
-            values = cached_states(self.sender, [self.sender_text(e) for e in examples], self.layer,
-                                   identity=f"{task.name}-{split}", batch_size=self.batch_size,
-                                   max_tokens=self.max_tokens, after_batch=after_batch)
+            texts = [self.sender_text(e) for e in examples]
+            values = self._stack(cached_layer_states(self.sender, texts, self.layers, identity=f"{task.name}-{split}",
+                                                     batch_size=self.batch_size, max_tokens=self.max_tokens,
+                                                     after_batch=after_batch))
         self._by_id.update({e.id: v for e, v in zip(examples, values, strict=True)})
+
+    @staticmethod
+    def _stack(per_layer: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+        """One layer: its [n, d] states; several: [n, L, d] per example."""
+        if len(per_layer) == 1:
+            return per_layer[0]
+        return [torch.stack(states, dim=1) for states in zip(*per_layer, strict=True)]
 
     def get(self, examples: Sequence[Example]) -> list[torch.Tensor]:
         missing = [e for e in examples if e.id not in self._by_id]

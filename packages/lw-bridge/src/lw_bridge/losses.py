@@ -7,22 +7,19 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from lw_core import Embedded, FrozenLM
+from lw_tasks import resolve_answer_rule
 
 
-def distinct_first_tokens(answer_ids: Sequence[Sequence[int]]) -> bool:
-    firsts = [a[0] for a in answer_ids]
-    return len(set(firsts)) == len(firsts)
-
-
-def answer_logits(receiver: FrozenLM, prefix: Embedded, answer_ids: Sequence[Sequence[int]], exact: bool = False
+def answer_logits(receiver: FrozenLM, prefix: Embedded, answer_ids: Sequence[Sequence[int]], rule: str = "first-token"
                   ) -> torch.Tensor:
-    """Scores over the answer set at the answer position, [B, A].
+    """Scores over the answer set at the answer position, [B, A], under the answer rule the
+    evaluator scores by (`lw_tasks.ANSWER_RULES`).
 
-    When the answers start with distinct tokens (and `exact` is off) these are the receiver's logits
-    restricted to those first tokens: the answer-set cross-entropy then needs one LM-head row per
-    answer, not the whole vocabulary (262k rows for Gemma). Otherwise, the summed log-probabilities of
-    the full answers (the evaluator's own scoring)."""
-    if exact or not distinct_first_tokens(answer_ids):
+    `first-token` (answers with distinct first tokens): the receiver's logits restricted to those first
+    tokens; their softmax over the answer set is the evaluator's first-token log-probs renormalised, and
+    it needs one LM-head row per answer, not the whole vocabulary (262k rows for Gemma). `full`: the
+    summed log-probabilities of every answer token."""
+    if resolve_answer_rule(rule, answer_ids) == "full":
         return receiver.score_answers(prefix, answer_ids).logprobs
     hidden = receiver.model.base_model(inputs_embeds=prefix.embeds, attention_mask=prefix.mask).last_hidden_state
     last = hidden[torch.arange(hidden.shape[0], device=hidden.device), prefix.lengths - 1]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from lw_core import FrozenLM
 from lw_core.wire import WireFormat, quantize
-from lw_tasks import Example, Task, first_line
+from lw_tasks import Example, Task, apply_answer_rule, first_line
 
 from lw_bridge.bridge import Bridge
 from lw_bridge.inputs import EncoderInputs, pad_states
@@ -27,7 +27,8 @@ class BridgeScorer:
 
     def answer_ids(self) -> list[list[int]]:
         if self._answer_ids is None:
-            self._answer_ids = [self.receiver.token_ids(v) for v in self.bridge.config.verbalizers]
+            ids = [self.receiver.token_ids(v) for v in self.bridge.config.verbalizers]
+            self._answer_ids = apply_answer_rule(ids, self.bridge.config.answer_rule)
         return self._answer_ids
 
     def messages(self, examples: Sequence[Example]) -> torch.Tensor:
@@ -45,7 +46,7 @@ class BridgeScorer:
         """The receiver's input for these examples: anchors and BOS around the message's soft tokens."""
         soft = self.bridge.soft_tokens(self.messages(examples), self.receiver_index)
         self.last_soft_tokens = soft
-        return self.bridge.receiver_inputs(self.receiver, soft)
+        return self.bridge.receiver_inputs(self.receiver, soft, [e.text for e in examples])
 
     @torch.no_grad()
     def generate(self, task: Task, examples: Sequence[Example]) -> list[str]:

@@ -27,9 +27,11 @@ from lw_tasks import (
     evaluate,
     flat_metrics,
     load_task,
+    resolve_answer_rule,
     task_options,
     write_eval,
 )
+from lw_tasks.task import template_fields
 from tqdm.auto import tqdm
 
 from lw_bridge.bridge import Bridge, BridgeConfig, anchors_from_template
@@ -48,6 +50,16 @@ from lw_bridge.losses import (
 from lw_bridge.preemption import PREEMPTED_EXIT_CODE, PreemptionFlag
 from lw_bridge.schedule import warmup_cosine
 from lw_bridge.scorer import BridgeScorer
+from lw_bridge.selection import (
+    REPORTS,
+    better_checkpoint,
+    first_token_accuracy,
+    layer_weights,
+    majority_check,
+    mean_nll,
+    print_summary,
+    receiver_suffix,
+)
 
 log = logging.getLogger("lw.train")
 
@@ -60,17 +72,14 @@ class Models:
 
 def method_label(config: TrainConfig) -> str:
     """The run's method in the registry: `bridge` to the default receiver, `bridge@RECEIVER` to another,
-    `bridge-interlingua` to several (its record holds each receiver's metrics)."""
+    `bridge-interlingua` to several (its record holds each receiver's metrics); `bridge-fusion…` when
+    the receiver reads the text too."""
+    name = "bridge-fusion" if config.receiver_reads_text else "bridge"
     if len(config.receivers) > 1:
-        return "bridge-interlingua"
+        return f"{name}-interlingua"
     if config.receivers == TrainConfig().receivers:
-        return "bridge"
-    return f"bridge@{model_tag(config.receivers[0])}"
-
-
-def receiver_suffix(receivers: Sequence[FrozenLM], index: int) -> str:
-    """How a run's files and metrics name a receiver: nothing for the first, `_<tag>` for the others."""
-    return "" if index == 0 else f"_{model_tag(receivers[index].name)}"
+        return name
+    return f"{name}@{model_tag(config.receivers[0])}"
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -92,9 +101,12 @@ def sender_template(config: TrainConfig, task: Task) -> str:
 
 def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConfig:
     before, after = anchors_from_template(task.template)
+    if config.receiver_reads_text and template_fields(task.template) != ["text"]:
+        raise LwError(f"--receiver-reads-text needs a task prompt that reads the input through {{text}} alone; "
+                      f"task {task.name!r} reads {', '.join(template_fields(task.template))}")
     return BridgeConfig(
         sender=None if models.sender is None else config.sender,
-        layer=config.layer,
+        layer=config.sender_layers(),
         receivers=list(config.receivers),
         d_sender=config.d_model if models.sender is None else models.sender.hidden_size,
         d_receivers=[r.hidden_size for r in models.receivers],
@@ -117,6 +129,9 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         message_head=config.message_head_weight > 0,
         fingerprints={name: fingerprint(lm) for name, lm in zip([config.sender, *config.receivers],
                                                                 [models.sender, *models.receivers], strict=True) if lm is not None},
+        answer_rule=config.answer_rule,
+        receiver_reads_text=config.receiver_reads_text,
+        calibrate_soft_tokens=config.calibrate_soft_tokens,
     )
 
 
@@ -133,9 +148,11 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     return out
 
 
-def teacher_logprobs(receiver: FrozenLM, task: Task, examples: Sequence[Example], batch_size: int) -> torch.Tensor:
-    """The receiver's own answer log-probs when it reads the text prompt (for distillation)."""
-    scorer = ZeroShotScorer(receiver)
+def teacher_logprobs(receiver: FrozenLM, task: Task, examples: Sequence[Example], batch_size: int,
+                     answer_rule: str = "full") -> torch.Tensor:
+    """The receiver's own answer log-probs when it reads the text prompt (for distillation), scored by
+    the answer rule the student is trained by."""
+    scorer = ZeroShotScorer(receiver, answer_rule=answer_rule)
     rows = []
     with torch.no_grad():
         for start in tqdm(range(0, len(examples), batch_size), desc=f"teacher {receiver.name}", leave=False):
@@ -168,7 +185,8 @@ def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> lis
 def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers: list[FrozenLM],
                 answer_ids: list[list[list[int]]], labels: torch.Tensor | None, config: TrainConfig,
                 teachers: list[torch.Tensor] | None, references: list[list[list[int]]] | None = None,
-                head_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                head_logits: torch.Tensor | None = None, texts: Sequence[str] | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective summed over receivers, and each term for the log. Classification: CE
     over the answer set (+ distillation); generative (`references`, per receiver and example): the
     teacher-forced CE of the first `answer_tokens` reference tokens, with first-token accuracy; plus the
@@ -176,12 +194,12 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
     terms: dict[str, float] = {}
     loss = torch.zeros((), device=soft_per_receiver[0].device)
     for r, (receiver, soft) in enumerate(zip(receivers, soft_per_receiver, strict=True)):
-        prefix = bridge.receiver_inputs(receiver, soft)
+        prefix = bridge.receiver_inputs(receiver, soft, texts)
         if references is not None:
             ce, first_token_accuracy = teacher_forced_ce(receiver, prefix, references[r], config.answer_tokens)
             terms[f"first_token_acc/{r}"] = first_token_accuracy.item()
         else:
-            scores = answer_logits(receiver, prefix, answer_ids[r], exact=config.exact_loss)
+            scores = answer_logits(receiver, prefix, answer_ids[r], config.answer_rule)
             ce = answer_ce(scores, labels)
         loss = loss + ce
         terms[f"ce/{r}"] = ce.item()
@@ -197,39 +215,6 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
         loss = loss + config.message_head_weight * head_ce
         terms["message_head_ce"] = head_ce.item()
     return loss, terms
-
-
-@dataclass(frozen=True)
-class KindReport:
-    """What a run reports for one kind of task."""
-
-    headline: str
-    """The metric the run is judged by (selection aside), in the wire-format and summary lines too."""
-    test_metrics: tuple[str, ...]
-    zero_shot_key: str
-    """The metric name of the receiver reading the text prompt, beside the bridge."""
-    zero_shot_label: str
-    cache_tag: str
-
-
-REPORTS = {
-    "classification": KindReport("accuracy", ("accuracy", "macro_f1"), "zero_shot_calibrated_accuracy",
-                                 "calibrated zero-shot", "calibrated"),
-    "generative": KindReport("f1", ("em", "f1"), "zero_shot_f1", "reading the text", "generated"),
-}
-
-
-@torch.no_grad()
-def first_token_accuracy(scorer: BridgeScorer, examples: Sequence[Example], references: list[list[int]],
-                         batch_size: int) -> float:
-    """How often the receiver's greedy first token after the soft prefix is the reference's first token."""
-    scorer.bridge.eval()
-    correct = 0.0
-    for start in range(0, len(examples), batch_size):
-        prefix = scorer.prefix(examples[start : start + batch_size])
-        _, accuracy = teacher_forced_ce(scorer.receiver, prefix, references[start : start + batch_size], 1)
-        correct += accuracy.item() * prefix.embeds.shape[0]
-    return correct / len(examples)
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -259,7 +244,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         with accelerator.main_process_first(), \
                 BackgroundConversion([r for r in config.receivers if r != config.sender]) as conversion:
             sender = load_sender(config, device)
-            inputs = EncoderInputs(sender, config.layer, sender_template(config, task), batch_size=config.sender_batch_size)
+            inputs = EncoderInputs(sender, config.sender_layers(), sender_template(config, task),
+                                   batch_size=config.sender_batch_size)
             for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
                 inputs.cache_split(task, split, examples, after_batch=conversion.poll)
             conversion.wait()
@@ -289,7 +275,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         val_references = reference_ids(models.receivers, val_examples) if generative else None
         teachers = None
         if config.kd_weight > 0:
-            teachers = [teacher_logprobs(r, task, train_examples, config.eval_batch_size) for r in models.receivers]
+            teachers = [teacher_logprobs(r, task, train_examples, config.eval_batch_size, config.answer_rule)
+                        for r in models.receivers]
         scorers = [BridgeScorer(bridge, inputs, r, i) for i, r in enumerate(models.receivers)]
 
         def validate() -> tuple[list[float], list[Any]]:
@@ -316,7 +303,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 loss, terms = bridge_loss(
                     soft, bridge, models.receivers, answer_ids, None if generative else labels[idx],
                     config, None if teachers is None else [t[idx] for t in teachers],
-                    None if references is None else [[refs[i] for i in idx] for refs in references], head_logits)
+                    None if references is None else [[refs[i] for i in idx] for refs in references], head_logits,
+                    [e.text for e in batch])
                 if _any_rank(accelerator, not torch.isfinite(loss)):  # all ranks stop, none waits forever
                     kept = find_training_state(checkpoint_dir)
                     raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
@@ -333,8 +321,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
                     accs, results = validate()
                     record["val_first_token_accuracy" if generative else "val_accuracy"] = accs
-                    if accelerator.is_main_process and sum(accs) / len(accs) > state["best_val"]:
-                        state["best_val"], state["best_step"] = sum(accs) / len(accs), step + 1
+                    nll = mean_nll(results)
+                    if accelerator.is_main_process and better_checkpoint(sum(accs) / len(accs), nll, state):
+                        state["best_val"], state["best_nll"], state["best_step"] = sum(accs) / len(accs), nll, step + 1
                         bridge.save_pretrained(best_dir)
                         for r, result in enumerate(results):  # the selected checkpoint's validation results
                             write_eval(result, run_dir, f"validation{receiver_suffix(models.receivers, r)}")
@@ -380,6 +369,7 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
         "best_step": state["best_step"],
         "val_accuracy_best": state["best_val"],
         "text_bytes_mean": round(sum(texts_bytes) / len(texts_bytes), 1),
+        **layer_weights(bridge),
         **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},
     }
     generative = task.kind == "generative"
@@ -396,6 +386,10 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
             write_eval(evaluate(scorer, task, "validation", batch_size=config.eval_batch_size,
                                 limit=config.val_examples), run.dir, f"validation{suffix}")
         val_metrics = json.loads(val_path.read_text())
+        if not generative:
+            metrics.update(majority_check(val_metrics, receiver.name, suffix))
+            ids = [receiver.token_ids(v) for v in task.verbalizers]
+            metrics[f"answer_rule{suffix}"] = resolve_answer_rule(config.answer_rule, ids)
         eval_start = time.perf_counter()
         test = evaluate(scorer, task, "test", batch_size=config.eval_batch_size)
         eval_seconds = time.perf_counter() - eval_start
@@ -422,19 +416,5 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     run.metrics.update(metrics)
     run.write_json("metrics.json", metrics)
-    _summary(task, config, metrics, models)
+    print_summary(task, config, metrics, models.receivers)
     return metrics
-
-
-def _summary(task: Task, config: TrainConfig, metrics: dict[str, Any], models: Models) -> None:
-    report = REPORTS[task.kind]
-    headline, zero_shot = report.headline, report.zero_shot_key
-    for r, receiver in enumerate(models.receivers):
-        suffix = receiver_suffix(models.receivers, r)
-        parts = [f"{task.name} test {headline}: bridge {config.sender}→{receiver.name} "
-                 f"{metrics[f'{headline}{suffix}']:.4f}"]
-        if f"{zero_shot}{suffix}" in metrics:
-            parts.append(f"{receiver.name} {report.zero_shot_label} {metrics[f'{zero_shot}{suffix}']:.4f}")
-        if metrics.get(f"majority_rate{suffix}") is not None:
-            parts.append(f"majority class {metrics[f'majority_rate{suffix}']:.4f}")
-        print(" | ".join(parts), flush=True)

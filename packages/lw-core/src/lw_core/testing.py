@@ -12,11 +12,17 @@ from transformers import PreTrainedTokenizerFast
 
 from lw_core.lm import FrozenLM
 
+WORD_START_MERGES = [("Ġ", c) for c in "abcdefghijklmnopqrstuvwxyz"]
+"""Space + lower-case letter as one token (as real BPE vocabularies have): answers like " alice smith"
+and " bob jones" then start with distinct tokens and go on for several."""
 
-def _byte_tokenizer(specials: list[str], extra: int, add_bos: str | None) -> PreTrainedTokenizerFast:
+
+def _byte_tokenizer(specials: list[str], extra: int, add_bos: str | None,
+                    merges: list[tuple[str, str]] | None = None) -> PreTrainedTokenizerFast:
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate(specials + alphabet + [f"<extra_{i}>" for i in range(extra)])}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    merged = [a + b for a, b in merges or []]
+    vocab = {tok: i for i, tok in enumerate(specials + alphabet + merged + [f"<extra_{i}>" for i in range(extra)])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=list(merges or [])))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     if add_bos:
@@ -32,8 +38,9 @@ def tiny_llama_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
-def tiny_gemma_tokenizer() -> PreTrainedTokenizerFast:
-    tok = _byte_tokenizer(["<pad>", "<eos>", "<bos>"], extra=41, add_bos="<bos>")
+def tiny_gemma_tokenizer(word_start_merges: bool = False) -> PreTrainedTokenizerFast:
+    tok = _byte_tokenizer(["<pad>", "<eos>", "<bos>"], extra=41, add_bos="<bos>",
+                          merges=WORD_START_MERGES if word_start_merges else None)
     tok.pad_token, tok.eos_token, tok.bos_token = "<pad>", "<eos>", "<bos>"
     return tok
 
@@ -59,10 +66,10 @@ def tiny_llama(seed: int = 0) -> FrozenLM:
     return FrozenLM(LlamaForCausalLM(config), tok, name="tiny-llama")
 
 
-def tiny_gemma3(seed: int = 1) -> FrozenLM:
+def tiny_gemma3(seed: int = 1, word_start_merges: bool = False) -> FrozenLM:
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    tok = tiny_gemma_tokenizer()
+    tok = tiny_gemma_tokenizer(word_start_merges)
     config = Gemma3TextConfig(
         vocab_size=len(tok),
         hidden_size=48,

@@ -1,4 +1,5 @@
-"""LoRA and DoRA (peft) on the receiver: the prompt with the input text, loss on the answer tokens only.
+"""LoRA and DoRA (peft) on the receiver: the prompt with the input text, loss on the answer tokens only
+(those the answer rule scores: the first, or all).
 
 A fresh copy of the model per learning rate gets adapters on the attention projections; the learning
 rate and the step are chosen on validation; the chosen adapters are merged for test-time scoring.
@@ -15,7 +16,7 @@ from lw_tasks import Task, ZeroShotScorer
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
 from lw_baselines.common import Context, Method, Outcome, SingleModelConfig, _help, count_trainable, register
-from lw_baselines.scoring import answer_ids
+from lw_baselines.scoring import AnswerRuleFields, answer_ids, applied_answer_rule
 from lw_baselines.training import TrainFields, answer_batch, answer_loss, train_and_select
 
 
@@ -31,7 +32,7 @@ class LoraFields:
 
 
 @dataclass
-class LoraMethodConfig(SingleModelConfig, TrainFields, LoraFields):
+class LoraMethodConfig(SingleModelConfig, TrainFields, LoraFields, AnswerRuleFields):
     lr: list[float] = field(
         default_factory=lambda: [2e-4, 1e-3], metadata=_help("learning-rate grid (chosen on validation)")
     )
@@ -40,12 +41,14 @@ class LoraMethodConfig(SingleModelConfig, TrainFields, LoraFields):
         super().__post_init__()
         if self.rank < 1:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
+        self.check_answer_rule()
 
 
 class LoraTrainable:
     """A deep copy of the model with (Do)LoRA adapters; the original stays untouched."""
 
     def __init__(self, lm: FrozenLM, cfg: LoraMethodConfig, dora: bool):
+        self.answer_rule = cfg.answer_rule
         model = copy.deepcopy(lm.model)
         self.lm = FrozenLM(model, lm.tokenizer, name=f"{lm.name}+{'dora' if dora else 'lora'}")
         config = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
@@ -57,12 +60,12 @@ class LoraTrainable:
         return self._params
 
     def loss(self, task: Task, examples) -> torch.Tensor:
-        answers = answer_ids(self.lm, task)
+        answers = answer_ids(self.lm, task, self.answer_rule)
         ids, mask, labels = answer_batch(self.lm, [task.prompt(e) for e in examples], [answers[e.label] for e in examples])
         return answer_loss(self.lm, self.lm.embed(ids), mask, labels)
 
     def scorer(self) -> ZeroShotScorer:
-        return ZeroShotScorer(self.lm)
+        return ZeroShotScorer(self.lm, answer_rule=self.answer_rule)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.peft).items()}
@@ -81,9 +84,11 @@ def _run(ctx: Context, dora: bool) -> Outcome:
     trainable: LoraTrainable = choice.trainable
     params = count_trainable(trainable.parameters())
     merged = trainable.merged(choice.state)
+    rule = applied_answer_rule(lm, ctx.task, cfg.answer_rule)
     return Outcome(
-        scorer=ZeroShotScorer(merged), trainable_params=params, validation=choice.validation,
-        selected={"lr": choice.lr, "step": choice.step, "history": choice.history},
+        scorer=ZeroShotScorer(merged, answer_rule=cfg.answer_rule), trainable_params=params,
+        validation=choice.validation, extra={"answer_rule": rule},
+        selected={"lr": choice.lr, "step": choice.step, "answer_rule": rule, "history": choice.history},
     )
 
 

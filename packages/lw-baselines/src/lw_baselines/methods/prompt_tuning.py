@@ -1,7 +1,7 @@
 """Prompt tuning (peft's PromptEmbedding): K trained virtual tokens *and* the input text.
 
 The receiver sees [BOS] + K soft tokens + the task prompt with the input text; the loss is on the
-answer tokens only. A prompt that never sees the input can only learn the majority answer, so it is
+answer tokens only (those the answer rule scores: the first, or all). A prompt that never sees the input can only learn the majority answer, so it is
 no baseline. The soft tokens start from the embeddings of an instruction text.
 """
 
@@ -15,12 +15,12 @@ from lw_tasks import Task
 from peft import PromptEmbedding, PromptTuningConfig, PromptTuningInit
 
 from lw_baselines.common import Context, Method, Outcome, SingleModelConfig, _help, register
-from lw_baselines.scoring import SoftPromptScorer, answer_ids
+from lw_baselines.scoring import AnswerRuleFields, SoftPromptScorer, answer_ids, applied_answer_rule
 from lw_baselines.training import IGNORE, TrainFields, answer_loss, train_and_select
 
 
 @dataclass
-class PromptTuningMethodConfig(SingleModelConfig, TrainFields):
+class PromptTuningMethodConfig(SingleModelConfig, TrainFields, AnswerRuleFields):
     virtual_tokens: int = field(default=16, metadata=_help("K, the number of trained soft tokens"))
     init_text: str = field(
         default="Read the text and answer the question about it.",
@@ -34,11 +34,12 @@ class PromptTuningMethodConfig(SingleModelConfig, TrainFields):
         super().__post_init__()
         if self.virtual_tokens < 1:
             raise ValueError(f"virtual_tokens must be >= 1, got {self.virtual_tokens}")
+        self.check_answer_rule()
 
 
 class SoftPromptTrainable:
     def __init__(self, lm: FrozenLM, cfg: PromptTuningMethodConfig):
-        self.lm, self.k = lm, cfg.virtual_tokens
+        self.lm, self.k, self.answer_rule = lm, cfg.virtual_tokens, cfg.answer_rule
         config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=self.k, token_dim=lm.hidden_size,
                                     num_transformer_submodules=1, prompt_tuning_init=PromptTuningInit.RANDOM)
         self.prompt = PromptEmbedding(config, lm.model.get_input_embeddings()).to(lm.device)
@@ -55,7 +56,7 @@ class SoftPromptTrainable:
         return list(self.prompt.parameters())
 
     def loss(self, task: Task, examples) -> torch.Tensor:
-        lm, answers, soft = self.lm, answer_ids(self.lm, task), self.soft()
+        lm, answers, soft = self.lm, answer_ids(self.lm, task, self.answer_rule), self.soft()
         bos = torch.tensor(lm.bos_ids, dtype=torch.long)
         rows, label_rows = [], []
         for e in examples:
@@ -70,7 +71,7 @@ class SoftPromptTrainable:
         return answer_loss(lm, batch.embeds, batch.mask, labels)
 
     def scorer(self) -> SoftPromptScorer:
-        return SoftPromptScorer(self.lm, self.soft().detach())
+        return SoftPromptScorer(self.lm, self.soft().detach(), self.answer_rule)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"soft": self.soft().detach().clone()}
@@ -85,9 +86,11 @@ def run_prompt_tuning(ctx: Context) -> Outcome:
         from safetensors.torch import save_file
 
         save_file({"soft": soft.contiguous()}, ctx.run.path("soft_prompt.safetensors"))
+    rule = applied_answer_rule(ctx.lm, ctx.task, cfg.answer_rule)
     return Outcome(
-        scorer=SoftPromptScorer(ctx.lm, soft), trainable_params=soft.numel(), validation=choice.validation,
-        selected={"lr": choice.lr, "step": choice.step, "history": choice.history},
+        scorer=SoftPromptScorer(ctx.lm, soft, cfg.answer_rule), trainable_params=soft.numel(),
+        validation=choice.validation, extra={"answer_rule": rule},
+        selected={"lr": choice.lr, "step": choice.step, "answer_rule": rule, "history": choice.history},
     )
 
 
