@@ -10,9 +10,9 @@ from lw_bench.measure import PeakMemory, StageClock, percentiles
 from lw_bench.paths import BridgeFloor, BridgePath, ReadsText
 from lw_bench.scaling import crossover, cut_to_tokens, fit_line
 from lw_bridge import Bridge, BridgeScorer
+from lw_bridge.build import Models, bridge_config
 from lw_bridge.config import TrainConfig
 from lw_bridge.inputs import EncoderInputs
-from lw_bridge.trainer import Models, bridge_config
 from lw_core.testing import tiny_gemma3, tiny_llama
 from lw_tasks import Example, Task, ZeroShotScorer
 

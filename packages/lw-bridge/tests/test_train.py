@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from lw_bridge import checkpoint as checkpoint_module
-from lw_bridge import trainer
+from lw_bridge import objective, trainer
 from lw_bridge.cli import eval_main, train_main
 from lw_bridge.config import TrainConfig
 from lw_core import LwError
@@ -76,7 +76,7 @@ def test_resume_after_a_crash_gives_the_same_result(env, model_dirs, toy_task_fi
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(env, model_dirs, toy_task_file, monkeypatch):
-    real_ce = trainer.answer_ce
+    real_ce = objective.answer_ce
     step = {"n": 0}
 
     def ce_then_nan(scores, labels):
@@ -84,7 +84,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(env, model_d
         loss = real_ce(scores, labels)
         return loss * float("nan") if step["n"] > 4 else loss
 
-    monkeypatch.setattr(trainer, "answer_ce", ce_then_nan)
+    monkeypatch.setattr(objective, "answer_ce", ce_then_nan)
     with pytest.raises(LwError, match=r"non-finite loss \(nan/inf\) at step 4; the last good checkpoint is kept at"):
         trainer.train(_config(model_dirs, toy_task_file, env / "nan"))
     record = json.loads((env / "nan" / "run.json").read_text())
@@ -97,7 +97,7 @@ def test_preemption_signal_checkpoints_and_the_same_command_resumes(env, model_d
     import os
     import signal
 
-    real_ce = trainer.answer_ce
+    real_ce = objective.answer_ce
     calls = {"n": 0}
 
     def ce_then_signal(scores, labels):
@@ -106,13 +106,13 @@ def test_preemption_signal_checkpoints_and_the_same_command_resumes(env, model_d
             os.kill(os.getpid(), signal.SIGUSR1)  # what SLURM sends before a time limit
         return real_ce(scores, labels)
 
-    monkeypatch.setattr(trainer, "answer_ce", ce_then_signal)
+    monkeypatch.setattr(objective, "answer_ce", ce_then_signal)
     with pytest.raises(SystemExit) as exit_info:
         trainer.train(_config(model_dirs, toy_task_file, env / "pre"))
     assert exit_info.value.code == 143
     assert json.loads((env / "pre" / "run.json").read_text())["status"] == "preempted"
     assert json.loads((env / "pre" / "checkpoints" / "last" / "trainer_state.json").read_text())["step"] == 5
-    monkeypatch.setattr(trainer, "answer_ce", real_ce)
+    monkeypatch.setattr(objective, "answer_ce", real_ce)
     trainer.train(_config(model_dirs, toy_task_file, env / "pre"))
     assert json.loads((env / "pre" / "run.json").read_text())["status"] == "completed"
 

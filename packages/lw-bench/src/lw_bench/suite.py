@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 from lw_bridge import Bridge
+from lw_bridge.build import Models, bridge_config
 from lw_bridge.config import TrainConfig
 from lw_bridge.pipeline import bridge_folder
-from lw_bridge.trainer import Models, bridge_config
 from lw_core import FrozenLM
 from lw_core.errors import LwError
 from lw_core.models import resolve_device, resolve_dtype

@@ -14,7 +14,7 @@ from lw_baselines.methods.prompt_tuning import PromptTuningMethodConfig, SoftPro
 from lw_bridge import Bridge
 from lw_bridge.config import TrainConfig
 from lw_bridge.inputs import EncoderInputs, pad_states
-from lw_bridge.trainer import bridge_loss
+from lw_bridge.objective import bridge_loss
 from lw_core import FrozenLM
 from lw_tasks import Example, Task
 

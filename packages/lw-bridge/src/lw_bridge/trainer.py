@@ -8,14 +8,12 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
-from lw_core.fingerprint import fingerprint
-from lw_core.models import DTYPES, BackgroundConversion, cache_dir, model_tag
+from lw_core.models import BackgroundConversion, cache_dir, model_tag
 from lw_core.runs import open_run, runs_root
 from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
@@ -31,22 +29,16 @@ from lw_tasks import (
     task_options,
     write_eval,
 )
-from lw_tasks.task import template_fields
 from tqdm.auto import tqdm
 
-from lw_bridge.bridge import Bridge, BridgeConfig, anchors_from_template
+from lw_bridge.bridge import Bridge
+from lw_bridge.build import Models, bridge_config, load_receivers, load_sender, sender_template
 from lw_bridge.checkpoint import find_training_state, load_training_state, save_training_state
 from lw_bridge.config import TrainConfig
 from lw_bridge.encoders import fit_input_statistics
 from lw_bridge.inputs import EncoderInputs, pad_states
-from lw_bridge.losses import (
-    answer_ce,
-    answer_logits,
-    anti_collapse,
-    distillation,
-    diversity,
-    teacher_forced_ce,
-)
+from lw_bridge.losses import diversity
+from lw_bridge.objective import bridge_loss
 from lw_bridge.preemption import PREEMPTED_EXIT_CODE, PreemptionFlag
 from lw_bridge.schedule import warmup_cosine
 from lw_bridge.scorer import BridgeScorer
@@ -64,12 +56,6 @@ from lw_bridge.selection import (
 log = logging.getLogger("lw.train")
 
 
-@dataclass
-class Models:
-    sender: FrozenLM | None
-    receivers: list[FrozenLM]
-
-
 def method_label(config: TrainConfig) -> str:
     """The run's method in the registry: `bridge` to the default receiver, `bridge@RECEIVER` to another,
     `bridge-interlingua` to several (its record holds each receiver's metrics); `bridge-fusion…` when
@@ -85,54 +71,6 @@ def method_label(config: TrainConfig) -> str:
 def default_run_dir(config: TrainConfig) -> Path:
     task = Path(config.task).stem if Path(config.task).suffix else config.task
     return runs_root() / task / "bridge" / f"seed{config.seed}-{config.identity_hash()}"
-
-
-def load_sender(config: TrainConfig, device: torch.device) -> FrozenLM | None:
-    return None if config.encoder == "bytes" else FrozenLM.load(config.sender, dtype=config.dtype, device=device)
-
-
-def load_receivers(config: TrainConfig, device: torch.device) -> list[FrozenLM]:
-    return [FrozenLM.load(name, dtype=config.dtype, device=device) for name in config.receivers]
-
-
-def sender_template(config: TrainConfig, task: Task) -> str:
-    return task.template if config.sender_reads == "prompt" else "{text}"
-
-
-def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConfig:
-    before, after = anchors_from_template(task.template)
-    if config.receiver_reads_text and template_fields(task.template) != ["text"]:
-        raise LwError(f"--receiver-reads-text needs a task prompt that reads the input through {{text}} alone; "
-                      f"task {task.name!r} reads {', '.join(template_fields(task.template))}")
-    return BridgeConfig(
-        sender=None if models.sender is None else config.sender,
-        layer=config.sender_layers(),
-        receivers=list(config.receivers),
-        d_sender=config.d_model if models.sender is None else models.sender.hidden_size,
-        d_receivers=[r.hidden_size for r in models.receivers],
-        target_rms=[round(r.embedding_rms(), 6) for r in models.receivers],
-        num_soft_tokens=config.num_soft_tokens,
-        encoder=config.encoder_config(),
-        task=task.name,
-        answers=list(task.answers),
-        verbalizers=list(task.verbalizers),
-        anchor_before=before if config.anchor_before is None else config.anchor_before,
-        anchor_after=after if config.anchor_after is None else config.anchor_after,
-        bos=config.bos,
-        dtype={v: k for k, v in DTYPES.items()}[models.receivers[0].dtype],
-        sender_template=sender_template(config, task),
-        max_input_words=task.max_input_words,
-        kind=task.kind,
-        max_new_tokens=config.max_new_tokens,
-        task_source=config.task,
-        task_options=task_options(config),
-        message_head=config.message_head_weight > 0,
-        fingerprints={name: fingerprint(lm) for name, lm in zip([config.sender, *config.receivers],
-                                                                [models.sender, *models.receivers], strict=True) if lm is not None},
-        answer_rule=config.answer_rule,
-        receiver_reads_text=config.receiver_reads_text,
-        calibrate_soft_tokens=config.calibrate_soft_tokens,
-    )
 
 
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
@@ -180,41 +118,6 @@ def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> lis
     """Generative tasks: each receiver's token ids of each example's first reference, as it follows the
     prompt (after a space, like the verbalizers of classification tasks)."""
     return [[r.token_ids(" " + e.references[0].strip()) for e in examples] for r in receivers]
-
-
-def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers: list[FrozenLM],
-                answer_ids: list[list[list[int]]], labels: torch.Tensor | None, config: TrainConfig,
-                teachers: list[torch.Tensor] | None, references: list[list[list[int]]] | None = None,
-                head_logits: torch.Tensor | None = None, texts: Sequence[str] | None = None
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The training objective summed over receivers, and each term for the log. Classification: CE
-    over the answer set (+ distillation); generative (`references`, per receiver and example): the
-    teacher-forced CE of the first `answer_tokens` reference tokens, with first-token accuracy; plus the
-    message head's answer CE when the bridge has one."""
-    terms: dict[str, float] = {}
-    loss = torch.zeros((), device=soft_per_receiver[0].device)
-    for r, (receiver, soft) in enumerate(zip(receivers, soft_per_receiver, strict=True)):
-        prefix = bridge.receiver_inputs(receiver, soft, texts)
-        if references is not None:
-            ce, first_token_accuracy = teacher_forced_ce(receiver, prefix, references[r], config.answer_tokens)
-            terms[f"first_token_acc/{r}"] = first_token_accuracy.item()
-        else:
-            scores = answer_logits(receiver, prefix, answer_ids[r], config.answer_rule)
-            ce = answer_ce(scores, labels)
-        loss = loss + ce
-        terms[f"ce/{r}"] = ce.item()
-        if teachers is not None:
-            kd = distillation(scores, teachers[r], config.kd_temperature)
-            loss = loss + config.kd_weight * kd
-            terms[f"kd/{r}"] = kd.item()
-        if config.diversity_weight > 0:
-            loss = loss + config.diversity_weight * anti_collapse(soft, config.diversity_floor)
-        terms[f"diversity/{r}"] = diversity(soft.detach()).item()
-    if head_logits is not None:
-        head_ce = answer_ce(head_logits, labels)
-        loss = loss + config.message_head_weight * head_ce
-        terms["message_head_ce"] = head_ce.item()
-    return loss, terms
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
