@@ -16,6 +16,7 @@ import pytest
 from lw_baselines.cli import main
 from lw_baselines.common import METHODS
 from lw_baselines.methods.finetune import LoraTrainable
+from lw_baselines.methods.prompt_tuning import SoftPromptTrainable
 from lw_baselines.runner import make_config, run_method
 from lw_core.errors import LwError
 from lw_core.testing import save_tiny_pair
@@ -99,14 +100,18 @@ def test_kill_9_after_a_checkpoint_and_the_same_command_resumes_to_the_same_resu
     assert outcome(run) == reference  # exactly: same tensors, same RNG, same data order, same schedule
 
 
-def _lora_config(common, out, **extra):
-    return make_config(METHODS.get("lora"), {**common, "steps": 8, "eval_every": 2, "batch_size": 4,
+def _config(name, common, out, **extra):
+    return make_config(METHODS.get(name), {**common, "steps": 8, "eval_every": 2, "batch_size": 4,
                                              "lr": [1e-3, 3e-3], "output_dir": str(out), **extra})
 
 
-def test_sigterm_checkpoints_exits_143_recorded_preempted_and_resumes(common, task, models, tmp_path, monkeypatch):
-    straight = run_method(METHODS.get("lora"), _lora_config(common, tmp_path / "straight"), task=task, models=models)
-    real_loss, calls = LoraTrainable.loss, {"n": 0}
+@pytest.mark.parametrize(("name", "trainable"), [("lora", LoraTrainable), ("dora", LoraTrainable),
+                                                 ("prompt-tuning", SoftPromptTrainable)])
+def test_sigterm_checkpoints_exits_143_recorded_preempted_and_resumes(name, trainable, common, task, models, tmp_path,
+                                                                      monkeypatch):
+    method = METHODS.get(name)
+    straight = run_method(method, _config(name, common, tmp_path / "straight"), task=task, models=models)
+    real_loss, calls = trainable.loss, {"n": 0}
 
     def loss_then_signal(self, task, examples):
         calls["n"] += 1
@@ -114,16 +119,16 @@ def test_sigterm_checkpoints_exits_143_recorded_preempted_and_resumes(common, ta
             os.kill(os.getpid(), signal.SIGTERM)
         return real_loss(self, task, examples)
 
-    monkeypatch.setattr(LoraTrainable, "loss", loss_then_signal)
-    config = _lora_config(common, tmp_path / "pre")
+    monkeypatch.setattr(trainable, "loss", loss_then_signal)
+    config = _config(name, common, tmp_path / "pre")
     with pytest.raises(SystemExit) as exit_info:
-        run_method(METHODS.get("lora"), config, task=task, models=models)
+        run_method(method, config, task=task, models=models)
     assert exit_info.value.code == 143
     assert json.loads((tmp_path / "pre" / "run.json").read_text())["status"] == "preempted"
     state = _state(tmp_path / "pre")
     assert (state["lr_index"], state["step"], len(state["history"])) == (1, 3, 5)
-    monkeypatch.setattr(LoraTrainable, "loss", real_loss)
-    resumed = run_method(METHODS.get("lora"), config, task=task, models=models)
+    monkeypatch.setattr(trainable, "loss", real_loss)
+    resumed = run_method(method, config, task=task, models=models)
     assert "resuming from" in (tmp_path / "pre" / "log.txt").read_text()
     drop = (*TIMING, "run_dir")
     assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in straight.items() if k not in drop}
@@ -142,7 +147,7 @@ def test_non_finite_loss_stops_with_one_line_error_and_keeps_the_last_good_check
     monkeypatch.setattr(LoraTrainable, "loss", nan_at_step_5)
     with pytest.raises(LwError, match=r"^non-finite loss nan at step 5 \(lr 0.001\); the last good checkpoint is kept "
                                       r"at .*checkpoints/last; lower the learning rate$") as err:
-        run_method(METHODS.get("lora"), _lora_config(common, tmp_path / "nan"), task=task, models=models)
+        run_method(METHODS.get("lora"), _config("lora", common, tmp_path / "nan"), task=task, models=models)
     assert "\n" not in str(err.value)
     record = json.loads((tmp_path / "nan" / "run.json").read_text())
     assert record["status"] == "failed" and record["error_category"] == "nan"

@@ -77,6 +77,12 @@ def unpack_params(params: list[torch.nn.Parameter], tensors: dict[str, torch.Ten
             p.copy_(tensors[k])
 
 
-def unpack_best(record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], EvalResult]:
+def unpack_best(record: dict[str, Any], tensors: dict[str, torch.Tensor], like: dict[str, torch.Tensor]
+                ) -> tuple[dict[str, torch.Tensor], EvalResult]:
+    """The best state (on the device of `like`, a fresh trainable's state) and its validation result."""
     state = {k[len(BEST):]: v for k, v in tensors.items() if k.startswith(BEST)}
+    if state.keys() != like.keys():
+        raise LwError(f"the best state in the training checkpoint has keys {sorted(state)[:3]}..., not "
+                      f"{sorted(like)[:3]}...; use another --output-dir")
+    state = {k: v.to(like[k].device) for k, v in state.items()}
     return state, EvalResult(**record["validation"], scores=tensors.get(SCORES))

@@ -160,7 +160,7 @@ def train_and_select(
                 unpack_params(params, loaded.tensors, found)
                 start_step, order, running, spent = saved["step"], saved["order"], saved["running"], saved["seconds"]
                 if saved["best"] is not None:
-                    state, validation = unpack_best(saved["best"], loaded.tensors)
+                    state, validation = unpack_best(saved["best"], loaded.tensors, like=trainable.state())
                     best_index = saved["best"]["lr_index"]
                     owner = trainable if best_index == index else None
                     best = Selection(saved["best"]["lr"], saved["best"]["step"], state, validation, history, owner)
