@@ -13,13 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from lw_baselines.cli import main
 from lw_baselines.common import METHODS
 from lw_baselines.methods.finetune import LoraTrainable
 from lw_baselines.methods.prompt_tuning import SoftPromptTrainable
 from lw_baselines.runner import make_config, run_method
+from lw_baselines.training import train_and_select
 from lw_core.errors import LwError
 from lw_core.testing import save_tiny_pair
+from lw_tasks import ZeroShotScorer
 
 OPTIONS = ["--steps", "40", "--eval-every", "5", "--batch-size", "4", "--lr", "1e-3", "3e-3", "--eval-batch-size", "8",
            "--device", "cpu", "--no-progress"]
@@ -152,3 +155,25 @@ def test_non_finite_loss_stops_with_one_line_error_and_keeps_the_last_good_check
     record = json.loads((tmp_path / "nan" / "run.json").read_text())
     assert record["status"] == "failed" and record["error_category"] == "nan"
     assert _state(tmp_path / "nan")["step"] == 4
+
+
+def test_a_finished_grid_resumes_to_the_same_selection_without_training(receiver, common, task, tmp_path):
+    config = _config("lora", common, tmp_path / "unused", lr=[1e-3, 1e-9])  # lr 1e-9 barely moves: lr 1e-3 wins
+    made = []
+
+    def make():
+        made.append(LoraTrainable(receiver, config, dora=False))
+        return made[-1]
+
+    first = train_and_select(make, task, config, seed=0, batch_size=4, progress=False, checkpoint_dir=tmp_path / "ck")
+    assert (first.lr, len(made)) == (1e-3, 2)
+    again = train_and_select(make, task, config, seed=0, batch_size=4, progress=False, checkpoint_dir=tmp_path / "ck")
+    assert len(made) == 4  # the last lr's copy (restored, nothing left to train) and a fresh one of the chosen lr
+    assert (again.lr, again.step, again.history) == (first.lr, first.step, first.history)
+    assert again.validation.metrics == first.validation.metrics
+    assert again.validation.predictions == first.validation.predictions
+    assert torch.equal(again.validation.scores, first.validation.scores)
+    assert again.state.keys() == first.state.keys() and all(torch.equal(again.state[k], first.state[k]) for k in first.state)
+    examples = task.split("test")
+    merged = [ZeroShotScorer(s.trainable.merged(s.state)).score(task, examples) for s in (first, again)]
+    assert torch.equal(*merged)
