@@ -32,6 +32,7 @@ from lw_baselines.common import (
     method_label,
     resolve_model,
 )
+from lw_baselines.resume import checkpoints_in
 
 log = logging.getLogger("lw.baselines")
 
@@ -106,7 +107,8 @@ def run_method(
         elif method.default_model is None:
             models.get(config.sender), models.get(config.receiver)
         start = time.perf_counter()
-        outcome = method.run(ctx)
+        with checkpoints_in(run.dir / "checkpoints" / "last"):  # trained methods resume there
+            outcome = method.run(ctx)
         train_seconds = time.perf_counter() - start
         draws = outcome.draws or [(outcome.scorer, outcome.validation)]
         tests, vals, eval_seconds = [], [], []

@@ -10,11 +10,12 @@ Selection: every learning rate of the grid trains from the same initialisation; 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -22,10 +23,27 @@ import torch.nn.functional as F
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
 from lw_core.options import TrainingOptions
+from lw_core.training import (
+    PREEMPTED_EXIT_CODE,
+    PreemptionFlag,
+    cosine_schedule,
+    find_training_state,
+    load_training_state,
+    save_training_state,
+)
 from lw_tasks import EvalResult, Example, Task, evaluate
 from tqdm.auto import tqdm
 
 from lw_baselines.common import _help
+from lw_baselines.resume import (
+    CHECKPOINT_DIR,
+    best_record,
+    check_grid,
+    pack,
+    peek_state,
+    unpack_best,
+    unpack_params,
+)
 from lw_baselines.scoring import better
 
 log = logging.getLogger("lw.baselines")
@@ -95,60 +113,105 @@ class Selection:
     """The trainable of the chosen learning rate's run (its state may be a later step's)."""
 
 
-def lr_at(step: int, steps: int, base: float, warmup_ratio: float) -> float:
-    warmup = max(1, int(round(steps * warmup_ratio)))
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
+def _checkpoint_at(settings: TrainFields) -> set[int]:
+    return set(range(settings.eval_every, settings.steps + 1, settings.eval_every)) | {settings.steps}
 
 
 def train_and_select(
     make: Callable[[], Trainable], task: Task, settings: TrainFields, *, seed: int, batch_size: int,
-    progress: bool = True,
+    progress: bool = True, checkpoint_dir: str | Path | None = None,
 ) -> Selection:
-    """Train one fresh copy per learning rate; pick (lr, step) on validation."""
+    """Train one fresh copy per learning rate; pick (lr, step) on validation.
+
+    With a checkpoint folder (`checkpoint_dir`, else the runner's `checkpoints_in`), the whole grid is
+    resumable: a checkpoint after every validation (and on SIGTERM / SIGUSR1, which then exits 143,
+    recorded as preempted) holds the current learning rate's trainable, optimizer, scheduler, data
+    order and RNG states, the history and the best (lr, step) so far with its validation result. The
+    same call resumes there: finished learning rates keep their results, the current one continues
+    from its last checkpoint, and the result equals an uninterrupted run's."""
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else CHECKPOINT_DIR.get()
     learning_rates = list(settings.lr)
     train = task.split("train")
-    checkpoints = sorted({s for s in range(settings.eval_every, settings.steps + 1, settings.eval_every)} | {settings.steps})
+    checkpoints = _checkpoint_at(settings)
     best: Selection | None = None
+    best_index = -1
     history: list[dict[str, Any]] = []
-    for lr in learning_rates:
-        generator = torch.Generator().manual_seed(seed)  # same data order for every learning rate
-        torch.manual_seed(seed)  # same initialisation for every learning rate
-        trainable = make()
-        params = trainable.parameters()
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=settings.weight_decay)
-        order: list[int] = []
-        started = time.perf_counter()
-        bar = tqdm(range(settings.steps), desc=f"train lr={lr:g}", disable=not progress, leave=False)
-        running = None
-        for step in bar:
-            if len(order) < settings.batch_size:
-                order += torch.randperm(len(train), generator=generator).tolist()
-            batch = [train[i] for i in order[: settings.batch_size]]
-            del order[: settings.batch_size]
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, settings.steps, lr, settings.warmup)
-            loss = trainable.loss(task, batch)
-            if not torch.isfinite(loss):
-                raise LwError(f"non-finite loss {loss.item()} at step {step} (lr {lr:g}); lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            optimizer.step()
-            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
-            bar.set_postfix(loss=f"{running:.4f}")
-            if step + 1 in checkpoints:
-                val = evaluate(trainable.scorer(), task, "validation", batch_size=batch_size, progress=False)
-                entry = {"lr": lr, "step": step + 1, "train_loss": round(running, 5),
-                         "val_accuracy": val.metrics["accuracy"], "val_nll": val.metrics.get("nll"),
-                         "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-                history.append(entry)
-                log.info("lr %g step %d: loss %.4f, val accuracy %.4f", lr, step + 1, running, val.metrics["accuracy"])
-                if best is None or better(val, best.validation):
-                    best = Selection(lr, step + 1, trainable.state(), val, history, trainable)
-        bar.close()
+    first, saved = 0, None
+    found = find_training_state(folder) if folder is not None else None
+    if found is not None:
+        saved = peek_state(found)
+        check_grid(found, saved, learning_rates, settings.steps, settings.eval_every)
+        first, history = saved["lr_index"], saved["history"]
+    preemption = PreemptionFlag() if folder is not None else contextlib.nullcontext(None)
+    with preemption as flag:
+        for index in range(first, len(learning_rates)):
+            lr = learning_rates[index]
+            generator = torch.Generator().manual_seed(seed)  # same data order for every learning rate
+            torch.manual_seed(seed)  # same initialisation for every learning rate
+            trainable = make()
+            params = trainable.parameters()
+            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=settings.weight_decay)
+            scheduler = cosine_schedule(optimizer, settings.steps, settings.warmup)
+            order: list[int] = []
+            start_step, running, spent = 0, None, 0.0
+            if saved is not None and index == first:
+                assert found is not None
+                loaded = load_training_state(found, optimizer, scheduler, generators={"data": generator})
+                unpack_params(params, loaded.tensors, found)
+                start_step, order, running, spent = saved["step"], saved["order"], saved["running"], saved["seconds"]
+                if saved["best"] is not None:
+                    state, validation = unpack_best(saved["best"], loaded.tensors, like=trainable.state())
+                    best_index = saved["best"]["lr_index"]
+                    owner = trainable if best_index == index else None
+                    best = Selection(saved["best"]["lr"], saved["best"]["step"], state, validation, history, owner)
+                log.info("resuming from %s: lr %g (%d of %d) at step %d of %d", found, lr, index + 1,
+                         len(learning_rates), start_step, settings.steps)
+
+            started = time.perf_counter()
+            bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps,
+                       desc=f"train lr={lr:g}", disable=not progress, leave=False)
+            for step in bar:
+                if len(order) < settings.batch_size:
+                    order += torch.randperm(len(train), generator=generator).tolist()
+                batch = [train[i] for i in order[: settings.batch_size]]
+                del order[: settings.batch_size]
+                loss = trainable.loss(task, batch)
+                if not torch.isfinite(loss):
+                    kept = find_training_state(folder) if folder is not None else None
+                    raise LwError(f"non-finite loss {loss.item()} at step {step + 1} (lr {lr:g}); the last good "
+                                  f"checkpoint is kept at {kept or 'none yet'}; lower the learning rate")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+                bar.set_postfix(loss=f"{running:.4f}")
+                if step + 1 in checkpoints:
+                    val = evaluate(trainable.scorer(), task, "validation", batch_size=batch_size, progress=False)
+                    entry = {"lr": lr, "step": step + 1, "train_loss": round(running, 5),
+                             "val_accuracy": val.metrics["accuracy"], "val_nll": val.metrics.get("nll"),
+                             "seconds": round(spent + time.perf_counter() - started, 1)}  # fmt: skip
+                    history.append(entry)
+                    log.info("lr %g step %d: loss %.4f, val accuracy %.4f", lr, step + 1, running, val.metrics["accuracy"])
+                    if best is None or better(val, best.validation):
+                        best, best_index = Selection(lr, step + 1, trainable.state(), val, history, trainable), index
+                if folder is not None and (step + 1 in checkpoints or flag.requested):
+                    state = {"grid": learning_rates, "steps": settings.steps, "eval_every": settings.eval_every,
+                             "lr_index": index, "lr": lr, "step": step + 1, "order": order, "running": running,
+                             "seconds": spent + time.perf_counter() - started, "history": history,
+                             "best": best_record(best, best_index)}  # fmt: skip
+                    save_training_state(folder, optimizer, scheduler, state, tensors=pack(params, best),
+                                        generators={"data": generator})
+                finished = step + 1 == settings.steps and index == len(learning_rates) - 1
+                if flag is not None and flag.requested and not finished:
+                    log.warning("preemption signal: checkpointed at lr %g step %d; the same command resumes", lr, step + 1)
+                    raise SystemExit(PREEMPTED_EXIT_CODE)
+            bar.close()
     assert best is not None
+    if best.trainable is None:  # chosen before a resume: a fresh copy of its kind (its state is `best.state`)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            best.trainable = make()
     best.history = history
     return best

@@ -1,0 +1,203 @@
+"""Training machinery every trained method shares (the bridge, LoRA, DoRA, prompt tuning):
+
+- `cosine_schedule`: linear warm-up then cosine decay to zero (transformers' schedule);
+- `PreemptionFlag`: SIGTERM / SIGUSR1 (SLURM's warning before a time limit or preemption) ask the
+  trainer to checkpoint after the current step and exit with code 143, which marks the run preempted;
+- `save_training_state` / `find_training_state` / `load_training_state`: a resumable checkpoint of
+  the trainable tensors (safetensors), optimizer and scheduler state, every RNG state (python, numpy,
+  torch, CUDA, and any named torch.Generator; torch.save, loaded with weights_only=True) and the
+  progress (JSON). It is written to a temporary folder and renamed into place, so a kill -9 at any
+  moment leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lw_core.errors import LwError
+from lw_core.runs import PREEMPTED_EXIT_CODE
+
+__all__ = [
+    "PREEMPTED_EXIT_CODE",
+    "Checkpoint",
+    "PreemptionFlag",
+    "cosine_schedule",
+    "find_training_state",
+    "load_training_state",
+    "rng_states",
+    "save_training_state",
+    "set_rng_states",
+    "warmup_steps",
+]
+
+STATE_NAME = "trainer_state.json"
+OPTIM_NAME = "optimizer.pt"
+TENSORS_NAME = "trainable.safetensors"
+
+
+# ---- schedule ------------------------------------------------------------------------------------
+def warmup_steps(total_steps: int, warmup_fraction: float) -> int:
+    return int(round(total_steps * warmup_fraction))
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' `get_cosine_schedule_with_warmup` over `total_steps`, the first
+    `round(total_steps * warmup_fraction)` of them a linear warm-up from 0."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, warmup_steps(total_steps, warmup_fraction), total_steps)
+
+
+# ---- preemption ----------------------------------------------------------------------------------
+class PreemptionFlag:
+    """Within this block SIGTERM / SIGUSR1 set `requested` instead of killing the process; the
+    trainer checks it after each step, checkpoints and raises `SystemExit(PREEMPTED_EXIT_CODE)`."""
+
+    signals = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> PreemptionFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ---- RNG states ----------------------------------------------------------------------------------
+def rng_states(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Every RNG state as tensors, ints and tuples (what `torch.load(weights_only=True)` reads back)."""
+    version, internal, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [version, list(internal), gauss],
+        "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(cached)},
+        "generators": {name: g.get_state() for name, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Any, generators: dict[str, torch.Generator] | None = None) -> None:
+    if isinstance(states, torch.Tensor):  # a checkpoint of older code kept only torch's CPU state
+        torch.set_rng_state(states)
+        return
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    for name, generator in (generators or {}).items():
+        if name not in states.get("generators", {}):
+            raise LwError(f"training checkpoint has no state for the random generator {name!r}")
+        generator.set_state(states["generators"][name])
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+@dataclass
+class Checkpoint:
+    """A loaded training checkpoint: its folder, progress (JSON) and tensors (empty when none were saved)."""
+
+    path: Path
+    state: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+
+def _aside(directory: Path, suffix: str) -> Path:
+    return directory.with_name(directory.name + suffix)
+
+
+def save_training_state(
+    directory: str | Path, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], *,
+    tensors: dict[str, torch.Tensor] | None = None, write: Callable[[Path], Any] | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+) -> Path:
+    """Write a complete checkpoint into `directory.tmp`, then swap it in: `directory` → `.old`,
+    `.tmp` → `directory`, drop `.old`. Killed at any moment, `find_training_state` still finds the
+    previous complete checkpoint (in `directory` or, between the two renames, in `.old`).
+
+    `tensors` go to safetensors; `write(folder)` may add the caller's own files (a model's
+    `save_pretrained`); `state` must be JSON."""
+    directory = Path(directory)
+    tmp, old = _aside(directory, ".tmp"), _aside(directory, ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if tensors:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / TENSORS_NAME)
+    if write is not None:
+        write(tmp)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": rng_states(generators)}, tmp / OPTIM_NAME)
+    (tmp / STATE_NAME).write_text(json.dumps(state, indent=2))  # written last: it marks the folder complete
+    if not directory.exists() and (old / STATE_NAME).is_file():
+        os.replace(old, directory)  # a crash between the renames last time: `.old` is the newest complete one
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def find_training_state(directory: str | Path) -> Path | None:
+    """The newest complete checkpoint (a crash between the two renames leaves it under `.old`)."""
+    directory = Path(directory)
+    for candidate in (directory, _aside(directory, ".old")):
+        if (candidate / STATE_NAME).is_file():
+            return candidate
+    return None
+
+
+def load_training_state(
+    directory: str | Path, optimizer: torch.optim.Optimizer, scheduler: Any, *,
+    generators: dict[str, torch.Generator] | None = None, read: Callable[[Path], Any] | None = None,
+) -> Checkpoint:
+    """Load a checkpoint written by `save_training_state`: `read(folder)` (the caller's own files,
+    checked before anything is restored) then the optimizer, scheduler and RNG states. A corrupt
+    checkpoint is an LwError that says to delete it."""
+    directory = Path(directory)
+    try:
+        state = json.loads((directory / STATE_NAME).read_text())
+        extra = torch.load(directory / OPTIM_NAME, weights_only=True)
+        tensors: dict[str, torch.Tensor] = {}
+        if (directory / TENSORS_NAME).is_file():
+            from safetensors.torch import load_file
+
+            tensors = load_file(directory / TENSORS_NAME)
+    except Exception as err:  # OSError, JSONDecodeError, unpickling and safetensors errors alike
+        raise LwError(f"corrupt training checkpoint {directory}: {err}; delete it to start over") from None
+    if read is not None:
+        read(directory)
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    set_rng_states(extra["rng"], generators)
+    return Checkpoint(directory, state, tensors)
