@@ -13,7 +13,7 @@ from lw_bridge import Bridge, BridgeScorer
 from lw_bridge.build import Models, bridge_config
 from lw_bridge.config import TrainConfig
 from lw_bridge.inputs import EncoderInputs
-from lw_core.testing import tiny_gemma3, tiny_llama
+from lw_core.testing import save_tiny_pair, tiny_gemma3, tiny_llama
 from lw_tasks import Example, Task, ZeroShotScorer
 
 torch.set_num_threads(1)
@@ -107,14 +107,7 @@ def test_scaling_helpers(pair):
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    out = {}
-    for name, factory in (("sender", tiny_llama), ("receiver", tiny_gemma3)):
-        lm = factory()
-        lm.model.save_pretrained(root / name)
-        lm.tokenizer.save_pretrained(root / name)
-        out[name] = str(root / name)
-    return out
+    return save_tiny_pair(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ class BenchConfig(TaskOptions, RuntimeOptions):
         f"paths to time: {', '.join(PATHS)}"))
     examples: int = field(default=32, metadata=_help("test examples timed (cycled)"))
     warmup: int = field(default=2, metadata=_help("untimed calls before timing each path"))
-    repeats: int = field(default=20, metadata=_help("timed batch-1 calls per path"))
+    repeats: int = field(default=10, metadata=_help("timed batch-1 calls per path"))
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 16, 64], metadata=_help("throughput batch sizes"))
     throughput_examples: int = field(default=16, metadata=_help(
         "examples per throughput measurement (at least one batch of each size)"))
