@@ -8,54 +8,21 @@ after its ~2-minute hold, and the run resumes and completes with one record.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from lw_registry import cli, read_record
+from lw_registry import read_record
+from lw_registry.testing import poll_until, run_cli, slurm_unavailable
 
 pytestmark = pytest.mark.slurm
 
 
-def _slurm_up() -> str | None:
-    if os.environ.get("LW_SLURM_TESTS") != "1":
-        return "real-SLURM tests run only with LW_SLURM_TESTS=1 (.ci/slurm-test.sh starts SLURM and sets it)"
-    if shutil.which("sinfo") is None:
-        return "no SLURM client on PATH (.ci/slurm-up.sh installs and starts one, as root)"
-    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
-    if out.returncode != 0 or not any(s in out.stdout for s in ("idle", "mix", "alloc")):
-        return f"SLURM is not up (sinfo: {(out.stderr or out.stdout).strip()[:200]})"
-    return None
-
-
-_REASON = _slurm_up()
+_REASON = slurm_unavailable()
 if _REASON:
     pytestmark = [pytest.mark.slurm, pytest.mark.skip(reason=_REASON)]
-
-
-def lw(root: Path, *args: object) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        rc = cli.main(["--root", str(root), *map(str, args)])
-    return rc, out.getvalue()
-
-
-def wait_for(root: Path, what: str, check, deadline_s: float, every: float = 2.0):
-    end = time.monotonic() + deadline_s
-    while True:
-        lw(root, "--poll")
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"{what}: not reached within {deadline_s:.0f}s\n{lw(root, '--status')[1]}")
-        time.sleep(every)
 
 
 def test_two_processes_per_run_on_slurm_requeue_and_resume(tmp_path, model_dirs, toy_task_file):
@@ -72,7 +39,7 @@ def test_two_processes_per_run_on_slurm_requeue_and_resume(tmp_path, model_dirs,
     plan = tmp_path / "ddp.json"
     plan.write_text(json.dumps({"name": "ddp", "command": command, "env": {
         "LW_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}}))
-    rc, out = lw(root, "submit", plan, "--backend", "slurm", "--profile", profile)
+    rc, out = run_cli(root, "submit", plan, "--backend", "slurm", "--profile", profile)
     assert rc == 0, out
     run_dir = next(root.rglob("run.json")).parent
     script = Path(read_record(run_dir).artifacts["sbatch"]).parent / "manifest.json"
@@ -85,13 +52,13 @@ def test_two_processes_per_run_on_slurm_requeue_and_resume(tmp_path, model_dirs,
             return json.loads(state.read_text())["step"]
         return 0
 
-    wait_for(root, "2-process training past step 4", lambda: step() >= 4, 400, every=1)
+    poll_until(root, "2-process training past step 4", lambda: step() >= 4, 400, every=1)
     rec = read_record(run_dir)
     assert rec.status == "running" and rec.attempt == 1
     subprocess.run(["scontrol", "requeue", f"{rec.slurm_job_id}_{rec.slurm_array_task_id}"], check=True)
-    stopped_at = wait_for(root, "preempted after requeue", lambda: read_record(run_dir).status in
+    stopped_at = poll_until(root, "preempted after requeue", lambda: read_record(run_dir).status in
                           ("preempted", "submitted") and step(), 120)
-    wait_for(root, "resumed run completed", lambda: read_record(run_dir).status == "completed", 600)
+    poll_until(root, "resumed run completed", lambda: read_record(run_dir).status == "completed", 600)
 
     rec = read_record(run_dir)
     assert rec.attempt == 2, rec

@@ -8,19 +8,15 @@ checkpoints every step, resumes). Skipped unless LW_SLURM_TESTS=1 and `sinfo` an
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import os
-import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from lw_registry import cli, read_record
+from lw_registry import read_record
 from lw_registry.record import RunRecord
+from lw_registry.testing import poll_until, run_cli, slurm_unavailable
 
 pytestmark = pytest.mark.slurm
 
@@ -29,45 +25,13 @@ META = "$(touch PWNED) `touch PWNED2`; rm -rf / && echo 'q\"' > out | cat * ${HO
 LONG = "x" * 150
 
 
-def _slurm_up() -> str | None:
-    if os.environ.get("LW_SLURM_TESTS") != "1":
-        return "real-SLURM tests run only with LW_SLURM_TESTS=1 (.ci/slurm-test.sh starts SLURM and sets it)"
-    if shutil.which("sinfo") is None or shutil.which("sacct") is None:
-        return "no SLURM client on PATH (.ci/slurm-up.sh installs and starts one, as root)"
-    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
-    if out.returncode != 0 or not any(s in out.stdout for s in ("idle", "mix", "alloc")):
-        return f"SLURM is not up (sinfo: {(out.stderr or out.stdout).strip()[:200]})"
-    return None
-
-
-_REASON = _slurm_up()
+_REASON = slurm_unavailable()
 if _REASON:
     pytestmark = [pytest.mark.slurm, pytest.mark.skip(reason=_REASON)]
 
 
-def lw(root: Path, *args: object) -> tuple[int, str]:
-    """`lw-registry --root ROOT ARGS...` in-process: (exit code, stdout + stderr)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        rc = cli.main(["--root", str(root), *map(str, args)])
-    return rc, out.getvalue()
-
-
 def records(root: Path, plan: str) -> list[RunRecord]:
     return sorted((read_record(p.parent) for p in (root / plan).rglob("run.json")), key=lambda r: r.name)
-
-
-def wait_until(root: Path, what: str, check: Callable[[], bool], deadline_s: float, every: float = 3.0) -> None:
-    """Poll SLURM (one sacct call) and `check()` until it holds; fail with the records if the deadline passes."""
-    end = time.monotonic() + deadline_s
-    while True:
-        lw(root, "--poll")
-        if check():
-            return
-        if time.monotonic() > end:
-            rc, out = lw(root, "--status")
-            pytest.fail(f"{what}: not reached within {deadline_s:.0f}s\n{out}")
-        time.sleep(every)
 
 
 class Campaign:
@@ -94,7 +58,7 @@ class Campaign:
         return path
 
     def submit(self, name: str) -> str:
-        rc, out = lw(self.root, "submit", self.plans[name], "--backend", "slurm", "--profile", self.profile)
+        rc, out = run_cli(self.root, "submit", self.plans[name], "--backend", "slurm", "--profile", self.profile)
         assert rc == 0, out
         self.job_ids[name] = [line.split("job(s) ")[-1].strip() for line in out.splitlines() if "job(s)" in line]
         return out
@@ -134,7 +98,7 @@ def test_array_with_a_parallelism_limit(campaign):
         c.max_running["array"] = max(c.max_running.get("array", 0), c.running_tasks("array"))
         return all(r.status == "completed" for r in records(c.root, "array"))
 
-    wait_until(c.root, "array plan completed", done, 300, every=1)
+    poll_until(c.root, "array plan completed", done, 300, every=1)
     recs = records(c.root, "array")
     assert len(recs) == 4 and all(r.attempt == 1 and r.slurm_state == "COMPLETED" for r in recs)
     assert 1 <= c.max_running["array"] <= 2, c.max_running
@@ -142,7 +106,7 @@ def test_array_with_a_parallelism_limit(campaign):
 
 def test_a_plan_run_twice_runs_nothing_twice(campaign):
     c = campaign
-    wait_until(c.root, "array plan completed", lambda: all(r.status == "completed" for r in records(c.root, "array")),
+    poll_until(c.root, "array plan completed", lambda: all(r.status == "completed" for r in records(c.root, "array")),
                300)
     out = c.submit("array")
     assert "0 to run, 4 already completed" in out, out
@@ -151,22 +115,22 @@ def test_a_plan_run_twice_runs_nothing_twice(campaign):
 
 def test_a_failing_run_and_rerun_failed(campaign):
     c = campaign
-    wait_until(c.root, "flaky run failed", lambda: records(c.root, "flaky")[0].status == "failed", 240)
+    poll_until(c.root, "flaky run failed", lambda: records(c.root, "flaky")[0].status == "failed", 240)
     rec = records(c.root, "flaky")[0]
     assert rec.error_category == "oom" and rec.attempt == 1, rec
-    rc, out = lw(c.root, "--rerun-failed", "--plan", "flaky")
+    rc, out = run_cli(c.root, "--rerun-failed", "--plan", "flaky")
     assert rc == 0 and "resubmitted 1 run(s)" in out, out
-    wait_until(c.root, "flaky run completed", lambda: records(c.root, "flaky")[0].status == "completed", 240)
+    poll_until(c.root, "flaky run completed", lambda: records(c.root, "flaky")[0].status == "completed", 240)
     assert records(c.root, "flaky")[0].attempt == 2
 
 
 def test_cancel(campaign):
     c = campaign
-    wait_until(c.root, "long run started", lambda: records(c.root, "cancel")[0].status == "running", 240)
+    poll_until(c.root, "long run started", lambda: records(c.root, "cancel")[0].status == "running", 240)
     rec = records(c.root, "cancel")[0]
-    rc, out = lw(c.root, "--cancel", rec.id)
+    rc, out = run_cli(c.root, "--cancel", rec.id)
     assert rc == 0, out
-    wait_until(c.root, "run cancelled", lambda: records(c.root, "cancel")[0].status == "cancelled", 120)
+    poll_until(c.root, "run cancelled", lambda: records(c.root, "cancel")[0].status == "cancelled", 120)
     assert records(c.root, "cancel")[0].slurm_state.startswith("CANCELLED")
 
 
@@ -178,12 +142,12 @@ def _checkpoint_step(run_dir: str) -> int:
 
 def test_scontrol_requeue_mid_training_resumes(campaign):
     c = campaign
-    wait_until(c.root, "training past step 3", lambda: _checkpoint_step(records(c.root, "requeue")[0].run_dir) >= 3,
+    poll_until(c.root, "training past step 3", lambda: _checkpoint_step(records(c.root, "requeue")[0].run_dir) >= 3,
                240, every=1)
     rec = records(c.root, "requeue")[0]
     subprocess.run(["scontrol", "requeue", f"{rec.slurm_job_id}_{rec.slurm_array_task_id}"], check=True)
     # SLURM holds a requeued job ~2 minutes before it may start again.
-    wait_until(c.root, "requeued run completed", lambda: records(c.root, "requeue")[0].status == "completed", 420)
+    poll_until(c.root, "requeued run completed", lambda: records(c.root, "requeue")[0].status == "completed", 420)
     rec = records(c.root, "requeue")[0]
     assert rec.attempt == 2 and rec.metrics["resumed_from_step"] >= 3, rec
     assert "SIGTERM" in (Path(rec.run_dir) / "job.log").read_text()
@@ -193,19 +157,19 @@ def test_scontrol_requeue_mid_training_resumes(campaign):
 def test_a_time_limit_ends_failed_timeout(campaign, plan):
     """`limit`: SIGTERM at the limit, no warning; `warned`: USR1 before it, with no requeue left."""
     c = campaign
-    wait_until(c.root, f"{plan}: time limit reached",
+    poll_until(c.root, f"{plan}: time limit reached",
                lambda: records(c.root, plan)[0].status in ("failed", "completed", "cancelled"), 240)
-    wait_until(c.root, f"{plan}: sacct settled", lambda: records(c.root, plan)[0].slurm_state not in
+    poll_until(c.root, f"{plan}: sacct settled", lambda: records(c.root, plan)[0].slurm_state not in
                ("PENDING", "RUNNING", None), 120)
     rec = records(c.root, plan)[0]
     assert (rec.status, rec.error_category) == ("failed", "timeout"), (rec.status, rec.error, rec.slurm_state)
-    rc, out = lw(c.root, "--rerun-failed", "--plan", plan, "--max-attempts", "1")
+    rc, out = run_cli(c.root, "--rerun-failed", "--plan", plan, "--max-attempts", "1")
     assert rc == 0 and "retry limit" in out  # not retried forever
 
 
 def test_shell_metacharacters_pass_literally(campaign):
     c = campaign
-    wait_until(c.root, "meta run completed", lambda: records(c.root, "meta")[0].status == "completed", 240)
+    poll_until(c.root, "meta run completed", lambda: records(c.root, "meta")[0].status == "completed", 240)
     rec = records(c.root, "meta")[0]
     assert rec.method == META and rec.params == {"note": META}
     assert not list(c.work.glob("PWNED*")) and not (c.work / "out").exists()
@@ -213,7 +177,7 @@ def test_shell_metacharacters_pass_literally(campaign):
 
 def test_long_parameter_values_get_their_own_run_dirs(campaign):
     c = campaign
-    wait_until(c.root, "long runs completed",
+    poll_until(c.root, "long runs completed",
                lambda: [r.status for r in records(c.root, "long")] == ["completed"] * 2, 240)
     recs = records(c.root, "long")
     assert len({r.run_dir for r in recs}) == 2 and {r.method for r in recs} == {LONG + "-a", LONG + "-b"}
