@@ -96,9 +96,10 @@ def test_array_with_a_parallelism_limit(campaign):
 
     def done() -> bool:
         c.max_running["array"] = max(c.max_running.get("array", 0), c.running_tasks("array"))
-        return all(r.status == "completed" for r in records(c.root, "array"))
+        # The job writes `completed` before sacct stops saying RUNNING; a later poll settles slurm_state.
+        return all(r.status == "completed" and r.slurm_state == "COMPLETED" for r in records(c.root, "array"))
 
-    poll_until(c.root, "array plan completed", done, 300, every=1)
+    poll_until(c.root, "array plan completed and settled in sacct", done, 300, every=1)
     recs = records(c.root, "array")
     assert len(recs) == 4 and all(r.attempt == 1 and r.slurm_state == "COMPLETED" for r in recs)
     assert 1 <= c.max_running["array"] <= 2, c.max_running
