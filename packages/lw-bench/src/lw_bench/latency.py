@@ -54,7 +54,8 @@ def _timed_call(path: Path_, batch: Sequence[Example], clock: StageClock, cuda: 
 def time_path(path: Path_, examples: Sequence[Example], *, device: torch.device | str = "cpu", warmup: int = 2,
               repeats: int = 20, batch_sizes: Sequence[int] = (), throughput_examples: int = 64) -> PathTimes:
     """Batch-1 latency percentiles and stage means, peak memory over the whole measurement, and
-    throughput at each batch size (over `max(batch, throughput_examples)` examples, cycled)."""
+    throughput at each batch size: at batch 1 from the timed calls, above it over
+    `max(batch, throughput_examples)` examples, cycled (after one untimed call at that shape on a GPU)."""
     if not examples:
         raise ValueError("no examples to time")
     cuda = torch.device(device).type == "cuda"
@@ -71,9 +72,13 @@ def time_path(path: Path_, examples: Sequence[Example], *, device: torch.device 
             for name, seconds in stages.items():
                 stage_sums[name] += seconds
         for batch in batch_sizes:
+            if batch == 1:  # the batch-1 calls above already are its throughput measurement
+                throughput[1] = len(totals) / sum(totals)
+                continue
             n = max(batch, throughput_examples)
             pool = [examples[i % len(examples)] for i in range(n)]
-            _timed_call(path, pool[:batch], clock, cuda)  # warm-up at this shape
+            if cuda:  # kernels are chosen per shape on a GPU; a CPU call has nothing to warm
+                _timed_call(path, pool[:batch], clock, cuda)
             seconds = sum(_timed_call(path, pool[s : s + batch], clock, cuda)[0] for s in range(0, n, batch))
             throughput[batch] = n / seconds
     return PathTimes(
