@@ -72,6 +72,10 @@ class EncoderInputs:
             return per_layer[0]
         return [torch.stack(states, dim=1) for states in zip(*per_layer, strict=True)]
 
+    def uncached(self) -> EncoderInputs:
+        """The same inputs with nothing cached: every lookup runs the sender (end-to-end timing)."""
+        return EncoderInputs(self.sender, self.layers, self.template, self.max_tokens, self.batch_size, progress=False)
+
     def get(self, examples: Sequence[Example]) -> list[torch.Tensor]:
         missing = [e for e in examples if e.id not in self._by_id]
         if missing:

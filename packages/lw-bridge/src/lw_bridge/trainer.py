@@ -293,8 +293,10 @@ def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_
             metrics.update(majority_check(val_metrics, receiver.name, suffix))
             ids = [receiver.token_ids(v) for v in task.verbalizers]
             metrics[f"answer_rule{suffix}"] = resolve_answer_rule(config.answer_rule, ids)
+        # Test reads raw text, the sender run on every batch: its time is end to end, like every baseline's.
         eval_start = time.perf_counter()
-        test = evaluate(scorer, task, "test", batch_size=config.eval_batch_size)
+        test = evaluate(BridgeScorer(bridge, inputs.uncached(), receiver, r), task, "test",
+                        batch_size=config.eval_batch_size)
         eval_seconds = time.perf_counter() - eval_start
         write_eval(test, run.dir, f"test{suffix}")
         soft = torch.cat([bridge.soft_tokens(scorer.messages(test_examples[i : i + 64]), r).detach()
