@@ -162,12 +162,3 @@ def test_fast_answer_logits_give_the_exact_answer_set_ce():
     fast = answer_ce(answer_logits(gemma, prefix, answers), labels)
     exact = answer_ce(answer_logits(gemma, prefix, answers, rule="full"), labels)
     assert fast.item() == pytest.approx(exact.item(), abs=1e-4)
-
-
-def test_checkpoint_selection_prefers_accuracy_then_lower_nll():
-    from lw_bridge.selection import better_checkpoint
-
-    state = {"best_val": 0.5, "best_nll": 0.7}
-    assert better_checkpoint(0.6, 0.9, state) and not better_checkpoint(0.4, 0.1, state)
-    assert better_checkpoint(0.5, 0.6, state) and not better_checkpoint(0.5, 0.8, state)
-    assert better_checkpoint(0.0, None, {"best_val": -1.0, "best_step": None})  # the first validation

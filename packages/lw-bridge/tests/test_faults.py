@@ -9,8 +9,8 @@ import sys
 
 import pytest
 from lw_bridge import trainer
-from lw_bridge.checkpoint import find_training_state
 from lw_bridge.config import TrainConfig
+from lw_core.training import find_training_state
 from safetensors.torch import load_file
 
 CONFIG = dict(layer=2, steps=9, batch_size=8, eval_every=9, checkpoint_every=3, lr=3e-3, d_model=32, depth=1,
@@ -22,7 +22,7 @@ KILLED = """
 import json, os, signal, sys
 import torch
 torch.set_num_threads(1)
-from lw_bridge import checkpoint, trainer
+from lw_bridge import trainer
 from lw_bridge.config import TrainConfig
 where, config = sys.argv[1], TrainConfig(**json.loads(sys.argv[2]))
 saves = {"n": 0}
@@ -41,7 +41,7 @@ def replace(src, dst):
     if saves["n"] == 2 and where == "between-renames" and str(dst).endswith("last.old"):
         os.kill(os.getpid(), signal.SIGKILL)  # the old checkpoint moved aside, the new one not yet in place
 
-checkpoint.torch.save, checkpoint.os.replace = save, replace
+torch.save, os.replace = save, replace
 trainer.train(config)
 """
 

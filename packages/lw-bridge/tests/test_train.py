@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from lw_bridge import checkpoint as checkpoint_module
 from lw_bridge import objective, trainer
 from lw_bridge.cli import eval_main, train_main
 from lw_bridge.config import TrainConfig
 from lw_core import LwError
+from lw_core import trainer as loop_module
 from lw_tasks import Example, Task
 from safetensors.torch import load_file
 
@@ -52,7 +52,7 @@ def test_train_writes_a_complete_run(env, model_dirs, toy_task_file):
 
 def test_resume_after_a_crash_gives_the_same_result(env, model_dirs, toy_task_file, monkeypatch):
     reference = trainer.train(_config(model_dirs, toy_task_file, env / "straight"))
-    real_save = checkpoint_module.save_training_state
+    real_save = loop_module.save_training_state
     calls = {"n": 0}
 
     def crash_after_second_checkpoint(*args, **kwargs):
@@ -61,11 +61,11 @@ def test_resume_after_a_crash_gives_the_same_result(env, model_dirs, toy_task_fi
         if calls["n"] == 2:
             raise KeyboardInterrupt  # stands in for kill -9 right after step 6's checkpoint
 
-    monkeypatch.setattr(trainer, "save_training_state", crash_after_second_checkpoint)
+    monkeypatch.setattr(loop_module, "save_training_state", crash_after_second_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(_config(model_dirs, toy_task_file, env / "crashed"))
     assert json.loads((env / "crashed" / "run.json").read_text())["status"] == "cancelled"
-    monkeypatch.setattr(trainer, "save_training_state", real_save)
+    monkeypatch.setattr(loop_module, "save_training_state", real_save)
     resumed = trainer.train(_config(model_dirs, toy_task_file, env / "crashed"))
     record = json.loads((env / "crashed" / "run.json").read_text())
     assert record["status"] == "completed" and record["attempt"] == 2

@@ -4,8 +4,9 @@ Each training example is the task's prompt (with the input text) followed by the
 verbalizer tokens; labels are -100 on every prompt (and padding, BOS, soft-token) position, so only
 the answer tokens are predicted. The LM head runs only on the positions that predict an answer token.
 
-Selection: every learning rate of the grid trains from the same initialisation; validation accuracy
-(then NLL) at every `eval_every` steps picks the learning rate and the step. Test is never looked at.
+Selection: every learning rate of the grid is one run of lw-core's `train_loop` from the same
+initialisation and data order; validation accuracy (then NLL) at every `eval_every` steps picks the
+learning rate and the step across the grid. Test is never looked at.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ import torch.nn.functional as F
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
 from lw_core.options import TrainingOptions
-from lw_core.training import (
-    PREEMPTED_EXIT_CODE,
-    PreemptionFlag,
-    cosine_schedule,
-    find_training_state,
-    load_training_state,
-    save_training_state,
+from lw_core.trainer import (
+    Best,
+    LoopSettings,
+    LoopState,
+    Recipe,
+    StepResult,
+    Validation,
+    stop_for_preemption,
+    train_loop,
 )
+from lw_core.training import Checkpoint, PreemptionFlag, find_training_state
 from lw_tasks import EvalResult, Example, Task, evaluate
-from tqdm.auto import tqdm
 
 from lw_baselines.common import _help
 from lw_baselines.resume import (
@@ -44,7 +47,6 @@ from lw_baselines.resume import (
     unpack_best,
     unpack_params,
 )
-from lw_baselines.scoring import better
 
 log = logging.getLogger("lw.baselines")
 IGNORE = -100
@@ -113,8 +115,132 @@ class Selection:
     """The trainable of the chosen learning rate's run (its state may be a later step's)."""
 
 
-def _checkpoint_at(settings: TrainFields) -> set[int]:
-    return set(range(settings.eval_every, settings.steps + 1, settings.eval_every)) | {settings.steps}
+class EpochOrder:
+    """The training examples in reshuffled epochs drawn from one generator, `batch_size` at a time."""
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        self.size, self.batch_size = size, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pending: list[int] = []
+
+    def next_batch(self, step: int) -> list[int]:
+        """The next batch (`train_loop` asks once per step, in order; the order is checkpointed)."""
+        if len(self.pending) < self.batch_size:
+            self.pending += torch.randperm(self.size, generator=self.generator).tolist()
+        batch = self.pending[: self.batch_size]
+        del self.pending[: self.batch_size]
+        return batch
+
+
+class GridSearch:
+    """The learning-rate grid: each learning rate is one `train_loop` from the same initialisation and
+    data order, and validation picks (lr, step) over all of them. The loop's checkpoint holds the grid's
+    progress (the current learning rate, the history, the best so far with its state and validation)."""
+
+    def __init__(self, make: Callable[[], Trainable], task: Task, settings: TrainFields, *, seed: int,
+                 batch_size: int, progress: bool, folder: Path | None):
+        self.make, self.task, self.settings, self.seed = make, task, settings, seed
+        self.batch_size, self.progress, self.folder = batch_size, progress, folder
+        self.learning_rates = list(settings.lr)
+        self.history: list[dict[str, Any]] = []
+        self.best: Selection | None = None
+        self.best_index = -1
+
+    def run(self) -> Selection:
+        first = 0
+        found = find_training_state(self.folder) if self.folder is not None else None
+        if found is not None:
+            saved = peek_state(found)
+            check_grid(found, saved, self.learning_rates, self.settings.steps, self.settings.eval_every)
+            first = saved["lr_index"]
+        preemption = PreemptionFlag() if self.folder is not None else contextlib.nullcontext(None)
+        with preemption as flag:
+            bar = None  # the grid's best so far: a step of the next learning rate must beat it to be kept
+            for index in range(first, len(self.learning_rates)):
+                bar = OneRate(self, index).train(resume=index == first, bar=bar, preemption=flag).best
+                if flag is not None and flag.requested and index + 1 < len(self.learning_rates):
+                    stop_for_preemption(f"the end of lr {self.learning_rates[index]:g}")
+        assert self.best is not None
+        if self.best.trainable is None:  # chosen before a resume: a fresh copy of its kind (its state is `best.state`)
+            with torch.random.fork_rng():
+                torch.manual_seed(self.seed)
+                self.best.trainable = self.make()
+        self.best.history = self.history
+        return self.best
+
+
+class OneRate:
+    """One learning rate of the grid as `train_loop`'s recipe."""
+
+    def __init__(self, grid: GridSearch, index: int):
+        self.grid, self.index, self.lr = grid, index, grid.learning_rates[index]
+        self.train_examples = grid.task.split("train")
+        self.order = EpochOrder(len(self.train_examples), grid.settings.batch_size, grid.seed)
+        torch.manual_seed(grid.seed)  # the same initialisation for every learning rate
+        self.trainable = grid.make()
+        self.params = self.trainable.parameters()
+        self.running: float | None = None
+        self.spent, self.started = 0.0, time.perf_counter()
+
+    def train(self, *, resume: bool, bar: Best | None, preemption: PreemptionFlag | None) -> LoopState:
+        from accelerate import Accelerator
+
+        grid, settings = self.grid, self.grid.settings
+        recipe = Recipe(parameters=self.params, batch=self.order.next_batch, loss=self.loss, validate=self.validate,
+                        keep_best=self.keep_best, non_finite=self.non_finite, after_step=self.log_step,
+                        state=self.state, tensors=lambda: pack(self.params, grid.best), restore=self.restore,
+                        generators={"data": self.order.generator})
+        loop = LoopSettings(steps=settings.steps, lr=self.lr, weight_decay=settings.weight_decay,
+                            warmup=settings.warmup, grad_clip=settings.grad_clip, eval_every=settings.eval_every,
+                            checkpoint_every=settings.eval_every, checkpoint_dir=grid.folder, resume=resume, best=bar,
+                            description=f"train lr={self.lr:g}", progress=grid.progress, leave_progress=False)
+        return train_loop(recipe, loop, Accelerator(cpu=self.params[0].device.type == "cpu"), preemption)
+
+    def loss(self, model: None, idx: Sequence[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.trainable.loss(self.grid.task, [self.train_examples[i] for i in idx]), {}
+
+    def validate(self) -> Validation:
+        grid = self.grid
+        val = evaluate(self.trainable.scorer(), grid.task, "validation", batch_size=grid.batch_size, progress=False)
+        return Validation(val.metrics["accuracy"], val.metrics.get("nll"), val)
+
+    def keep_best(self, step: int, validation: Validation) -> None:
+        grid = self.grid
+        grid.best = Selection(self.lr, step, self.trainable.state(), validation.details, grid.history, self.trainable)
+        grid.best_index = self.index
+
+    def log_step(self, result: StepResult) -> None:
+        running = result.loss if self.running is None else 0.9 * self.running + 0.1 * result.loss
+        self.running = running
+        if result.validation is not None:
+            accuracy, nll = result.validation.score, result.validation.nll
+            self.grid.history.append({"lr": self.lr, "step": result.step, "train_loss": round(running, 5),
+                                      "val_accuracy": accuracy, "val_nll": nll, "seconds": round(self.seconds(), 1)})
+            log.info("lr %g step %d: loss %.4f, val accuracy %.4f", self.lr, result.step, running, accuracy)
+
+    def seconds(self) -> float:
+        return self.spent + time.perf_counter() - self.started
+
+    def non_finite(self, step: int, loss: float, kept: Path | None) -> str:
+        return (f"non-finite loss {loss} at step {step + 1} (lr {self.lr:g}); the last good checkpoint is kept at "
+                f"{kept or 'none yet'}; lower the learning rate")
+
+    def state(self) -> dict[str, Any]:
+        grid = self.grid
+        return {"grid": grid.learning_rates, "steps": grid.settings.steps, "eval_every": grid.settings.eval_every,
+                "lr_index": self.index, "lr": self.lr, "order": self.order.pending, "running": self.running,
+                "seconds": self.seconds(), "history": grid.history, "best": best_record(grid.best, grid.best_index)}
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        grid, saved = self.grid, checkpoint.state
+        unpack_params(self.params, checkpoint.tensors, checkpoint.path)
+        grid.history, self.order.pending = saved["history"], saved["order"]
+        self.running, self.spent = saved["running"], saved["seconds"]
+        if saved["best"] is not None:
+            state, validation = unpack_best(saved["best"], checkpoint.tensors, like=self.trainable.state())
+            grid.best_index = saved["best"]["lr_index"]
+            owner = self.trainable if grid.best_index == self.index else None
+            grid.best = Selection(saved["best"]["lr"], saved["best"]["step"], state, validation, grid.history, owner)
 
 
 def train_and_select(
@@ -130,88 +256,4 @@ def train_and_select(
     same call resumes there: finished learning rates keep their results, the current one continues
     from its last checkpoint, and the result equals an uninterrupted run's."""
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else CHECKPOINT_DIR.get()
-    learning_rates = list(settings.lr)
-    train = task.split("train")
-    checkpoints = _checkpoint_at(settings)
-    best: Selection | None = None
-    best_index = -1
-    history: list[dict[str, Any]] = []
-    first, saved = 0, None
-    found = find_training_state(folder) if folder is not None else None
-    if found is not None:
-        saved = peek_state(found)
-        check_grid(found, saved, learning_rates, settings.steps, settings.eval_every)
-        first, history = saved["lr_index"], saved["history"]
-    preemption = PreemptionFlag() if folder is not None else contextlib.nullcontext(None)
-    with preemption as flag:
-        for index in range(first, len(learning_rates)):
-            lr = learning_rates[index]
-            generator = torch.Generator().manual_seed(seed)  # same data order for every learning rate
-            torch.manual_seed(seed)  # same initialisation for every learning rate
-            trainable = make()
-            params = trainable.parameters()
-            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=settings.weight_decay)
-            scheduler = cosine_schedule(optimizer, settings.steps, settings.warmup)
-            order: list[int] = []
-            start_step, running, spent = 0, None, 0.0
-            if saved is not None and index == first:
-                assert found is not None
-                loaded = load_training_state(found, optimizer, scheduler, generators={"data": generator})
-                unpack_params(params, loaded.tensors, found)
-                start_step, order, running, spent = saved["step"], saved["order"], saved["running"], saved["seconds"]
-                if saved["best"] is not None:
-                    state, validation = unpack_best(saved["best"], loaded.tensors, like=trainable.state())
-                    best_index = saved["best"]["lr_index"]
-                    owner = trainable if best_index == index else None
-                    best = Selection(saved["best"]["lr"], saved["best"]["step"], state, validation, history, owner)
-                log.info("resuming from %s: lr %g (%d of %d) at step %d of %d", found, lr, index + 1,
-                         len(learning_rates), start_step, settings.steps)
-
-            started = time.perf_counter()
-            bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps,
-                       desc=f"train lr={lr:g}", disable=not progress, leave=False)
-            for step in bar:
-                if len(order) < settings.batch_size:
-                    order += torch.randperm(len(train), generator=generator).tolist()
-                batch = [train[i] for i in order[: settings.batch_size]]
-                del order[: settings.batch_size]
-                loss = trainable.loss(task, batch)
-                if not torch.isfinite(loss):
-                    kept = find_training_state(folder) if folder is not None else None
-                    raise LwError(f"non-finite loss {loss.item()} at step {step + 1} (lr {lr:g}); the last good "
-                                  f"checkpoint is kept at {kept or 'none yet'}; lower the learning rate")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
-                bar.set_postfix(loss=f"{running:.4f}")
-                if step + 1 in checkpoints:
-                    val = evaluate(trainable.scorer(), task, "validation", batch_size=batch_size, progress=False)
-                    entry = {"lr": lr, "step": step + 1, "train_loss": round(running, 5),
-                             "val_accuracy": val.metrics["accuracy"], "val_nll": val.metrics.get("nll"),
-                             "seconds": round(spent + time.perf_counter() - started, 1)}  # fmt: skip
-                    history.append(entry)
-                    log.info("lr %g step %d: loss %.4f, val accuracy %.4f", lr, step + 1, running, val.metrics["accuracy"])
-                    if best is None or better(val, best.validation):
-                        best, best_index = Selection(lr, step + 1, trainable.state(), val, history, trainable), index
-                if folder is not None and (step + 1 in checkpoints or flag.requested):
-                    state = {"grid": learning_rates, "steps": settings.steps, "eval_every": settings.eval_every,
-                             "lr_index": index, "lr": lr, "step": step + 1, "order": order, "running": running,
-                             "seconds": spent + time.perf_counter() - started, "history": history,
-                             "best": best_record(best, best_index)}  # fmt: skip
-                    save_training_state(folder, optimizer, scheduler, state, tensors=pack(params, best),
-                                        generators={"data": generator})
-                finished = step + 1 == settings.steps and index == len(learning_rates) - 1
-                if flag is not None and flag.requested and not finished:
-                    log.warning("preemption signal: checkpointed at lr %g step %d; the same command resumes", lr, step + 1)
-                    raise SystemExit(PREEMPTED_EXIT_CODE)
-            bar.close()
-    assert best is not None
-    if best.trainable is None:  # chosen before a resume: a fresh copy of its kind (its state is `best.state`)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            best.trainable = make()
-    best.history = history
-    return best
+    return GridSearch(make, task, settings, seed=seed, batch_size=batch_size, progress=progress, folder=folder).run()

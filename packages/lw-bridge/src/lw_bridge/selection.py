@@ -1,5 +1,5 @@
-"""Choosing and judging a run's checkpoint on validation: accuracy then NLL (as the baselines choose;
-first-token accuracy for generative tasks), whether it beats the majority class, what the encoder
+"""Judging a run's checkpoint on validation: its accuracy and NLL over receivers (first-token accuracy for
+generative tasks; lw-core's `train_loop` selects on them), whether it beats the majority class, what the encoder
 learned to read (its sender-layer mixture), and what a run reports per kind of task."""
 
 from __future__ import annotations
@@ -35,14 +35,6 @@ def mean_nll(results: Sequence[Any]) -> float | None:
     """Mean validation NLL over receivers (None for generative tasks, which have no answer set)."""
     values = [r.metrics.get("nll") for r in results]
     return None if not values or any(v is None for v in values) else sum(values) / len(values)
-
-
-def better_checkpoint(accuracy: float, nll: float | None, state: dict[str, Any]) -> bool:
-    """Selection on validation, as the baselines select: higher accuracy, then lower NLL."""
-    if accuracy != state["best_val"]:
-        return accuracy > state["best_val"]
-    best_nll = state.get("best_nll")
-    return nll is not None and (best_nll is None or nll < best_nll)
 
 
 def majority_check(val_metrics: dict[str, Any], receiver: str, suffix: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The `lw-train` recipe: cache sender states once, train encoder + adapter(s) with the receivers
-frozen, select on validation, evaluate on test with the shared evaluator, resume after a crash."""
+"""`lw-train`: cache sender states once, train encoder + adapter(s) with the receivers frozen in
+lw-core's `train_loop` (the bridge's recipe is `recipe.BridgeRecipe`; selection on validation, resume
+after a crash or preemption), then evaluate the selected bridge on test with the shared evaluator."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ import torch
 from lw_core import FrozenLM, LwError, seed_everything
 from lw_core.models import BackgroundConversion, cache_dir, model_tag
 from lw_core.runs import open_run, runs_root
+from lw_core.trainer import LoopSettings, LoopState, train_loop
+from lw_core.training import find_training_state
 from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
 from lw_tasks import (
-    Example,
     GenerationScorer,
     Task,
     ZeroShotScorer,
@@ -29,26 +30,20 @@ from lw_tasks import (
     task_options,
     write_eval,
 )
-from tqdm.auto import tqdm
 
 from lw_bridge.bridge import Bridge
 from lw_bridge.build import Models, bridge_config, load_receivers, load_sender, sender_template
-from lw_bridge.checkpoint import find_training_state, load_training_state, save_training_state
 from lw_bridge.config import TrainConfig
 from lw_bridge.encoders import fit_input_statistics
-from lw_bridge.inputs import EncoderInputs, pad_states
+from lw_bridge.inputs import EncoderInputs
 from lw_bridge.losses import diversity
-from lw_bridge.objective import bridge_loss
-from lw_bridge.preemption import PREEMPTED_EXIT_CODE, PreemptionFlag
-from lw_bridge.schedule import warmup_cosine
+from lw_bridge.recipe import BridgeRecipe, reference_ids
 from lw_bridge.scorer import BridgeScorer
 from lw_bridge.selection import (
     REPORTS,
-    better_checkpoint,
     first_token_accuracy,
     layer_weights,
     majority_check,
-    mean_nll,
     print_summary,
     receiver_suffix,
 )
@@ -73,31 +68,6 @@ def default_run_dir(config: TrainConfig) -> Path:
     return runs_root() / task / "bridge" / f"seed{config.seed}-{config.identity_hash()}"
 
 
-def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
-    """The examples of global step `step`: a pure function of (step, seed), so a resumed run sees the
-    same batches as an uninterrupted one."""
-    out, position = [], step * batch_size
-    orders: dict[int, torch.Tensor] = {}
-    for p in range(position, position + batch_size):
-        epoch = p // n
-        if epoch not in orders:
-            orders[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        out.append(int(orders[epoch][p % n]))
-    return out
-
-
-def teacher_logprobs(receiver: FrozenLM, task: Task, examples: Sequence[Example], batch_size: int,
-                     answer_rule: str = "full") -> torch.Tensor:
-    """The receiver's own answer log-probs when it reads the text prompt (for distillation), scored by
-    the answer rule the student is trained by."""
-    scorer = ZeroShotScorer(receiver, answer_rule=answer_rule)
-    rows = []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(examples), batch_size), desc=f"teacher {receiver.name}", leave=False):
-            rows.append(scorer.score(task, examples[start : start + batch_size]))
-    return torch.cat(rows)
-
-
 def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16) -> dict[str, Any]:
     """The receiver reading the text prompt, on test: calibrated zero-shot scoring of the answer set
     (classification) or greedy generation (generative). Cached on disk per receiver and test split."""
@@ -112,12 +82,6 @@ def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new
     metrics = flat_metrics(result.metrics)
     write_json_atomic(path, metrics)
     return metrics
-
-
-def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> list[list[list[int]]]:
-    """Generative tasks: each receiver's token ids of each example's first reference, as it follows the
-    prompt (after a space, like the verbalizers of classification tasks)."""
-    return [[r.token_ids(" " + e.references[0].strip()) for e in examples] for r in receivers]
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -158,119 +122,36 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         seed_everything(config.seed)
         bridge = Bridge(bconfig).to(device)
-        optimizer = torch.optim.AdamW(bridge.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        scheduler = warmup_cosine(optimizer, config.steps, config.warmup)
-        checkpoint_dir, best_dir = run_dir / "checkpoints" / "last", run_dir / "checkpoints" / "best"
-        state = {"step": 0, "best_val": -1.0, "best_step": None, "history": [], "train_seconds": 0.0}
-        resume_from = find_training_state(checkpoint_dir)
-        if resume_from is not None:  # its checkpoint holds the input statistics too
-            state = load_training_state(resume_from, bridge, optimizer, scheduler)
-            log.info("resuming from %s at step %d", resume_from, state["step"])
-        elif config.standardize_states and models.sender is not None:
-            fit_input_statistics(bridge.encoder, inputs.get(train_examples))
-        # The scheduler stays outside `prepare`: accelerate would step it once per process per step,
-        # but each step here is one global batch split over the processes (see `batch_indices` below).
-        model, optimizer = accelerator.prepare(bridge, optimizer)
-
-        answer_ids = [[r.token_ids(v) for v in task.verbalizers] for r in models.receivers]
-        labels = None if generative else task.labels(train_examples)
-        references = reference_ids(models.receivers, train_examples) if generative else None
-        val_references = reference_ids(models.receivers, val_examples) if generative else None
-        teachers = None
-        if config.kd_weight > 0:
-            teachers = [teacher_logprobs(r, task, train_examples, config.eval_batch_size, config.answer_rule)
-                        for r in models.receivers]
-        scorers = [BridgeScorer(bridge, inputs, r, i) for i, r in enumerate(models.receivers)]
-
-        def validate() -> tuple[list[float], list[Any]]:
-            """The selection metric per receiver (accuracy, or first-token accuracy for generative tasks),
-            and the classification evaluations behind it (written as the run's validation results)."""
-            if generative:
-                return [first_token_accuracy(s, val_examples, val_references[i], config.eval_batch_size)
-                        for i, s in enumerate(scorers)], []
-            results = [evaluate(s, task, "validation", batch_size=config.eval_batch_size, limit=config.val_examples,
-                                progress=False) for s in scorers]
-            return [r.metrics["accuracy"] for r in results], results
-
-        rank, world = accelerator.process_index, accelerator.num_processes
-        progress = tqdm(range(state["step"], config.steps), initial=state["step"], total=config.steps,
-                        desc=f"bridge {task.name}", disable=not (accelerator.is_main_process and config.progress))
-        with PreemptionFlag() as preemption:
-            for step in progress:
-                step_start = time.perf_counter()
-                model.train()
-                idx = batch_indices(step, config.batch_size, len(train_examples), config.seed)[rank::world]
-                batch = [train_examples[i] for i in idx]
-                states, mask = pad_states(inputs.get(batch), device)
-                soft, head_logits = model(states, mask)
-                loss, terms = bridge_loss(
-                    soft, bridge, models.receivers, answer_ids, None if generative else labels[idx],
-                    config, None if teachers is None else [t[idx] for t in teachers],
-                    None if references is None else [[refs[i] for i in idx] for refs in references], head_logits,
-                    [e.text for e in batch])
-                if _any_rank(accelerator, not torch.isfinite(loss)):  # all ranks stop, none waits forever
-                    kept = find_training_state(checkpoint_dir)
-                    raise LwError(f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at "
-                                  f"{kept or 'none yet'}; lower --lr (now {config.lr})")
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                state["train_seconds"] += time.perf_counter() - step_start
-                state["step"] = step + 1
-                record = {"step": step + 1, "loss": round(loss.item(), 5), "grad_norm": round(float(grad_norm), 4),
-                          "lr": scheduler.get_last_lr()[0], **{k: round(v, 5) for k, v in terms.items()}}
-                if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-                    accs, results = validate()
-                    record["val_first_token_accuracy" if generative else "val_accuracy"] = accs
-                    nll = mean_nll(results)
-                    if accelerator.is_main_process and better_checkpoint(sum(accs) / len(accs), nll, state):
-                        state["best_val"], state["best_nll"], state["best_step"] = sum(accs) / len(accs), nll, step + 1
-                        bridge.save_pretrained(best_dir)
-                        for r, result in enumerate(results):  # the selected checkpoint's validation results
-                            write_eval(result, run_dir, f"validation{receiver_suffix(models.receivers, r)}")
-                    progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{accs[0]:.3f}")
-                else:
-                    progress.set_postfix(loss=f"{loss.item():.3f}", val=f"{state['best_val']:.3f}")
-                state["history"].append(record)
-                last_step = step + 1 == config.steps
-                stop = _any_rank(accelerator, preemption.requested)  # every rank stops at the same step
-                if accelerator.is_main_process and ((step + 1) % config.checkpoint_every == 0 or last_step
-                                                    or stop):
-                    save_training_state(checkpoint_dir, bridge, optimizer, scheduler, state)
-                if stop and not last_step:
-                    accelerator.wait_for_everyone()  # the checkpoint is written before any rank exits
-                    log.warning("preemption signal: checkpointed at step %d; the same command resumes", step + 1)
-                    raise SystemExit(PREEMPTED_EXIT_CODE)
-        progress.close()
-        accelerator.wait_for_everyone()
+        checkpoint_dir = run_dir / "checkpoints" / "last"
+        if find_training_state(checkpoint_dir) is None and config.standardize_states and models.sender is not None:
+            fit_input_statistics(bridge.encoder, inputs.get(train_examples))  # a checkpoint holds its own
+        recipe = BridgeRecipe(config, task, bridge, models.receivers, inputs, train_examples, val_examples,
+                              best_dir=run_dir / "checkpoints" / "best", run_dir=run_dir, device=device)
+        settings = LoopSettings(steps=config.steps, lr=config.lr, weight_decay=config.weight_decay,
+                                warmup=config.warmup, grad_clip=config.grad_clip, eval_every=config.eval_every,
+                                checkpoint_every=config.checkpoint_every, checkpoint_dir=checkpoint_dir,
+                                description=f"bridge {task.name}", progress=config.progress)
+        loop = train_loop(recipe.recipe(), settings, accelerator)
         if not accelerator.is_main_process:
             return {}
-        return _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_seconds, started)
+        return _final_evaluation(config, task, run, models, inputs, recipe, loop, cache_seconds, started)
 
 
-def _any_rank(accelerator: Any, flag: bool) -> bool:
-    """Whether `flag` is true on any process (SIGTERM may reach the ranks at different steps)."""
-    if accelerator.num_processes == 1:
-        return flag
-    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item() > 0)
-
-
-def _final_evaluation(config, task, run, models, inputs, state, best_dir, cache_seconds, started) -> dict[str, Any]:
-    bridge = Bridge.from_pretrained(best_dir, device=models.receivers[0].device)
+def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models, inputs: EncoderInputs,
+                      recipe: BridgeRecipe, loop: LoopState, cache_seconds: float, started: float) -> dict[str, Any]:
+    bridge = Bridge.from_pretrained(recipe.best_dir, device=models.receivers[0].device)
     bridge.save_pretrained(run.dir / "bridge")
     run.artifacts["bridge"] = "bridge"
-    write_json_atomic(run.dir / "history.json", state["history"])
+    write_json_atomic(run.dir / "history.json", recipe.history)
     texts_bytes = [len(e.text.encode("utf-8")) for e in task.split("test")]
     numel = bridge.config.encoder.message_numel
     metrics: dict[str, Any] = {
         "trainable_params": bridge.trainable_parameters(),
-        "train_seconds": round(state["train_seconds"], 1),
-        "seconds_per_step": round(state["train_seconds"] / max(1, len(state["history"])), 3),
+        "train_seconds": round(loop.train_seconds, 1),
+        "seconds_per_step": round(loop.train_seconds / max(1, len(recipe.history)), 3),
         "cache_seconds": round(cache_seconds, 1),
-        "best_step": state["best_step"],
-        "val_accuracy_best": state["best_val"],
+        "best_step": loop.best.step,
+        "val_accuracy_best": loop.best.score,
         "text_bytes_mean": round(sum(texts_bytes) / len(texts_bytes), 1),
         **layer_weights(bridge),
         **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},

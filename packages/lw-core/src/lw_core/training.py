@@ -1,6 +1,6 @@
-"""Training machinery every trained method shares (the bridge, LoRA, DoRA, prompt tuning):
+"""Training machinery under `lw_core.trainer.train_loop`, the loop of every trained method:
 
-- `cosine_schedule`: linear warm-up then cosine decay to zero (transformers' schedule);
+- `cosine_schedule`: linear warm-up (training from the first step) then cosine decay to zero;
 - `PreemptionFlag`: SIGTERM / SIGUSR1 (SLURM's warning before a time limit or preemption) ask the
   trainer to checkpoint after the current step and exit with code 143, which marks the run preempted;
 - `save_training_state` / `find_training_state` / `load_training_state`: a resumable checkpoint of
@@ -189,10 +189,10 @@ def find_training_state(directory: str | Path) -> Path | None:
 
 def load_training_state(
     directory: str | Path, optimizer: torch.optim.Optimizer, scheduler: Any, *,
-    generators: dict[str, torch.Generator] | None = None, read: Callable[[Path], Any] | None = None,
+    generators: dict[str, torch.Generator] | None = None, read: Callable[[Checkpoint], Any] | None = None,
 ) -> Checkpoint:
-    """Load a checkpoint written by `save_training_state`: `read(folder)` (the caller's own files,
-    checked before anything is restored) then the optimizer, scheduler and RNG states. A corrupt
+    """Load a checkpoint written by `save_training_state`: `read(checkpoint)` (the caller's own files and
+    state, checked before anything is restored) then the optimizer, scheduler and RNG states. A corrupt
     checkpoint is an LwError that says to delete it."""
     directory = Path(directory)
     try:
@@ -205,9 +205,10 @@ def load_training_state(
             tensors = load_file(directory / TENSORS_NAME)
     except Exception as err:  # OSError, JSONDecodeError, unpickling and safetensors errors alike
         raise LwError(f"corrupt training checkpoint {directory}: {err}; delete it to start over") from None
+    checkpoint = Checkpoint(directory, state, tensors)
     if read is not None:
-        read(directory)
+        read(checkpoint)
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     set_rng_states(extra["rng"], generators)
-    return Checkpoint(directory, state, tensors)
+    return checkpoint

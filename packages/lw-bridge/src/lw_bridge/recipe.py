@@ -1,0 +1,194 @@
+"""The bridge as lw-core's `train_loop` recipe: each step's batch of cached sender states, the bridge
+objective through the frozen receivers, validation per receiver, the best step's bridge and validation
+results, and the checkpoint's bridge files (checked against this run's bridge config on resume)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lw_core import FrozenLM, LwError
+from lw_core.trainer import Recipe, StepResult, Validation
+from lw_core.training import Checkpoint
+from lw_tasks import EvalResult, Example, Task, ZeroShotScorer, evaluate, write_eval
+from tqdm.auto import tqdm
+
+from lw_bridge.bridge import Bridge
+from lw_bridge.config import TrainConfig
+from lw_bridge.inputs import EncoderInputs, pad_states
+from lw_bridge.objective import bridge_loss
+from lw_bridge.scorer import BridgeScorer
+from lw_bridge.selection import first_token_accuracy, mean_nll, receiver_suffix
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+    """The examples of global step `step`: a pure function of (step, seed), so a resumed run sees the
+    same batches as an uninterrupted one."""
+    out, position = [], step * batch_size
+    orders: dict[int, torch.Tensor] = {}
+    for p in range(position, position + batch_size):
+        epoch = p // n
+        if epoch not in orders:
+            orders[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(int(orders[epoch][p % n]))
+    return out
+
+
+def teacher_logprobs(
+    receiver: FrozenLM, task: Task, examples: Sequence[Example], batch_size: int, answer_rule: str = "full"
+) -> torch.Tensor:
+    """The receiver's own answer log-probs when it reads the text prompt (for distillation), scored by
+    the answer rule the student is trained by."""
+    scorer = ZeroShotScorer(receiver, answer_rule=answer_rule)
+    rows = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(examples), batch_size), desc=f"teacher {receiver.name}", leave=False):
+            rows.append(scorer.score(task, examples[start : start + batch_size]))
+    return torch.cat(rows)
+
+
+def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> list[list[list[int]]]:
+    """Generative tasks: each receiver's token ids of each example's first reference, as it follows the
+    prompt (after a space, like the verbalizers of classification tasks)."""
+    return [[r.token_ids(" " + e.references[0].strip()) for e in examples] for r in receivers]
+
+
+@dataclass
+class ReceiverScores:
+    """A validation's selection metric per receiver and the classification evaluations behind it."""
+
+    accuracies: list[float]
+    results: list[EvalResult]
+
+
+@dataclass
+class BridgeRecipe:
+    config: TrainConfig
+    task: Task
+    bridge: Bridge
+    receivers: list[FrozenLM]
+    inputs: EncoderInputs
+    train_examples: Sequence[Example]
+    val_examples: Sequence[Example]
+    best_dir: Path
+    """Where the best step's bridge goes (its validation results go to `run_dir`)."""
+    run_dir: Path
+    device: torch.device
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.generative = self.task.kind == "generative"
+        self.answer_ids = [[r.token_ids(v) for v in self.task.verbalizers] for r in self.receivers]
+        self.labels = None if self.generative else self.task.labels(self.train_examples)
+        self.references = reference_ids(self.receivers, self.train_examples) if self.generative else None
+        self.val_references = reference_ids(self.receivers, self.val_examples) if self.generative else None
+        self.teachers = None
+        if self.config.kd_weight > 0:
+            self.teachers = [
+                teacher_logprobs(
+                    r, self.task, self.train_examples, self.config.eval_batch_size, self.config.answer_rule
+                )
+                for r in self.receivers
+            ]
+        self.scorers = [BridgeScorer(self.bridge, self.inputs, r, i) for i, r in enumerate(self.receivers)]
+
+    def recipe(self) -> Recipe:
+        return Recipe(
+            parameters=list(self.bridge.parameters()),
+            model=self.bridge,
+            batch=self.batch,
+            loss=self.loss,
+            validate=self.validate,
+            keep_best=self.keep_best,
+            non_finite=self.non_finite,
+            after_step=self.log_step,
+            state=lambda: {"history": self.history},
+            write=self.bridge.save_pretrained,
+            restore=self.restore,
+        )
+
+    def batch(self, step: int) -> list[int]:
+        return batch_indices(step, self.config.batch_size, len(self.train_examples), self.config.seed)
+
+    def loss(self, model: torch.nn.Module, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        model.train()
+        batch = [self.train_examples[i] for i in idx]
+        states, mask = pad_states(self.inputs.get(batch), self.device)
+        soft, head_logits = model(states, mask)
+        return bridge_loss(
+            soft,
+            self.bridge,
+            self.receivers,
+            self.answer_ids,
+            None if self.labels is None else self.labels[idx],
+            self.config,
+            None if self.teachers is None else [t[idx] for t in self.teachers],
+            None if self.references is None else [[refs[i] for i in idx] for refs in self.references],
+            head_logits,
+            [e.text for e in batch],
+        )
+
+    def validate(self) -> Validation:
+        """Accuracy per receiver (first-token accuracy for generative tasks), their mean as the score, and
+        the classification evaluations behind it (the run's validation results when the step is the best)."""
+        if self.generative:
+            accs = [
+                first_token_accuracy(
+                    s, self.val_examples, self.val_references[i], self.config.eval_batch_size
+                )
+                for i, s in enumerate(self.scorers)
+            ]
+            return Validation(sum(accs) / len(accs), None, ReceiverScores(accs, []))
+        results = [
+            evaluate(
+                s,
+                self.task,
+                "validation",
+                batch_size=self.config.eval_batch_size,
+                limit=self.config.val_examples,
+                progress=False,
+            )
+            for s in self.scorers
+        ]
+        accs = [r.metrics["accuracy"] for r in results]
+        return Validation(sum(accs) / len(accs), mean_nll(results), ReceiverScores(accs, results))
+
+    def keep_best(self, step: int, validation: Validation) -> None:
+        self.bridge.save_pretrained(self.best_dir)
+        for r, result in enumerate(validation.details.results):
+            write_eval(result, self.run_dir, f"validation{receiver_suffix(self.receivers, r)}")
+
+    def log_step(self, result: StepResult) -> None:
+        record = {
+            "step": result.step,
+            "loss": round(result.loss, 5),
+            "grad_norm": round(result.grad_norm, 4),
+            "lr": result.lr,
+            **{k: round(v, 5) for k, v in result.terms.items()},
+        }
+        if result.validation is not None:
+            key = "val_first_token_accuracy" if self.generative else "val_accuracy"
+            record[key] = result.validation.details.accuracies
+        self.history.append(record)
+
+    def non_finite(self, step: int, loss: float, kept: Path | None) -> str:
+        return (
+            f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at {kept or 'none yet'}; "
+            f"lower --lr (now {self.config.lr})"
+        )
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """The checkpoint's bridge (input statistics included) and history, if its config is this run's."""
+        saved = Bridge.from_pretrained(checkpoint.path)
+        if not saved.config.fingerprints:  # a checkpoint from before fingerprints: compare the rest
+            saved.config.fingerprints = self.bridge.config.fingerprints
+        if saved.config != self.bridge.config:
+            raise LwError(
+                f"checkpoint {checkpoint.path} was trained with another bridge config; use another "
+                "--output-dir"
+            )
+        self.bridge.load_state_dict(saved.state_dict())
+        self.history = checkpoint.state["history"]

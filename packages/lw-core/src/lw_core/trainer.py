@@ -1,0 +1,256 @@
+"""The training loop every trained method runs (the bridge, LoRA, DoRA, prompt tuning), on accelerate.
+
+A method describes what it trains as a `Recipe` (its parameters, each step's examples, the loss of a
+batch, a validation, what to keep of the best step, what else its checkpoint holds); `train_loop` does
+the rest the same way for all of them:
+
+- AdamW and `cosine_schedule`, stepped once per global step; each process trains on its share
+  (`[rank::world]`) of the step's global batch, `accelerator.backward`, `clip_grad_norm_`;
+- validation every `eval_every` steps and at the last step; the best step is the highest score, then
+  the lowest NLL, and only a better step than `LoopSettings.best` (a learning-rate grid's best so far)
+  calls `keep_best`;
+- a resumable checkpoint (`save_training_state`: the recipe's files, tensors and JSON state, the
+  optimizer, schedule and every RNG state) every `checkpoint_every` steps, at the last step and on
+  SIGTERM / SIGUSR1, which then exits with `PREEMPTED_EXIT_CODE`; the same call resumes from it;
+- a non-finite loss on any process stops every process with an LwError that names the kept checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import torch
+from tqdm.auto import tqdm
+
+from lw_core.errors import LwError
+from lw_core.training import (
+    PREEMPTED_EXIT_CODE,
+    Checkpoint,
+    PreemptionFlag,
+    cosine_schedule,
+    find_training_state,
+    load_training_state,
+    save_training_state,
+)
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+log = logging.getLogger("lw.trainer")
+
+
+@dataclass
+class Validation:
+    """One validation of the model in training: `score` (higher is better), `nll` (breaks ties, lower is
+    better; None when there is none) and what the recipe keeps of it (`details`)."""
+
+    score: float
+    nll: float | None = None
+    details: Any = None
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best validated step so far."""
+
+    step: int
+    score: float
+    nll: float | None = None
+
+    @staticmethod
+    def beaten_by(validation: Validation, best: Best | None) -> bool:
+        if best is None:
+            return True
+        if validation.score != best.score:
+            return validation.score > best.score
+        return validation.nll is not None and (best.nll is None or validation.nll < best.nll)
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step did (`step` counts the steps done, this one included)."""
+
+    step: int
+    loss: float
+    grad_norm: float
+    lr: float
+    terms: dict[str, float]
+    validation: Validation | None
+
+
+def _nothing(*args: Any) -> None:
+    return None
+
+
+@dataclass
+class Recipe:
+    """What a method trains and how; every callable runs on every process except `keep_best` (the main
+    process only). `model`, when given, is prepared by accelerate (DDP over several processes) and
+    handed to `loss` as the first argument."""
+
+    parameters: list[torch.nn.Parameter]
+    batch: Callable[[int], Sequence[int]]
+    """The global batch of a step (0-based): indices of training examples, called once per step."""
+    loss: Callable[[Any, Sequence[int]], tuple[torch.Tensor, dict[str, float]]]
+    """(prepared model, this process's share of the batch) → (loss, terms to log)."""
+    validate: Callable[[], Validation]
+    keep_best: Callable[[int, Validation], Any]
+    non_finite: Callable[[int, float, Path | None], str]
+    """(steps done before this one, the loss, the kept checkpoint) → the error's message."""
+    model: torch.nn.Module | None = None
+    after_step: Callable[[StepResult], Any] = _nothing
+    state: Callable[[], dict[str, Any]] = dict
+    """The recipe's JSON state in the checkpoint (next to the loop's `step`, `best_*`, `train_seconds`)."""
+    tensors: Callable[[], dict[str, torch.Tensor]] = dict
+    write: Callable[[Path], Any] | None = None
+    """Writes the recipe's own files into a checkpoint folder (a model's `save_pretrained`)."""
+    restore: Callable[[Checkpoint], Any] = _nothing
+    """Resumes from a loaded checkpoint; runs before the optimizer and RNG states are restored."""
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
+
+
+@dataclass
+class LoopSettings:
+    steps: int
+    lr: float
+    weight_decay: float
+    warmup: float
+    grad_clip: float
+    eval_every: int
+    checkpoint_every: int
+    checkpoint_dir: Path | None = None
+    """None: no checkpoints, no resume and no preemption handling."""
+    resume: bool = True
+    best: Best | None = None
+    description: str = "train"
+    progress: bool = True
+    leave_progress: bool = True
+
+
+@dataclass
+class LoopState:
+    """The loop's own progress, checkpointed as JSON."""
+
+    step: int = 0
+    best: Best | None = None
+    train_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        best = self.best
+        return {
+            "step": self.step,
+            "best_step": best and best.step,
+            "best_val": best and best.score,
+            "best_nll": best and best.nll,
+            "train_seconds": self.train_seconds,
+        }
+
+    @staticmethod
+    def from_json(state: dict[str, Any]) -> LoopState:
+        best = None
+        if state.get("best_step") is not None:
+            best = Best(state["best_step"], state["best_val"], state.get("best_nll"))
+        return LoopState(state["step"], best, state.get("train_seconds", 0.0))
+
+
+def stop_for_preemption(where: str) -> NoReturn:
+    log.warning("preemption signal: checkpointed at %s; the same command resumes", where)
+    raise SystemExit(PREEMPTED_EXIT_CODE)
+
+
+def any_process(accelerator: Accelerator, flag: bool | torch.Tensor) -> bool:
+    """Whether `flag` is true on any process (a signal may reach the processes at different steps)."""
+    if accelerator.num_processes == 1:
+        return bool(flag)
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item() > 0)
+
+
+def train_loop(
+    recipe: Recipe, settings: LoopSettings, accelerator: Accelerator, preemption: PreemptionFlag | None = None
+) -> LoopState:
+    """Train `recipe` for `settings.steps` steps, resuming from `settings.checkpoint_dir` when it holds a
+    checkpoint (and `settings.resume`). `preemption`: a flag the caller holds over more than this loop
+    (a grid of runs); by default the loop holds its own while it checkpoints."""
+    optimizer = torch.optim.AdamW(recipe.parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = cosine_schedule(optimizer, settings.steps, settings.warmup)
+    folder = settings.checkpoint_dir
+    state = LoopState(best=settings.best)
+    found = find_training_state(folder) if folder is not None and settings.resume else None
+    if found is not None:
+        checkpoint = load_training_state(
+            found, optimizer, scheduler, generators=recipe.generators, read=recipe.restore
+        )
+        state = LoopState.from_json(checkpoint.state)
+        log.info(
+            "%s: resuming from %s at step %d of %d", settings.description, found, state.step, settings.steps
+        )
+    # The scheduler stays outside `prepare`: accelerate would step it once per process per step, but each
+    # step here is one global batch split over the processes. The recipe has placed its tensors already.
+    if recipe.model is not None:
+        model, optimizer = accelerator.prepare(recipe.model, optimizer, device_placement=[False, False])
+    else:
+        model, optimizer = None, accelerator.prepare(optimizer, device_placement=[False])
+    rank, world = accelerator.process_index, accelerator.num_processes
+    bar = tqdm(
+        range(state.step, settings.steps),
+        initial=state.step,
+        total=settings.steps,
+        desc=settings.description,
+        leave=settings.leave_progress,
+        disable=not (accelerator.is_main_process and settings.progress),
+    )
+    with contextlib.ExitStack() as stack:
+        if preemption is None and folder is not None:
+            preemption = stack.enter_context(PreemptionFlag())
+        for step in bar:
+            started = time.perf_counter()
+            loss, terms = recipe.loss(model, list(recipe.batch(step))[rank::world])
+            if any_process(accelerator, not torch.isfinite(loss)):  # every process stops, none waits forever
+                kept = find_training_state(folder) if folder is not None else None
+                raise LwError(recipe.non_finite(step, loss.item(), kept))
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(recipe.parameters, settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            state.train_seconds += time.perf_counter() - started
+            state.step = done = step + 1
+            last = done == settings.steps
+            validation = None
+            if done % settings.eval_every == 0 or last:
+                validation = recipe.validate()
+                if Best.beaten_by(validation, state.best):
+                    state.best = Best(done, validation.score, validation.nll)
+                    if accelerator.is_main_process:
+                        recipe.keep_best(done, validation)
+            recipe.after_step(
+                StepResult(done, loss.item(), float(grad_norm), scheduler.get_last_lr()[0], terms, validation)
+            )
+            bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{state.best.score:.3f}" if state.best else "-")
+            stop = preemption is not None and any_process(accelerator, preemption.requested)
+            if (
+                folder is not None
+                and accelerator.is_main_process
+                and (done % settings.checkpoint_every == 0 or last or stop)
+            ):
+                save_training_state(
+                    folder,
+                    optimizer,
+                    scheduler,
+                    {**state.to_json(), **recipe.state()},
+                    tensors=recipe.tensors(),
+                    write=recipe.write,
+                    generators=recipe.generators,
+                )
+            if stop and not last:
+                accelerator.wait_for_everyone()  # the checkpoint is written before any process exits
+                stop_for_preemption(f"step {done}")
+    bar.close()
+    accelerator.wait_for_everyone()
+    return state

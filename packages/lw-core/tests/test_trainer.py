@@ -1,0 +1,120 @@
+"""lw-core's training loop on a toy regression: selection on validation, resume equal to an
+uninterrupted run, the NaN stop, and preemption (checkpoint, then exit 143)."""
+
+import dataclasses
+import os
+import signal
+
+import pytest
+import torch
+from accelerate import Accelerator
+from lw_core.errors import LwError
+from lw_core.trainer import Best, LoopSettings, Recipe, Validation, train_loop
+from lw_core.training import find_training_state, load_training_state
+
+X = torch.randn(40, 3, generator=torch.Generator().manual_seed(1))
+Y = X @ torch.tensor([1.0, -2.0, 0.5])
+
+
+def test_checkpoint_selection_prefers_accuracy_then_lower_nll():
+    best = Best(step=6, score=0.5, nll=0.7)
+    assert Best.beaten_by(Validation(0.6, 0.9), best) and not Best.beaten_by(Validation(0.4, 0.1), best)
+    assert Best.beaten_by(Validation(0.5, 0.6), best) and not Best.beaten_by(Validation(0.5, 0.8), best)
+    assert Best.beaten_by(Validation(0.0, None), None)  # the first validation
+
+
+class Toy:
+    """A linear model fitted by noisy mini-batches (the noise draws on torch's global RNG)."""
+
+    def __init__(self, nan_at: int | None = None, signal_at: int | None = None):
+        torch.manual_seed(0)
+        self.model = torch.nn.Linear(3, 1)
+        self.kept: list[int] = []
+        self.history: list[float] = []
+        self.calls, self.nan_at, self.signal_at = 0, nan_at, signal_at
+
+    def recipe(self) -> Recipe:
+        recipe = Recipe(
+            list(self.model.parameters()), self.batch, self.loss, self.validate, self.keep, self.message
+        )
+        recipe.model, recipe.restore, recipe.after_step = self.model, self.restore, self.log
+        recipe.state, recipe.tensors = (
+            lambda: {"history": self.history},
+            lambda: dict(self.model.state_dict()),
+        )
+        return recipe
+
+    def keep(self, step, validation):
+        self.kept.append(step)
+
+    def message(self, step, loss, kept):
+        return f"loss {loss} after {step} steps; kept {kept}"
+
+    def log(self, result):
+        self.history.append(result.loss)
+
+    def restore(self, checkpoint):
+        self.model.load_state_dict(checkpoint.tensors)
+        self.history = checkpoint.state["history"]
+
+    def batch(self, step):
+        return [(step * 8 + i) % len(X) for i in range(8)]
+
+    def loss(self, model, idx):
+        self.calls += 1
+        if self.calls == self.signal_at:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        out = model(X[idx] + 0.01 * torch.randn(len(idx), 3)).squeeze(-1)
+        loss = (out - Y[idx]).pow(2).mean()
+        return loss * float("nan") if self.calls == self.nan_at else loss, {}
+
+    def validate(self):
+        with torch.no_grad():
+            error = (self.model(X).squeeze(-1) - Y).pow(2).mean().item()
+        return Validation(score=-round(error, 1), nll=error)
+
+
+SETTINGS = LoopSettings(
+    steps=12, lr=0.05, weight_decay=0.0, warmup=0.1, grad_clip=1.0, eval_every=4, checkpoint_every=3
+)
+
+
+def _settings(folder, **changes):
+    return dataclasses.replace(SETTINGS, checkpoint_dir=folder, progress=False, **changes)
+
+
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
+    straight = Toy()
+    done = train_loop(straight.recipe(), _settings(tmp_path / "a"), Accelerator(cpu=True))
+    assert done.step == 12 and done.best.step in straight.kept and straight.kept == sorted(straight.kept)
+
+    first = Toy(signal_at=5)
+    with pytest.raises(SystemExit) as exit_info:
+        train_loop(first.recipe(), _settings(tmp_path / "b"), Accelerator(cpu=True))
+    assert exit_info.value.code == 143
+    assert load_training_state(find_training_state(tmp_path / "b"), *_fresh()).state["step"] == 5
+    resumed = Toy()
+    again = train_loop(resumed.recipe(), _settings(tmp_path / "b"), Accelerator(cpu=True))
+    assert resumed.history == straight.history and again.best == done.best
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True)
+    )
+
+
+def _fresh():
+    optimizer = torch.optim.AdamW(torch.nn.Linear(3, 1).parameters())
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def test_only_a_step_better_than_the_bar_is_kept(tmp_path):
+    toy = Toy()
+    result = train_loop(toy.recipe(), _settings(None, best=Best(step=99, score=1.0)), Accelerator(cpu=True))
+    assert toy.kept == [] and result.best == Best(step=99, score=1.0)
+
+
+def test_a_non_finite_loss_stops_and_names_the_kept_checkpoint(tmp_path):
+    toy = Toy(nan_at=5)
+    with pytest.raises(LwError, match=r"^loss nan after 4 steps; kept .*/last$"):
+        train_loop(toy.recipe(), _settings(tmp_path / "last"), Accelerator(cpu=True))
+    assert len(toy.history) == 4
