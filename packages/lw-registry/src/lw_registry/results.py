@@ -30,7 +30,9 @@ DEFAULT_GROUP_BY = ("method", "budget", "hardware")
 HEADERS = {"config.max_train_examples": "train budget", "budget": "train budget", "hardware": "hardware",
            "method": "method"}
 METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-SUMMARY_HEADERS = ("seeds", "trainable params", "train time (s)", "latency (ms / example)", "message bytes")
+SUMMARY_HEADERS = ("seeds", "trainable params", "train time (s)", "inference (ms / example)", "message bytes")
+LATENCY_METRIC = "seconds_per_example"
+"""The inference column's metric: the test set's scoring time per example, from raw text to answer (batched)."""
 ORDER = [
     "zero-shot", "zero-shot-calibrated", "few-shot", "token-budget", "text-relay", "text-relay-answer",
     "ensemble", "probe", "probe-best-layer", "prompt-tuning", "lora", "dora",
@@ -186,7 +188,7 @@ class Group:
     def cells(self) -> list[str]:
         params = statistics.fmean(float(r.metrics.get("trainable_params") or 0) for r in self.runs)
         train = statistics.fmean(float(r.metrics.get("train_seconds") or 0) for r in self.runs)
-        per_example = self.values("seconds_per_example")
+        per_example = self.values(LATENCY_METRIC)
         latency = f"{1000 * statistics.fmean(per_example):.0f}" if per_example else ""
         return [f"{self.mean:.3f}{self._std()}", self._count(), f"{params:,.0f}", _seconds(train), latency,
                 self.message_bytes()]

@@ -173,6 +173,88 @@ def relative_path(path: Path, base: Path) -> str:
         return Path(path).as_posix()
 
 
+@dataclasses.dataclass
+class _Parts:
+    """What the section's parts collect besides their lines: findings, figures to draw, records used."""
+
+    link: str  # the figures' folder, relative to the updated file
+    found: list[str] = dataclasses.field(default_factory=list)
+    draw: list[tuple[str, Callable[[Path], str]]] = dataclasses.field(default_factory=list)
+    used: set[str] = dataclasses.field(default_factory=set)
+
+    def figure(self, name: str, draw: Callable[[Path], str], alt: str) -> str:
+        self.draw.append((name, draw))
+        return f"![{alt}]({self.link}/{name})"
+
+    def use(self, grouped: dict[str, list[Group]]) -> None:
+        self.used |= {r.id for groups in grouped.values() for g in groups for r in g.runs}
+
+
+def _task_tables(parts: _Parts, grouped: dict[str, list[Group]], tasks: Sequence[str], group_by: Sequence[str],
+                 metric: Callable[[str | None], str]) -> list[str]:
+    def accuracy_figure(task: str) -> list[str]:
+        what = METRIC_LABELS.get(metric(task), metric(task))
+        bars = [(label(g), g.mean, g.std) for g in grouped[task]]
+        draw = partial(figures.bars_figure, title=f"{task}: test {what}, mean ± std over seeds",
+                       xlabel=f"test {what}", bars=bars)
+        return [parts.figure(f"accuracy-{task}.png", draw, f"{what} per method on {task}"), ""]
+
+    parts.use(grouped)
+    parts.found += [task_findings(t, grouped[t]) for t in tasks if grouped.get(t)]
+    return tables_markdown(grouped, tasks, group_by, after=accuracy_figure)
+
+
+def _wire(parts: _Parts, grouped: dict[str, list[Group]], tasks: Sequence[str]) -> list[str]:
+    lines = ["### Accuracy against message bytes", ""]
+    for task in tasks:
+        series = bytes_series(grouped.get(task, []))
+        if not series:
+            lines.append(f"- {task}: missing (no completed bridge run scored at wire precisions, `--wire-formats`)")
+            continue
+        draw = partial(figures.bytes_figure, title=f"{task}: test accuracy against bytes sent",
+                       ylabel="test accuracy", series=series)
+        lines.append(f"- {task}: " + parts.figure(f"bytes-{task}.png", draw, f"accuracy against message bytes on {task}"))
+        parts.found += wire_findings(task, grouped[task])
+    return [*lines, ""]
+
+
+def _scaling(parts: _Parts, found: Sequence[Row]) -> list[str]:
+    lines = ["### Latency against input length", ""]
+    bench = scaling_results(found)
+    if bench is None:
+        return [*lines, f"Missing: no completed `lw-bench scaling` run ({BENCH_SCALING}).", ""]
+    row, results = bench
+    parts.used.add(row.record.id)
+    lines.append(parts.figure("latency-scaling.png", partial(figures.scaling_figure, results),
+                              "latency against input length"))
+    env, meet = results.get("environment") or {}, results.get("bridge_equals_direct_at_tokens")
+    cheaper = results.get("bridge_cheaper_at_measured_lengths") or []
+    parts.found.append(
+        f"- **latency** (lw-bench scaling, {env.get('task', '?')}, {env.get('device', '?')}): the fitted lines of "
+        + (f"bridge and direct meet at {meet:,.0f} input tokens" if isinstance(meet, (int, float)) else
+           "bridge and direct do not meet")
+        + "; the bridge was cheaper than the receiver reading the text at "
+        + (f"{', '.join(map(str, cheaper))} tokens." if cheaper else
+           f"none of the measured lengths ({', '.join(map(str, results['lengths']))} tokens)."))
+    return [*lines, ""]
+
+
+def _ablations(parts: _Parts, suite: Suite, rows: Sequence[Row], tasks: Sequence[str],
+               metric: Callable[[str | None], str]) -> list[str]:
+    lines = []
+    for plan_name, param in suite.ablations.items():
+        plan = next(p for p in suite.plans if p.name == plan_name)
+        order = list(dict.fromkeys(str(r.params.get(param)) for r in plan.runs))
+        by = [f"params.{param}", "hardware"]
+        grouped = group_rows([r for r in rows if r.record.plan == plan_name], by, metric, order)
+        parts.use(grouped)
+        plan_tasks = [t for t in tasks if t in {r.task for r in plan.runs}]
+        lines += [f"### Ablations: {plan_name}, by {param}", "",
+                  *tables_markdown(grouped, plan_tasks, by, heading="#### {task}")]
+        parts.found += [line for t in plan_tasks if grouped.get(t) and (line := ablation_findings(t, grouped[t]))]
+    return lines
+
+
 def build_section(found: Sequence[Row], suite: Suite | None, *, base: Path, tasks: Sequence[str] | None = None,
                   group_by: Sequence[str] | None = None, figures_dir: Path, archive: Path | None = None,
                   command: str) -> Section:
@@ -183,71 +265,18 @@ def build_section(found: Sequence[Row], suite: Suite | None, *, base: Path, task
     rows = [r for r in result_rows(found, metric) if tasks is None or r.record.task in tasks]
     tasks = list(tasks or (suite.tasks if suite else sorted({r.record.task for r in rows if r.record.task})))
     grouped = group_rows([r for r in rows if r.record.plan not in ablations], group_by, metric)
-    link = relative_path(figures_dir, base)
-    draw: list[tuple[str, Callable[[Path], str]]] = []
-    used_ids = {r.id for groups in grouped.values() for g in groups for r in g.runs}
-
-    def accuracy_figure(task: str) -> list[str]:
-        name, what = f"accuracy-{task}.png", METRIC_LABELS.get(metric(task), metric(task))
-        bars = [(label(g), g.mean, g.std) for g in grouped[task]]
-        draw.append((name, partial(figures.bars_figure, title=f"{task}: test {what}, mean ± std over seeds",
-                                   xlabel=f"test {what}", bars=bars)))
-        return [f"![{what} per method on {task}]({link}/{name})", ""]
-
-    tables = tables_markdown(grouped, tasks, group_by, after=accuracy_figure)
-    found_lines = [task_findings(t, grouped[t]) for t in tasks if grouped.get(t)]
-
-    wire = ["### Accuracy against message bytes", ""]
-    for task in tasks:
-        series = bytes_series(grouped.get(task, []))
-        if series:
-            name = f"bytes-{task}.png"
-            draw.append((name, partial(figures.bytes_figure, title=f"{task}: test accuracy against bytes sent",
-                                       ylabel="test accuracy", series=series)))
-            wire.append(f"- {task}: ![accuracy against message bytes on {task}]({link}/{name})")
-            found_lines += wire_findings(task, grouped[task])
-        else:
-            wire.append(f"- {task}: missing (no completed bridge run scored at wire precisions, `--wire-formats`)")
-    wire.append("")
-
-    scaling = ["### Latency against input length", ""]
-    bench = scaling_results(found)
-    if bench is None:
-        scaling.append(f"Missing: no completed `lw-bench scaling` run ({BENCH_SCALING}).")
-    else:
-        row, results = bench
-        used_ids.add(row.record.id)
-        draw.append(("latency-scaling.png", partial(figures.scaling_figure, results)))
-        scaling.append(f"![latency against input length]({link}/latency-scaling.png)")
-        meet = results.get("bridge_equals_direct_at_tokens")
-        env = results.get("environment") or {}
-        found_lines.append(f"- **latency** (lw-bench scaling, {env.get('task', '?')}, {env.get('device', '?')}): "
-                           + (f"the fitted lines of bridge and direct meet at {meet:,.0f} input tokens; "
-                              if isinstance(meet, (int, float)) else "the fitted lines of bridge and direct do not meet; ")
-                           + f"the bridge was cheaper at {results.get('bridge_cheaper_at_measured_lengths', [])} tokens.")
-    scaling.append("")
-
-    ablation = []
-    for plan_name, param in ablations.items():
-        plan = next(p for p in suite.plans if p.name == plan_name) if suite else None
-        order = list(dict.fromkeys(str(r.params.get(param)) for r in plan.runs)) if plan else []
-        by = [f"params.{param}", "hardware"]
-        sub = group_rows([r for r in rows if r.record.plan == plan_name], by, metric, order)
-        used_ids |= {r.id for groups in sub.values() for g in groups for r in g.runs}
-        ablation += [f"### Ablations: {plan_name}, by {param}", ""]
-        plan_tasks = [t for t in tasks if plan is None or t in {r.task for r in plan.runs}]
-        ablation += tables_markdown(sub, plan_tasks, by, heading="#### {task}")
-        found_lines += [line for t in plan_tasks if sub.get(t) and (line := ablation_findings(t, sub[t]))]
-
-    missing = ["### Not run yet", ""] + (_missing_lines(suite, found, base) if suite else ["(no suite given)"])
+    parts = _Parts(relative_path(figures_dir, base))
+    body = [*_task_tables(parts, grouped, tasks, group_by, metric), *_wire(parts, grouped, tasks),
+            *_scaling(parts, found)]
     if suite:
+        body += _ablations(parts, suite, rows, tasks, metric)
+        body += ["### Not run yet", "", *_missing_lines(suite, found, base)]
         hashes = {run.plan_hash for plan in suite.plans for run in plan.runs}
-        used_ids |= {r.record.id for r in found if r.record.plan_hash in hashes}
-    used = [r for r in found if r.record.id in used_ids]
+        parts.used |= {r.record.id for r in found if r.record.plan_hash in hashes}
+    used = [r for r in found if r.record.id in parts.used]
     records = len({r.record.id for r in used})
     where = f" committed under [{relative_path(archive, base)}]({relative_path(archive, base)})" if archive else ""
     head = [f"Generated by `{command}` from {records} run record{'s' * (records != 1)}{where}; "
             "rerun it rather than editing this text.", "",
-            "### What we found", "", *(found_lines or ["Nothing yet: no completed runs."]), ""]
-    text = "\n".join([*head, *tables, *wire, *scaling, *ablation, *missing])
-    return Section(text.rstrip() + "\n", draw, used)
+            "### What we found", "", *(parts.found or ["Nothing yet: no completed runs."]), ""]
+    return Section("\n".join([*head, *body]).rstrip() + "\n", parts.draw, used)
