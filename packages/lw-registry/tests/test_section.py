@@ -81,7 +81,7 @@ def test_section_tables_findings_figures_and_missing(repo):
     assert "- **r8** (macro-F1): best is bridge (3,000, CPU) at 0.500 (1 seed), the only row." in text
     assert "accuracy 0.780 with the message at int4 (72 bytes) against 0.810 unquantised." in text
     assert "k-16 scores +0.030 at 0.840 ± 0.000 (2 seeds), no-anti-collapse -0.100 at" in text
-    assert "bridge and direct meet at 96 input tokens; the bridge was cheaper at [128] tokens." in text
+    assert "bridge and direct meet at 96 input tokens; the bridge was cheaper than the receiver reading the text at 128 tokens." in text
     r8 = text[text.index("### r8"):]
     assert "| method | train budget | hardware | macro-F1 (mean ± std) |" in r8 and "| bridge | 3,000 | CPU | 0.500 |" in r8
     ablations = text[text.index("### Ablations: abl, by ablation"):]
@@ -135,6 +135,14 @@ def test_bad_input_is_one_line(repo, capsys, args, setup, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert "old" in (repo / "README.md").read_text()  # nothing written
+
+
+def test_scaling_lines_meeting_below_zero_do_not_meet(repo):
+    (repo / "runs" / "bench-scaling" / "seed0" / "results.json").write_text(json.dumps(
+        {**SCALING, "bridge_equals_direct_at_tokens": -758.3, "bridge_cheaper_at_measured_lengths": []}))
+    assert _report(repo, "--no-figures") == 0
+    assert ("bridge and direct do not meet at a positive length; the bridge was cheaper than the receiver reading "
+            "the text at none of the measured lengths (64, 128 tokens).") in current_section(repo / "README.md")
 
 
 def test_a_metric_that_is_not_a_number_names_the_record(repo, capsys, fake_run):

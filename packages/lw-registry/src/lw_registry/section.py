@@ -231,8 +231,8 @@ def _scaling(parts: _Parts, found: Sequence[Row]) -> list[str]:
     cheaper = results.get("bridge_cheaper_at_measured_lengths") or []
     parts.found.append(
         f"- **latency** (lw-bench scaling, {env.get('task', '?')}, {env.get('device', '?')}): the fitted lines of "
-        + (f"bridge and direct meet at {meet:,.0f} input tokens" if isinstance(meet, (int, float)) else
-           "bridge and direct do not meet")
+        + (f"bridge and direct meet at {meet:,.0f} input tokens" if isinstance(meet, (int, float)) and meet > 0 else
+           "bridge and direct do not meet at a positive length")
         + "; the bridge was cheaper than the receiver reading the text at "
         + (f"{', '.join(map(str, cheaper))} tokens." if cheaper else
            f"none of the measured lengths ({', '.join(map(str, results['lengths']))} tokens)."))
