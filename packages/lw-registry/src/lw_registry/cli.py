@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--digits", type=int, default=4, help="decimals (default 4)")
     report.add_argument("--output", "-o", help="write the markdown here instead of stdout")
     report.add_argument("--layout", choices=["metrics", "results"], default="metrics",
-                        help="metrics: every metric, mean ± std; results: the README's accuracy / params / "
-                        "time table (default: metrics)")
+                        help="metrics: every metric, mean ± std; results: the README's results section "
+                        "(tables, findings, figures; implied by --suite / --update) (default: metrics)")
     report.add_argument("--group-by", action="append", metavar="FIELD",
                         help="results layout: group rows by these record fields (repeat): method, host, ..., "
                         "config.X, metrics.X, params.X, env.X, hardware, budget (default: method, budget, hardware)")
