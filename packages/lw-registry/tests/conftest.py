@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -52,3 +53,31 @@ def cluster(tmp_path, monkeypatch):
 def write_plan(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def fake_run():
+    """Write a finished run as an lw CLI leaves it (run.json and env.json) under `root/<name>/seed<S>`:
+    `fake_run(root, "lora", 0, 0.8, train_seconds=5.0)`; metrics default to a small trained run's."""
+
+    def write(root: Path, method: str, seed: int, accuracy: float | None, *, task: str = "rt-sentiment",
+              status: str = "completed", config: dict | None = None, gpu: str | None = None, name: str | None = None,
+              plan: str | None = None, plan_hash: str | None = None, params: dict | None = None,
+              finished: str | None = None, **metrics) -> Path:
+        from lw_registry.record import RunRecord, write_record
+
+        run_dir = root / (name or method) / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        env = {"device": "auto", "cuda_devices": [gpu] if gpu else None, "torch_threads": 2}
+        (run_dir / "env.json").write_text(json.dumps(env))
+        base = {"trainable_params": 10, "train_seconds": 12.0, "seconds_per_example": 0.02, "majority_rate": 0.58}
+        if accuracy is not None:
+            base["accuracy"] = accuracy
+        write_record(RunRecord(
+            id=f"{name or method}-{task}-{seed}", name=method, run_dir=str(run_dir), task=task,
+            config={"max_train_examples": 3000, **(config or {})}, method=method, seed=seed, status=status,
+            finished_at=finished or f"2026-01-01T00:00:0{seed}", plan=plan, plan_hash=plan_hash,
+            params=params or {}, metrics={**base, **metrics}))
+        return run_dir
+
+    return write

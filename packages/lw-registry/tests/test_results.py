@@ -1,50 +1,39 @@
-"""`lw-registry report --layout results` (the README's table): read from run records, mean ± std over
+"""`lw-registry report --layout results` (the README's tables): read from run records, mean ± std over
 seeds, grouped by any record fields, written between markers with `--update`.
 (Ported from lw-baselines' deleted scripts/results_table.py tests; same assertions.)"""
 
-import json
-from pathlib import Path
-
 from lw_registry.cli import main
-from lw_registry.record import RunRecord, write_record
 from lw_registry.results import END, START, results_table
 
 
-def _record(root: Path, method: str, seed: int, accuracy: float, status: str = "completed", config=None,
-            gpu: str | None = None, name: str | None = None, **metrics) -> None:
-    run_dir = root / (name or method) / f"seed{seed}"
-    run_dir.mkdir(parents=True)
-    env = {"device": "auto", "cuda_devices": [gpu] if gpu else None, "torch_threads": 2}
-    (run_dir / "env.json").write_text(json.dumps(env))
-    write_record(RunRecord(id=f"{method}-{seed}", name=method, run_dir=str(run_dir), task="rt-sentiment",
-                           config={"max_train_examples": 3000, **(config or {})},
-                           method=method, seed=seed, status=status, finished_at=f"2026-01-01T00:00:0{seed}",
-                           metrics={"accuracy": accuracy, "trainable_params": 10, "train_seconds": 12.0,
-                                    "seconds_per_example": 0.02, "majority_rate": 0.58, **metrics}))
+def _rows(text: str, prefix: str = "| ") -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(prefix) and "---" not in line]
 
 
-def test_table_rows_mean_std_and_update(tmp_path, capsys):
+def test_table_rows_mean_std_and_update(tmp_path, capsys, fake_run):
     for seed, acc in enumerate([0.80, 0.82, 0.84]):
-        _record(tmp_path, "bridge", seed, acc)
-    _record(tmp_path, "zero-shot", 0, 0.6)
-    _record(tmp_path, "lora", 0, 0.99, status="failed")
-    _record(tmp_path, "zero-shot@gemma3-270m", 0, 0.64, calibrated_accuracy=0.72)  # lw-tasks eval-zero-shot
+        fake_run(tmp_path, "bridge", seed, acc, config={"steps": 120}, wire_bytes_fp16=256, wire_bytes_int4=72)
+    fake_run(tmp_path, "zero-shot", 0, 0.6, seconds_per_example=None)
+    fake_run(tmp_path, "lora", 0, 0.99, status="failed")
+    fake_run(tmp_path, "zero-shot@gemma3-270m", 0, 0.64, calibrated_accuracy=0.72)  # lw-tasks eval-zero-shot
+    fake_run(tmp_path, "text-relay", 0, 0.7, message_bytes=41.6)
     text = results_table(tmp_path, ["rt-sentiment", "20ng"])
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert rows[0].startswith("| bridge | 3,000 | CPU | 0.820 ± 0.020 | 3 | 10 | 12 | 20 |")
-    assert rows[1].startswith("| zero-shot | 3,000 | CPU | 0.600 | 1 |")
+    rows = _rows(text)[1:]
+    assert rows[0] == "| bridge | 3,000 × 120 steps | CPU | 0.820 ± 0.020 | 3 | 10 | 12 | 20 | 72 (int4) |"
+    assert rows[1] == "| zero-shot | 3,000 | CPU | 0.600 | 1 | 10 | 12 |  |  |"  # no latency recorded: blank
     assert rows[2].startswith("| zero-shot@gemma3-270m | 3,000 | CPU | 0.640 |")
-    assert rows[3].startswith("| zero-shot-calibrated@gemma3-270m | 3,000 | CPU | 0.720 |") and len(rows) == 4  # no failed run
+    assert rows[3].startswith("| zero-shot-calibrated@gemma3-270m | 3,000 | CPU | 0.720 |")
+    assert rows[4].endswith("| 42 |") and len(rows) == 5  # the relay's message bytes; no failed run
     assert "### 20ng" in text and "_no completed runs_" in text and "0.580" in text
-    assert "|---|---:|---|---:|---:|---:|---:|---:|" in text
+    assert "|---|---:|---|---:|---:|---:|---:|---:|---:|" in text
 
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold\n{END}\nafter\n")
-    argv = ["report", "--root", str(tmp_path), "--task", "rt-sentiment", "--update", str(readme)]
+    argv = ["report", "--root", str(tmp_path), "--task", "rt-sentiment", "--update", str(readme), "--no-figures"]
     assert main(argv) == 0
     content = readme.read_text()
     assert content.startswith("intro\n") and content.endswith("after\n") and "old" not in content
-    assert "| bridge | 3,000 | CPU | 0.820 ± 0.020 |" in content
+    assert "| bridge | 3,000 × 120 steps | CPU | 0.820 ± 0.020 |" in content
     (tmp_path / "plain.md").write_text("no markers")
     capsys.readouterr()
     assert main(["report", "--root", str(tmp_path), "--update", str(tmp_path / "plain.md")]) == 2
@@ -52,27 +41,26 @@ def test_table_rows_mean_std_and_update(tmp_path, capsys):
     assert err.startswith("error: ") and "markers" in err and "\n" not in err
 
 
-def test_interlingua_run_gives_a_row_per_receiver(tmp_path):
-    _record(tmp_path, "bridge-interlingua", 0, 0.83, config={"receivers": ["gemma3-270m", "smollm2-135m"]},
-            **{"accuracy_smollm2-135m": 0.81, "seconds_per_example_smollm2-135m": 0.01})
+def test_interlingua_run_gives_a_row_per_receiver(tmp_path, fake_run):
+    fake_run(tmp_path, "bridge-interlingua", 0, 0.83, config={"receivers": ["gemma3-270m", "smollm2-135m"]},
+             **{"accuracy_smollm2-135m": 0.81, "seconds_per_example_smollm2-135m": 0.01})
     text = results_table(tmp_path, ["rt-sentiment"])
     assert "| bridge-interlingua@gemma3-270m | 3,000 | CPU | 0.830 | 1 | 10 | 12 | 20 |" in text
     assert "| bridge-interlingua@smollm2-135m | 3,000 | CPU | 0.810 | 1 | 10 | 12 | 10 |" in text
     assert "| bridge-interlingua |" not in text
 
 
-def test_hardware_and_train_budget_split_rows_and_roots_merge(tmp_path, capsys):
+def test_hardware_and_train_budget_split_rows_and_roots_merge(tmp_path, capsys, fake_run):
     cpu, gpu = tmp_path / "cpu", tmp_path / "gpu"
-    _record(cpu, "lora", 0, 0.80)
+    fake_run(cpu, "lora", 0, 0.80)
     for seed in (0, 1):
-        _record(gpu, "lora", seed, 0.90, gpu="NVIDIA H100 80GB HBM3")
-    _record(gpu, "lora", 0, 0.95, gpu="NVIDIA H100 80GB HBM3", config={"max_train_examples": 10720}, name="lora-full")
+        fake_run(gpu, "lora", seed, 0.90, gpu="NVIDIA H100 80GB HBM3")
+    fake_run(gpu, "lora", 0, 0.95, gpu="NVIDIA H100 80GB HBM3", config={"max_train_examples": 10720}, name="lora-full")
     text = results_table([cpu, gpu], ["rt-sentiment"])
-    rows = [line for line in text.splitlines() if line.startswith("| lora")]
-    assert rows == [
-        "| lora | 3,000 | CPU | 0.800 | 1 | 10 | 12 | 20 |",
-        "| lora | 3,000 | H100 | 0.900 ± 0.000 | 2 | 10 | 12 | 20 |",
-        "| lora | 10,720 | H100 | 0.950 | 1 | 10 | 12 | 20 |",
+    assert _rows(text, "| lora") == [
+        "| lora | 3,000 | CPU | 0.800 | 1 | 10 | 12 | 20 |  |",
+        "| lora | 3,000 | H100 | 0.900 ± 0.000 | 2 | 10 | 12 | 20 |  |",
+        "| lora | 10,720 | H100 | 0.950 | 1 | 10 | 12 | 20 |  |",
     ]
     assert main(["report", "--layout", "results", "--root", str(cpu), "--also-root", str(tmp_path / "missing")]) == 2
     capsys.readouterr()
@@ -80,18 +68,18 @@ def test_hardware_and_train_budget_split_rows_and_roots_merge(tmp_path, capsys):
     assert "| lora | 10,720 | H100 | 0.950 | 1 |" in capsys.readouterr().out
 
 
-def test_one_run_of_seeded_draws_shows_the_std_over_draws(tmp_path):
-    _record(tmp_path, "few-shot", 0, 0.81, draws=3, accuracy_draw_std=0.072)
+def test_one_run_of_seeded_draws_shows_the_std_over_draws(tmp_path, fake_run):
+    fake_run(tmp_path, "few-shot", 0, 0.81, draws=3, accuracy_draw_std=0.072)
     for seed in (0, 1):
-        _record(tmp_path / "gpu", "few-shot", seed, 0.80 + seed / 100, draws=3, accuracy_draw_std=0.5, gpu="H100")
+        fake_run(tmp_path / "gpu", "few-shot", seed, 0.80 + seed / 100, draws=3, accuracy_draw_std=0.5, gpu="H100")
     text = results_table([tmp_path], ["rt-sentiment"])
     assert "| few-shot | 3,000 | CPU | 0.810 ± 0.072 | 1 × 3 draws |" in text
     assert "| few-shot | 3,000 | H100 | 0.805 ± 0.007 | 2 |" in text  # several seeds: the std over seeds
 
 
-def test_group_by_any_record_field(tmp_path, capsys):
-    _record(tmp_path, "lora", 0, 0.80, config={"rank": 8})
-    _record(tmp_path, "lora", 1, 0.90, config={"rank": 16})
+def test_group_by_any_record_field(tmp_path, capsys, fake_run):
+    fake_run(tmp_path, "lora", 0, 0.80, config={"rank": 8})
+    fake_run(tmp_path, "lora", 1, 0.90, config={"rank": 16})
     text = results_table(tmp_path, None, ["method", "config.rank"])
     assert "| method | config.rank | accuracy (mean ± std) |" in text
     assert "| lora | 8 | 0.800 | 1 |" in text and "| lora | 16 | 0.900 | 1 |" in text

@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib
 from lw_registry import text_table
+from lw_registry.figures import scaling_figure  # noqa: F401  (the report draws the same figure)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -69,21 +70,6 @@ def scaling_markdown(results: dict[str, Any]) -> str:
         out += f"\nFitted lines of bridge and direct meet at {'none' if x is None else f'{x:.0f}'} input tokens; "
         out += f"the bridge was cheaper at the measured lengths {results['bridge_cheaper_at_measured_lengths']}.\n"
     return out
-
-
-def scaling_figure(results: dict[str, Any], path: Path) -> str:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, ms in results["p50_ms"].items():
-        ax.plot(results["lengths"], ms, marker="o", label=name)
-    ax.set_xlabel("input tokens (receiver)")
-    ax.set_ylabel("p50 ms per example, batch 1")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path.name
 
 
 def wire_markdown(results: dict[str, Any]) -> str:

@@ -8,7 +8,8 @@
     lw-registry --cancel ID                    scancel a SLURM run / cancel a pending one
     lw-registry --poll                         refresh SLURM runs from one sacct call
     lw-registry report                         markdown tables, mean ± std over seeds
-    lw-registry submit PLAN --backend local|slurm
+    lw-registry report --suite S --update F    the README's results section, figures and record archive
+    lw-registry submit PLAN|SUITE --backend local|slurm
 
 Bad input gets one line `error: ...` and exit code 2. The work is done by lw_registry.orchestrate (and
 printed by lw_registry.views): this module only parses and calls.
@@ -39,6 +40,8 @@ EPILOG = """examples:
   lw-registry submit ops/slurm/plans/demo.yaml               # local, the default
   lw-registry submit plan.yaml --backend slurm --profile ops/slurm/profiles/example.toml
   lw-registry report --metric accuracy --metric macro_f1 > results.md
+  lw-registry submit ops/plans/suite.toml                    # every plan of the suite in turn
+  lw-registry report --suite ops/plans/suite.toml --update README.md
 runs root: --root, else $LW_RUNS, else ./runs"""
 
 
@@ -86,22 +89,32 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--digits", type=int, default=4, help="decimals (default 4)")
     report.add_argument("--output", "-o", help="write the markdown here instead of stdout")
     report.add_argument("--layout", choices=["metrics", "results"], default="metrics",
-                        help="metrics: every metric, mean ± std; results: the README's accuracy / params / "
-                        "time table (default: metrics)")
+                        help="metrics: every metric, mean ± std; results: the README's results section "
+                        "(tables, findings, figures; implied by --suite / --update) (default: metrics)")
     report.add_argument("--group-by", action="append", metavar="FIELD",
                         help="results layout: group rows by these record fields (repeat): method, host, ..., "
-                        "config.X, metrics.X, env.X, hardware (default: method, config.max_train_examples, hardware)")
+                        "config.X, metrics.X, params.X, env.X, hardware, budget (default: method, budget, hardware)")
     report.add_argument("--also-root", action="append", default=[], metavar="ROOT",
                         help="results layout: merge runs from more roots (repeat)")
+    report.add_argument("--suite", metavar="FILE",
+                        help="results layout: a suite (ops/plans/suite.toml) or plan file: its tasks in order, "
+                        "headline metrics, ablation tables and the runs not completed yet")
     report.add_argument("--update", metavar="FILE",
-                        help="write the results layout into FILE between <!-- results:start --> and "
-                        "<!-- results:end -->")
+                        help="write the results section into FILE between <!-- results:start --> and "
+                        "<!-- results:end -->; implies --archive DIR/results/records and --figures "
+                        "DIR/docs/results, DIR being FILE's folder")
+    report.add_argument("--archive", metavar="DIR",
+                        help="results layout: copy the records used (run.json, env.json, results.json) to "
+                        "DIR/<task>/<method>/<id>/, and read DIR as one more root")
+    report.add_argument("--figures", metavar="DIR", help="results layout: write the PNG figures to DIR")
+    report.add_argument("--no-figures", action="store_true", help="do not draw the figures (the section "
+                        "still links them)")
     _filters(report, suppress=True)
 
     submit = sub.add_parser("submit", help="expand a plan into runs and run the new ones",
                             description="Expand a plan (YAML/TOML grid of commands) into runs and run those not "
                             "completed yet: locally (default) or as SLURM array jobs.")
-    submit.add_argument("plan", help="plan file (.yaml/.yml/.toml)")
+    submit.add_argument("plan", help="plan file (.yaml/.yml/.toml), or a suite file listing plans")
     submit.add_argument("--root", default=argparse.SUPPRESS, help="runs root")
     submit.add_argument("--backend", default="local", choices=("local", "slurm"), help="default: local")
     submit.add_argument("--profile", default=argparse.SUPPRESS, help="SLURM profile file (TOML/YAML)")
@@ -178,7 +191,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    return orchestrate.submit_plan(
+    return orchestrate.submit(
         args.plan, root=args.root, backend=args.backend, profile=getattr(args, "profile", None),
         concurrency=args.concurrency, dry_run=args.dry_run, retry_cancelled=args.retry_cancelled, wait=args.wait,
         poll_seconds=args.poll_seconds, poll=not getattr(args, "no_poll", False))
@@ -208,9 +221,10 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from lw_registry.report import markdown_report
 
-    if args.layout == "results" or args.update:
+    if args.layout == "results" or args.update or args.suite:
         print(orchestrate.results_report([runs_root(args.root), *args.also_root], args.task, args.group_by,
-                                         update=args.update, output=args.output))
+                                         suite=args.suite, update=args.update, output=args.output,
+                                         archive=args.archive, figures=args.figures, no_figures=args.no_figures))
         return 0
     statuses = parse_statuses(args.status)
     text = markdown_report(_load(args), statuses=statuses, metrics=args.metric, digits=args.digits,

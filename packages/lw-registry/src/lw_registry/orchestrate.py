@@ -249,6 +249,20 @@ def submit_plan(plan_path: str | Path, *, root: str | Path | None = None, backen
     return run_claimed(prepared.to_run, concurrency or plan.concurrency)
 
 
+def submit(path: str | Path, **options) -> int:
+    """`submit`: a plan, or each plan of a suite in turn (ops/plans/suite.toml; the next plan runs even
+    when one had failures); the worst exit code. Every plan is read and checked before anything runs."""
+    from lw_registry.suite import plan_paths
+
+    paths = plan_paths(path)
+    rc = 0
+    for plan_path in paths:
+        if len(paths) > 1:
+            print(f"== {plan_path}", flush=True)
+        rc = max(rc, submit_plan(plan_path, **options))
+    return rc
+
+
 def rerun(records: list[RunRecord], *, root: str | Path | None = None, backend: str | None = None,
           profile: str | None = None) -> int:
     """Run these runs again in their run dirs (attempt + 1): SLURM ones grouped by plan and saved profile,
@@ -328,11 +342,13 @@ def cancel_run(ref: str, *, root: str | Path | None = None) -> None:
 
 
 def results_report(roots: Sequence[str | Path], tasks: Sequence[str] | None, group_by: Sequence[str] | None, *,
-                   update: str | None = None, output: str | None = None) -> str:
-    """The README's results table (lw_registry.results); unreadable input is a UsageError."""
-    from lw_registry.results import results_report as build
+                   suite: str | None = None, update: str | None = None, output: str | None = None,
+                   archive: str | None = None, figures: str | None = None, no_figures: bool = False) -> str:
+    """The README's results section (lw_registry.publish); unreadable input is a UsageError."""
+    from lw_registry.publish import results_report as build
 
     try:
-        return build([Path(r) for r in roots], tasks, group_by, update=update, output=output)
+        return build([Path(r) for r in roots], tasks, group_by, suite=suite, update=update, output=output,
+                     archive=archive, figures=figures, no_figures=no_figures)
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from None

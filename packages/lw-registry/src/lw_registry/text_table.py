@@ -21,9 +21,12 @@ def terminal_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, gap
     return "\n".join(gap.join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells)
 
 
-def markdown_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, right: int = 0) -> str:
-    """A markdown table; the last `right` columns are right-aligned (numbers)."""
-    left = len(headers) - right
-    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "|".join(["---"] * left + ["---:"] * right) + "|"]
+def markdown_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]], *, right: int = 0,
+                   align: str | None = None) -> str:
+    """A markdown table; the last `right` columns are right-aligned (numbers), or `align` gives each
+    column's alignment as a letter, `l` or `r` (`"lrr"`)."""
+    align = align or "l" * (len(headers) - right) + "r" * right
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |", rule]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

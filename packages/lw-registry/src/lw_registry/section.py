@@ -1,0 +1,282 @@
+"""The README's results section, computed from run records: what we found (sentences computed from the
+tables), a table per task, accuracy against message bytes, latency against input length, the ablation
+tables and the suite's runs not completed yet. Figures are described here (file name, what to draw) and
+drawn by lw_registry.figures; lw_registry.publish writes the section, the figures and the archive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from lw_registry import figures
+from lw_registry.results import (
+    DEFAULT_GROUP_BY,
+    METRIC_LABELS,
+    Group,
+    Row,
+    group_rows,
+    result_rows,
+    tables_markdown,
+)
+from lw_registry.suite import DEFAULT_METRIC, Suite, missing_runs
+
+BENCH_SCALING = "bench-scaling"
+TEXT_READERS = ("zero-shot", "lora")
+"""Methods drawn at the input text's size in the bytes figure: the receiver reading the whole text,
+untrained and fine-tuned."""
+NAMES_SHOWN = 4
+
+
+@dataclasses.dataclass
+class Section:
+    text: str
+    figures: list[tuple[str, Callable[[Path], str]]]  # (file name, draw(path))
+    used: list[Row]  # the records the section is computed from (the archive's content)
+
+
+def label(group: Group) -> str:
+    """`lora (3,000 × 100 steps, CPU)`: a row's first key, the others in brackets."""
+    rest = ", ".join(str(k) for k in group.key[1:] if k is not None)
+    return f"{group.key[0]} ({rest})" if rest else str(group.key[0])
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _versus(best: Group, other: Group) -> str:
+    gap = best.mean - other.mean
+    stds = [s for s in (best.std, other.std) if s is not None]
+    noise = "; no std (single runs)" if not stds else (
+        "; within one std" if gap <= max(stds) else f"; more than the larger std ({max(stds):.3f})")
+    return f"{gap:.3f} above {label(other)} at {other.text()}{noise}"
+
+
+def _is_bridge(group: Group) -> bool:
+    return str(group.key[0]).startswith("bridge")
+
+
+def task_findings(task: str, groups: Sequence[Group]) -> str:
+    """Which row is best on a task, by how much over the next, and where the best bridge row stands."""
+    ranked = sorted(groups, key=lambda g: -g.mean)
+    best = ranked[0]
+    metric = METRIC_LABELS.get(best.metric, best.metric)
+    text = f"- **{task}** ({metric}): best is {label(best)} at {best.text()}"
+    text += f", {_versus(best, ranked[1])}" if len(ranked) > 1 else ", the only row"
+    # where the other kind stands (the bridge, or the best method without it) unless it is the runner-up
+    rival = next((g for g in ranked[1:] if _is_bridge(g) != _is_bridge(best)), None)
+    if rival is not None and rival is not ranked[1]:
+        what = "bridge row" if _is_bridge(rival) else "row without the bridge"
+        text += f". The best {what}, {label(rival)} at {rival.text()}, is {best.mean - rival.mean:.3f} below it"
+    return text + "."
+
+
+def wire_findings(task: str, groups: Sequence[Group]) -> list[str]:
+    """Per bridge row with quantised scores: accuracy at its smallest wire format against unquantised."""
+    lines = []
+    for group in groups:
+        points = wire_points(group)
+        if points:
+            size, accuracy, fmt = min(points)
+            full = _mean(group.values("accuracy"))
+            lines.append(f"- **{task}**, {label(group)}: accuracy {accuracy:.3f} with the message at {fmt} "
+                         f"({size:,.0f} bytes) against {full:.3f} unquantised.")
+    return lines
+
+
+def ablation_findings(task: str, groups: Sequence[Group]) -> str | None:
+    """The ablations that moved the score most, up and down, against `default`."""
+    default = next((g for g in groups if g.key[0] == "default"), None)
+    others = sorted((g for g in groups if g is not default), key=lambda g: g.mean)
+    if default is None or not others:
+        return None
+    worst, best = others[0], others[-1]
+    text = f"- **{task}** ablations, against default at {default.text()}: "
+    text += f"{best.key[0]} scores {best.mean - default.mean:+.3f} at {best.text()}"
+    if worst is not best:
+        text += f", {worst.key[0]} {worst.mean - default.mean:+.3f} at {worst.text()}"
+    return text + "."
+
+
+def wire_points(group: Group) -> list[tuple[float, float, str]]:
+    """(bytes, mean accuracy, format) for each wire format the group's runs were scored at."""
+    metrics = group.runs[0].metrics
+    out = []
+    for key, size in metrics.items():
+        fmt = key.removeprefix("wire_bytes_")
+        accuracy = _mean(group.values(f"accuracy_wire_{fmt}"))
+        if key.startswith("wire_bytes_") and isinstance(size, (int, float)) and accuracy is not None:
+            out.append((float(size), accuracy, fmt))
+    return sorted(out)
+
+
+def bytes_series(groups: Sequence[Group]) -> dict[str, list[tuple[float, float, str]]]:
+    """The bytes figure's series: each bridge row at its wire formats, each text relay at its message,
+    and the receiver reading the text at the text's size; empty without a bridge row scored on the wire."""
+    series = {label(g): wire_points(g) for g in groups if wire_points(g)}
+    if not series:
+        return {}
+    text_bytes = []
+    for group in groups:
+        relay, accuracy = _mean(group.values("message_bytes")), _mean(group.values("accuracy"))
+        if relay is not None and accuracy is not None:
+            series[label(group)] = [(relay, accuracy, "")]
+        text_bytes += group.values("text_bytes_mean") + group.values("input_bytes")
+    if text_bytes:
+        for group in groups:
+            accuracy = _mean(group.values("accuracy"))
+            if group.key[0] in TEXT_READERS and accuracy is not None:
+                series[f"{label(group)}: reads the text"] = [(statistics.fmean(text_bytes), accuracy, "")]
+    return series
+
+
+def scaling_results(found: Sequence[Row]) -> tuple[Row, dict[str, Any]] | None:
+    """The latest completed `lw-bench scaling` run with its results.json; ValueError if that is unreadable."""
+    runs = sorted((r for r in found if r.record.method == BENCH_SCALING and r.source is not None),
+                  key=lambda r: r.record.finished_at or "")
+    if not runs:
+        return None
+    row = runs[-1]
+    path = row.source / "results.json"
+    try:
+        results = json.loads(path.read_text())
+        if not results["lengths"] or not isinstance(results["p50_ms"], dict):
+            raise ValueError("no lengths")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"unreadable lw-bench scaling results {path}: {exc}") from None
+    return row, results
+
+
+def _missing_lines(suite: Suite, found: Sequence[Row], base: Path) -> list[str]:
+    lines = []
+    for plan, names in missing_runs(suite, [r.record for r in found]):
+        if not names:
+            continue
+        where = Path(relative_path(plan.path, base)).as_posix() if plan.path else plan.name
+        shown = ", ".join(n.removeprefix(f"{plan.name}/") for n in names[:NAMES_SHOWN])
+        more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
+        lines.append(f"- `{plan.name}` ({where}): {len(names)} of {len(plan.runs)} runs not completed: {shown}{more}")
+    return lines or ["Every run of the suite has completed."]
+
+
+def relative_path(path: Path, base: Path) -> str:
+    """`path` relative to `base` (posix), or as given when it lies elsewhere."""
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+@dataclasses.dataclass
+class _Parts:
+    """What the section's parts collect besides their lines: findings, figures to draw, records used."""
+
+    link: str  # the figures' folder, relative to the updated file
+    found: list[str] = dataclasses.field(default_factory=list)
+    draw: list[tuple[str, Callable[[Path], str]]] = dataclasses.field(default_factory=list)
+    used: set[str] = dataclasses.field(default_factory=set)
+
+    def figure(self, name: str, draw: Callable[[Path], str], alt: str) -> str:
+        self.draw.append((name, draw))
+        return f"![{alt}]({self.link}/{name})"
+
+    def use(self, grouped: dict[str, list[Group]]) -> None:
+        self.used |= {r.id for groups in grouped.values() for g in groups for r in g.runs}
+
+
+def _task_tables(parts: _Parts, grouped: dict[str, list[Group]], tasks: Sequence[str], group_by: Sequence[str],
+                 metric: Callable[[str | None], str]) -> list[str]:
+    def accuracy_figure(task: str) -> list[str]:
+        what = METRIC_LABELS.get(metric(task), metric(task))
+        bars = [(label(g), g.mean, g.std) for g in grouped[task]]
+        draw = partial(figures.bars_figure, title=f"{task}: test {what}, mean ± std over seeds",
+                       xlabel=f"test {what}", bars=bars)
+        return [parts.figure(f"accuracy-{task}.png", draw, f"{what} per method on {task}"), ""]
+
+    parts.use(grouped)
+    parts.found += [task_findings(t, grouped[t]) for t in tasks if grouped.get(t)]
+    return tables_markdown(grouped, tasks, group_by, after=accuracy_figure)
+
+
+def _wire(parts: _Parts, grouped: dict[str, list[Group]], tasks: Sequence[str]) -> list[str]:
+    lines = ["### Accuracy against message bytes", ""]
+    for task in tasks:
+        series = bytes_series(grouped.get(task, []))
+        if not series:
+            lines.append(f"- {task}: missing (no completed bridge run scored at wire precisions, `--wire-formats`)")
+            continue
+        draw = partial(figures.bytes_figure, title=f"{task}: test accuracy against bytes sent",
+                       ylabel="test accuracy", series=series)
+        lines.append(f"- {task}: " + parts.figure(f"bytes-{task}.png", draw, f"accuracy against message bytes on {task}"))
+        parts.found += wire_findings(task, grouped[task])
+    return [*lines, ""]
+
+
+def _scaling(parts: _Parts, found: Sequence[Row]) -> list[str]:
+    lines = ["### Latency against input length", ""]
+    bench = scaling_results(found)
+    if bench is None:
+        return [*lines, f"Missing: no completed `lw-bench scaling` run ({BENCH_SCALING}).", ""]
+    row, results = bench
+    parts.used.add(row.record.id)
+    lines.append(parts.figure("latency-scaling.png", partial(figures.scaling_figure, results),
+                              "latency against input length"))
+    env, meet = results.get("environment") or {}, results.get("bridge_equals_direct_at_tokens")
+    cheaper = results.get("bridge_cheaper_at_measured_lengths") or []
+    parts.found.append(
+        f"- **latency** (lw-bench scaling, {env.get('task', '?')}, {env.get('device', '?')}): the fitted lines of "
+        + (f"bridge and direct meet at {meet:,.0f} input tokens" if isinstance(meet, (int, float)) and meet > 0 else
+           "bridge and direct do not meet at a positive length")
+        + "; the bridge was cheaper than the receiver reading the text at "
+        + (f"{', '.join(map(str, cheaper))} tokens." if cheaper else
+           f"none of the measured lengths ({', '.join(map(str, results['lengths']))} tokens)."))
+    return [*lines, ""]
+
+
+def _ablations(parts: _Parts, suite: Suite, rows: Sequence[Row], tasks: Sequence[str],
+               metric: Callable[[str | None], str]) -> list[str]:
+    lines = []
+    for plan_name, param in suite.ablations.items():
+        plan = next(p for p in suite.plans if p.name == plan_name)
+        order = list(dict.fromkeys(str(r.params.get(param)) for r in plan.runs))
+        by = [f"params.{param}", "hardware"]
+        grouped = group_rows([r for r in rows if r.record.plan == plan_name], by, metric, order)
+        parts.use(grouped)
+        plan_tasks = [t for t in tasks if t in {r.task for r in plan.runs}]
+        lines += [f"### Ablations: {plan_name}, by {param}", "",
+                  *tables_markdown(grouped, plan_tasks, by, heading="#### {task}")]
+        parts.found += [line for t in plan_tasks if grouped.get(t) and (line := ablation_findings(t, grouped[t]))]
+    return lines
+
+
+def build_section(found: Sequence[Row], suite: Suite | None, *, base: Path, tasks: Sequence[str] | None = None,
+                  group_by: Sequence[str] | None = None, figures_dir: Path, archive: Path | None = None,
+                  command: str) -> Section:
+    """The section's markdown, its figures and the records it used, from completed records `found`."""
+    metric: Callable[[str | None], str] = suite.metric if suite else (lambda task: DEFAULT_METRIC)
+    group_by = list(group_by or DEFAULT_GROUP_BY)
+    ablations = suite.ablations if suite else {}
+    rows = [r for r in result_rows(found, metric) if tasks is None or r.record.task in tasks]
+    tasks = list(tasks or (suite.tasks if suite else sorted({r.record.task for r in rows if r.record.task})))
+    grouped = group_rows([r for r in rows if r.record.plan not in ablations], group_by, metric)
+    parts = _Parts(relative_path(figures_dir, base))
+    body = [*_task_tables(parts, grouped, tasks, group_by, metric), *_wire(parts, grouped, tasks),
+            *_scaling(parts, found)]
+    if suite:
+        body += _ablations(parts, suite, rows, tasks, metric)
+        body += ["### Not run yet", "", *_missing_lines(suite, found, base)]
+        hashes = {run.plan_hash for plan in suite.plans for run in plan.runs}
+        parts.used |= {r.record.id for r in found if r.record.plan_hash in hashes}
+    used = [r for r in found if r.record.id in parts.used]
+    records = len({r.record.id for r in used})
+    where = f" committed under [{relative_path(archive, base)}]({relative_path(archive, base)})" if archive else ""
+    head = [f"Generated by `{command}` from {records} run record{'s' * (records != 1)}{where}; "
+            "rerun it rather than editing this text.", "",
+            "### What we found", "", *(parts.found or ["Nothing yet: no completed runs."]), ""]
+    return Section("\n".join([*head, *body]).rstrip() + "\n", parts.draw, used)
