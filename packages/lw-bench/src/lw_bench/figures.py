@@ -18,7 +18,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    cells = [["" if row.get(k) is None else row[k] for k in keys] for row in rows]
+    cells = [["" if row.get(k) is None else round(row[k], 4) if isinstance(row[k], float) else row[k]
+              for k in keys] for row in rows]
     return text_table.markdown_table(keys, cells) + "\n"
 
 
