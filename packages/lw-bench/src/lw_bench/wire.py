@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lw_bridge import Bridge
-from lw_bridge.pipeline import bridge_folder, evaluate_run
+from lw_bridge.pipeline import bridge_folder, evaluate_run_wires
 from lw_core.wire import WireFormat
 
 PRECISIONS = ("fp32", "fp16", "int8", "int6", "int4")
@@ -22,9 +22,11 @@ def bench_wire(run_dir: str | Path, *, precisions: Sequence[str] = PRECISIONS, t
     numel = bridge.config.encoder.message_numel
     receiver = bridge.config.receivers[0]
     rows = []
-    for name in precisions:
+    wires = [None if name == "fp32" else name for name in precisions]
+    by_wire = evaluate_run_wires(Path(run_dir), split=split, wires=wires, device=device)
+    for name, wire in zip(precisions, wires, strict=True):
         fmt = WireFormat(name)
-        metrics = evaluate_run(Path(run_dir), split=split, wire=None if name == "fp32" else name, device=device)[receiver]
+        metrics = by_wire[wire][receiver]
         size = fmt.message_bytes(numel)
         row = {"precision": name, "bytes": size, "accuracy": metrics["accuracy"]}
         if "macro_f1" in metrics:

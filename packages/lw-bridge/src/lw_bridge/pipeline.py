@@ -167,14 +167,23 @@ def evaluate_run(run_dir: Path, *, split: str = "test", wire: str | None = None,
                  batch_size: int = 64) -> dict[str, Any]:
     """Re-evaluate a saved run's bridge on a split through the shared evaluator; writes
     `metrics_{split}_reeval*.json` into the run directory and returns the flat metrics per receiver."""
+    return evaluate_run_wires(run_dir, split=split, wires=[wire], device=device, batch_size=batch_size)[wire]
+
+
+def evaluate_run_wires(run_dir: Path, *, split: str = "test", wires: Sequence[str | None] = (None,),
+                       device: str = "auto", batch_size: int = 64) -> dict[str | None, dict[str, Any]]:
+    """`evaluate_run` at each wire format (None: unquantised) with one pipeline: the sender reads each
+    example once, and every format quantises the same messages."""
     pipe = BridgePipeline.from_pretrained(run_dir, device=device)
     config = pipe.bridge.config
     task: Task = load_task(config.task_source or config.task, **config.task_options)
-    out: dict[str, Any] = {}
-    for name in pipe.bridge.config.receivers:
-        result = evaluate(pipe.scorer(name, wire), task, split, batch_size=batch_size)
-        tag = f"{split}_reeval" + (f"_{wire}" if wire else "") + ("" if name == pipe.bridge.config.receivers[0] else f"_{name}")
-        if (Path(run_dir) / "run.json").is_file():
-            write_eval(result, run_dir, tag)
-        out[name] = flat_metrics(result.metrics)
+    out: dict[str | None, dict[str, Any]] = {}
+    for wire in wires:
+        out[wire] = {}
+        for name in config.receivers:
+            result = evaluate(pipe.scorer(name, wire), task, split, batch_size=batch_size)
+            tag = f"{split}_reeval" + (f"_{wire}" if wire else "") + ("" if name == config.receivers[0] else f"_{name}")
+            if (Path(run_dir) / "run.json").is_file():
+                write_eval(result, run_dir, tag)
+            out[wire][name] = flat_metrics(result.metrics)
     return out
