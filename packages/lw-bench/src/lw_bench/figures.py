@@ -7,7 +7,6 @@ from typing import Any
 
 import matplotlib
 from lw_registry import text_table
-from lw_registry.figures import scaling_figure  # noqa: F401  (the report draws the same figure)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -20,6 +20,7 @@ from lw_core.models import resolve_device, resolve_dtype
 from lw_core.options import RuntimeOptions, check_parents
 from lw_core.run_dirs import hashed_run_dir
 from lw_core.runs import open_run
+from lw_registry.figures import scaling_figure
 from lw_tasks import Task, load_task
 from lw_tasks.options import TaskOptions
 from lw_tasks.registry import task_options
@@ -205,7 +206,7 @@ def command(config: BenchConfig, name: str) -> Path:
             results = bench_scaling(paths, setup.task.split("test"), setup.receiver, config.lengths,
                                     device=str(setup.device), repeats=max(2, config.repeats // 5))
             markdown = figures.scaling_markdown(results)
-            figure = figures.scaling_figure(results, run.path("scaling.png"))
+            figure = scaling_figure(results, run.path("scaling.png"))  # the report draws the same figure
             run.metrics["bridge_equals_direct_at_tokens"] = results.get("bridge_equals_direct_at_tokens")
         elif name == "wire":
             relay = build_paths(setup, ["text-relay"], [config.scaling_relay_tokens])[0]
