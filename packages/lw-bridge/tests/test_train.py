@@ -284,3 +284,35 @@ def test_fusion_receiver_reads_the_text_and_the_soft_tokens(env, model_dirs, toy
     capsys.readouterr()
     eval_main([str(env / "fusion"), "--split", "test", "--device", "cpu"])
     assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy"]
+
+
+def test_learning_rate_grid_is_chosen_on_validation_and_resumes(env, model_dirs, toy_task_file, monkeypatch):
+    grid = dict(lr=[3e-3, 3e-2], wire_formats=[], steps=6, eval_every=3)
+    single = trainer.train(_config(model_dirs, toy_task_file, env / "single", **{**grid, "lr": [3e-3]}))
+    straight = trainer.train(_config(model_dirs, toy_task_file, env / "grid", **grid))
+    history = json.loads((env / "grid" / "history.json").read_text())
+    assert [h["peak_lr"] for h in history] == [3e-3] * 6 + [3e-2] * 6
+    first = json.loads((env / "single" / "history.json").read_text())
+    assert [h["loss"] for h in history[:6]] == [h["loss"] for h in first]  # the same start and data order
+    validated = [(h["val_accuracy"][0], h["peak_lr"]) for h in history if "val_accuracy" in h]
+    assert straight["val_accuracy_best"] == max(score for score, _ in validated)
+    assert straight["best_lr"] in (3e-3, 3e-2) and single["best_lr"] == 3e-3
+    assert (env / "grid" / "checkpoints" / "last-lr1").is_dir()
+
+    real_save = loop_module.save_training_state
+    calls = {"n": 0}
+
+    def crash_in_the_second_learning_rate(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # lr 3e-2's first checkpoint (lr 3e-3 checkpointed at steps 3 and 6)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop_module, "save_training_state", crash_in_the_second_learning_rate)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(_config(model_dirs, toy_task_file, env / "crashed", **grid))
+    monkeypatch.setattr(loop_module, "save_training_state", real_save)
+    resumed = trainer.train(_config(model_dirs, toy_task_file, env / "crashed", **grid))
+    assert (resumed["accuracy"], resumed["best_lr"], resumed["best_step"]) == (
+        straight["accuracy"], straight["best_lr"], straight["best_step"])
+    assert json.loads((env / "crashed" / "history.json").read_text()) == history

@@ -17,6 +17,9 @@ from lw_bridge.encoders import ENCODERS, EncoderConfig
 
 @dataclass
 class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
+    lr: list[float] = field(default_factory=lambda: [1e-3], metadata={
+        "help": "peak learning rate (AdamW); several = a grid, as the baselines' `--lr`: each trains from the "
+                "same initialisation and data order, and validation picks (lr, step) across them"})
     sender: str = field(default="smollm2-135m", metadata={"help": "sender model: preset, folder or hub id"})
     receivers: list[str] = field(default_factory=lambda: ["gemma3-270m"],
                                  metadata={"help": "receiver model(s); several = interlingua (one adapter each)"})
@@ -71,6 +74,8 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         "help": "also report the receiver's calibrated zero-shot test accuracy (cached after the first run)"})
 
     def __post_init__(self):
+        if not isinstance(self.lr, list):  # TrainConfig(lr=3e-3) from Python: a grid of one
+            self.lr = [self.lr]
         if isinstance(self.receivers, str):
             self.receivers = [self.receivers]
         if not self.receivers:

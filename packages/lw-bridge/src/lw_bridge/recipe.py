@@ -77,6 +77,8 @@ class BridgeRecipe:
     """Where the best step's bridge goes (its validation results go to `run_dir`)."""
     run_dir: Path
     device: torch.device
+    lr: float = 1e-3
+    """This run's peak learning rate (one of `config.lr`)."""
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -167,6 +169,7 @@ class BridgeRecipe:
             "loss": round(result.loss, 5),
             "grad_norm": round(result.grad_norm, 4),
             "lr": result.lr,
+            **({"peak_lr": self.lr} if len(self.config.lr) > 1 else {}),
             **{k: round(v, 5) for k, v in result.terms.items()},
         }
         if result.validation is not None:
@@ -177,7 +180,7 @@ class BridgeRecipe:
     def non_finite(self, step: int, loss: float, kept: Path | None) -> str:
         return (
             f"non-finite loss (nan/inf) at step {step}; the last good checkpoint is kept at {kept or 'none yet'}; "
-            f"lower --lr (now {self.config.lr})"
+            f"lower --lr (now {self.lr:g})"
         )
 
     def restore(self, checkpoint: Checkpoint) -> None:

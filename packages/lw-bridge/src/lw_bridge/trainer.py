@@ -8,18 +8,20 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
 from lw_core.models import BackgroundConversion, cache_dir, model_tag
 from lw_core.runs import open_run, runs_root
-from lw_core.trainer import LoopSettings, LoopState, train_loop
+from lw_core.trainer import Best, LoopSettings, train_loop
 from lw_core.training import find_training_state
 from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
 from lw_tasks import (
+    Example,
     GenerationScorer,
     Task,
     ZeroShotScorer,
@@ -31,7 +33,7 @@ from lw_tasks import (
     write_eval,
 )
 
-from lw_bridge.bridge import Bridge
+from lw_bridge.bridge import Bridge, BridgeConfig
 from lw_bridge.build import Models, bridge_config, load_receivers, load_sender, sender_template
 from lw_bridge.config import TrainConfig
 from lw_bridge.encoders import fit_input_statistics
@@ -47,6 +49,9 @@ from lw_bridge.selection import (
     print_summary,
     receiver_suffix,
 )
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 log = logging.getLogger("lw.train")
 
@@ -120,38 +125,72 @@ def train(config: TrainConfig) -> dict[str, Any]:
         bconfig = bridge_config(config, task, models)
         cache_seconds = time.perf_counter() - started
 
+        grid = train_grid(config, task, bconfig, models, inputs, train_examples, val_examples, run_dir, accelerator)
+        if not accelerator.is_main_process:
+            return {}
+        return _final_evaluation(config, task, run, models, inputs, grid, cache_seconds, started)
+
+
+@dataclass
+class GridResult:
+    """The learning-rate grid's outcome: the best (lr, step) across it and every run's history."""
+
+    best: Best
+    lr: float
+    best_dir: Path
+    history: list[dict[str, Any]]
+    train_seconds: float
+
+
+def train_grid(config: TrainConfig, task: Task, bconfig: BridgeConfig, models: Models, inputs: EncoderInputs,
+               train_examples: list[Example], val_examples: list[Example], run_dir: Path, accelerator: Accelerator
+               ) -> GridResult:
+    """One `train_loop` per learning rate of `config.lr`, each from the same initialisation and data order,
+    its own resumable checkpoint folder; a step is kept (in `checkpoints/best`) only when its validation
+    beats every earlier one of the grid, so a resumed grid continues where it stopped."""
+    best_dir = run_dir / "checkpoints" / "best"
+    bar: Best | None = None
+    chosen, history, seconds = config.lr[0], [], 0.0
+    for index, lr in enumerate(config.lr):
         seed_everything(config.seed)
-        bridge = Bridge(bconfig).to(device)
-        checkpoint_dir = run_dir / "checkpoints" / "last"
+        bridge = Bridge(bconfig).to(accelerator.device)
+        checkpoint_dir = run_dir / "checkpoints" / ("last" if len(config.lr) == 1 else f"last-lr{index}")
         if find_training_state(checkpoint_dir) is None and config.standardize_states and models.sender is not None:
             fit_input_statistics(bridge.encoder, inputs.get(train_examples))  # a checkpoint holds its own
         recipe = BridgeRecipe(config, task, bridge, models.receivers, inputs, train_examples, val_examples,
-                              best_dir=run_dir / "checkpoints" / "best", run_dir=run_dir, device=device)
-        settings = LoopSettings(steps=config.steps, lr=config.lr, weight_decay=config.weight_decay,
+                              best_dir=best_dir, run_dir=run_dir, device=accelerator.device, lr=lr)
+        described = f"bridge {task.name}" + (f" lr={lr:g}" if len(config.lr) > 1 else "")
+        settings = LoopSettings(steps=config.steps, lr=lr, weight_decay=config.weight_decay,
                                 warmup=config.warmup, grad_clip=config.grad_clip, eval_every=config.eval_every,
-                                checkpoint_every=config.checkpoint_every, checkpoint_dir=checkpoint_dir,
-                                description=f"bridge {task.name}", progress=config.progress)
+                                checkpoint_every=config.checkpoint_every, checkpoint_dir=checkpoint_dir, best=bar,
+                                description=described, progress=config.progress)
         loop = train_loop(recipe.recipe(), settings, accelerator)
-        if not accelerator.is_main_process:
-            return {}
-        return _final_evaluation(config, task, run, models, inputs, recipe, loop, cache_seconds, started)
+        if loop.best != bar:
+            chosen = lr
+        bar, seconds = loop.best, seconds + loop.train_seconds
+        history += recipe.history
+        if len(config.lr) > 1:
+            log.info("lr %g: best validation so far %.4f at step %d (lr %g)", lr, bar.score, bar.step, chosen)
+    assert bar is not None
+    return GridResult(bar, chosen, best_dir, history, seconds)
 
 
 def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models, inputs: EncoderInputs,
-                      recipe: BridgeRecipe, loop: LoopState, cache_seconds: float, started: float) -> dict[str, Any]:
-    bridge = Bridge.from_pretrained(recipe.best_dir, device=models.receivers[0].device)
+                      grid: GridResult, cache_seconds: float, started: float) -> dict[str, Any]:
+    bridge = Bridge.from_pretrained(grid.best_dir, device=models.receivers[0].device)
     bridge.save_pretrained(run.dir / "bridge")
     run.artifacts["bridge"] = "bridge"
-    write_json_atomic(run.dir / "history.json", recipe.history)
+    write_json_atomic(run.dir / "history.json", grid.history)
     texts_bytes = [len(e.text.encode("utf-8")) for e in task.split("test")]
     numel = bridge.config.encoder.message_numel
     metrics: dict[str, Any] = {
         "trainable_params": bridge.trainable_parameters(),
-        "train_seconds": round(loop.train_seconds, 1),
-        "seconds_per_step": round(loop.train_seconds / max(1, len(recipe.history)), 3),
+        "train_seconds": round(grid.train_seconds, 1),
+        "seconds_per_step": round(grid.train_seconds / max(1, len(grid.history)), 3),
         "cache_seconds": round(cache_seconds, 1),
-        "best_step": loop.best.step,
-        "val_accuracy_best": loop.best.score,
+        "best_step": grid.best.step,
+        "best_lr": grid.lr,
+        "val_accuracy_best": grid.best.score,
         "text_bytes_mean": round(sum(texts_bytes) / len(texts_bytes), 1),
         **layer_weights(bridge),
         **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},
