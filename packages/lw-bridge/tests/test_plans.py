@@ -24,3 +24,10 @@ def test_every_ablation_of_the_plan_is_a_valid_lw_train_config():
     for name, config in configs.items():  # one factor at a time: each differs from the default
         assert name == "default" or config != configs["default"], name
     assert configs["fusion"].receiver_reads_text and configs["layers-8-15-22"].sender_layers() == [8, 15, 22]
+
+
+def test_the_cpu_slice_runs_the_same_runs_as_the_full_plan():
+    full, cpu = (tomllib.loads((PLAN.parent / name).read_text()) for name in ("ablations.toml", "ablations-cpu.toml"))
+    assert (cpu["name"], cpu["command"]) == (full["name"], full["command"])  # the same command is the same run
+    assert set(cpu["params"]["ablation"]) <= set(full["params"]["ablation"])
+    assert set(cpu["tasks"]) <= set(full["tasks"]) and set(cpu["seeds"]) <= set(full["seeds"])
