@@ -3,6 +3,7 @@
 import tomllib
 from pathlib import Path
 
+import pytest
 from lw_bridge.config import TrainConfig
 from lw_core.config import parse_config
 
@@ -26,8 +27,13 @@ def test_every_ablation_of_the_plan_is_a_valid_lw_train_config():
     assert configs["fusion"].receiver_reads_text and configs["layers-8-15-22"].sender_layers() == [8, 15, 22]
 
 
-def test_the_cpu_slice_runs_the_same_runs_as_the_full_plan():
-    full, cpu = (tomllib.loads((PLAN.parent / name).read_text()) for name in ("ablations.toml", "ablations-cpu.toml"))
-    assert (cpu["name"], cpu["command"]) == (full["name"], full["command"])  # the same command is the same run
-    assert set(cpu["params"]["ablation"]) <= set(full["params"]["ablation"])
+@pytest.mark.parametrize("full_name", ["ablations", "bridge"])
+def test_a_cpu_slice_runs_the_same_runs_as_its_full_plan(full_name):
+    full, cpu = (tomllib.loads((PLAN.parent / f"{name}.toml").read_text()) for name in (full_name, f"{full_name}-cpu"))
+    assert cpu["name"] == full["name"]
+    if "methods" in cpu:
+        assert set(cpu["methods"]) <= set(full["methods"])
+        assert all(cpu["command"][m] == full["command"][m] for m in cpu["methods"])  # a run is its command
+    else:
+        assert cpu["command"] == full["command"] and set(cpu["params"]["ablation"]) <= set(full["params"]["ablation"])
     assert set(cpu["tasks"]) <= set(full["tasks"]) and set(cpu["seeds"]) <= set(full["seeds"])
