@@ -190,8 +190,15 @@ class Group:
         train = statistics.fmean(float(r.metrics.get("train_seconds") or 0) for r in self.runs)
         per_example = self.values(LATENCY_METRIC)
         latency = f"{1000 * statistics.fmean(per_example):.0f}" if per_example else ""
-        return [f"{self.mean:.3f}{self._std()}", self._count(), f"{params:,.0f}", _seconds(train), latency,
-                self.message_bytes()]
+        return [f"{self.mean:.3f}{self._std()}", self.validation(), self._count(), f"{params:,.0f}", _seconds(train),
+                latency, self.message_bytes()]
+
+    def validation(self) -> str:
+        """The metric on validation (what selection saw), mean ± std over the runs that report it."""
+        values = self.values(f"val_{self.metric}")
+        if not values:
+            return ""
+        return f"{statistics.fmean(values):.3f}" + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
 
     def message_bytes(self) -> str:
         """What crosses from sender to receiver: a text relay's mean message, the bridge's smallest wire
@@ -255,10 +262,10 @@ def task_table(groups: Sequence[Group], group_by: Sequence[str]) -> str:
     """One task's table (markdown): the group keys, then the summary columns."""
     metric = groups[0].metric
     headers = [HEADERS.get(k, k.removeprefix("params.")) for k in group_by]
-    headers += [f"{METRIC_LABELS.get(metric, metric)} (mean ± std)", *SUMMARY_HEADERS]
+    headers += [f"{METRIC_LABELS.get(metric, metric)} (mean ± std)", "validation", *SUMMARY_HEADERS]
     # key columns after the first are right-aligned when they hold numbers (the train budget)
     align = "l" + "".join("r" if any(isinstance(g.key[i], (int, float, Budget)) for g in groups) else "l"
-                          for i in range(1, len(group_by))) + "r" * (len(SUMMARY_HEADERS) + 1)
+                          for i in range(1, len(group_by))) + "r" * (len(SUMMARY_HEADERS) + 2)
     text = markdown_table(headers, [[*map(_cell, g.key), *g.cells()] for g in groups], align=align)
     majority = [r.metrics["majority_rate"] for g in groups for r in g.runs if r.metrics.get("majority_rate")]
     return text + (f"\n\nMajority-class rate of the test split: {majority[0]:.3f}." if majority else "")
