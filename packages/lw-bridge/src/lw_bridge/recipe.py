@@ -77,7 +77,7 @@ class BridgeRecipe:
     """Where the best step's bridge goes (its validation results go to `run_dir`)."""
     run_dir: Path
     device: torch.device
-    lr: float = 1e-3
+    lr: float
     """This run's peak learning rate (one of `config.lr`)."""
     history: list[dict[str, Any]] = field(default_factory=list)
 
