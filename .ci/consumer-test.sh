@@ -29,7 +29,12 @@ ls "$work/wheels"
 uv export --frozen --no-emit-workspace --no-hashes --all-packages --quiet -o "$work/wheels/constraints.txt"
 
 step "train a bridge in the workspace"
-uv run --frozen python .ci/consumer/train_fixture.py --out "$work/fixture" ${real:+--real}
+# The tiny models live in $work: their sender states go to a cache there too, not the user's LW_CACHE.
+if [ -n "$real" ]; then
+  uv run --frozen python .ci/consumer/train_fixture.py --out "$work/fixture" --real
+else
+  LW_CACHE="$work/workspace-cache" uv run --frozen python .ci/consumer/train_fixture.py --out "$work/fixture"
+fi
 
 step "a fresh environment outside the workspace, from the wheels"
 python_version=$(uv run --frozen python -c 'import platform; print(platform.python_version())')

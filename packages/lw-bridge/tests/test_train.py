@@ -48,6 +48,11 @@ def test_train_writes_a_complete_run(env, model_dirs, toy_task_file):
     assert [h["step"] for h in history] == list(range(1, 13))
     assert {"loss", "ce/0", "diversity/0", "grad_norm"} <= set(history[0])
     assert 1 <= metrics["best_step"] <= 12 and metrics["best_step"] % 6 == 0  # selected on validation
+    assert _cached_splits(env) == {"train", "validation", "test"}  # test states reused by the wire formats
+
+
+def _cached_splits(env) -> set[str]:
+    return {split for split in ("train", "validation", "test") if list((env / "cache" / "states").glob(f"*-{split}-*"))}
 
 
 def test_resume_after_a_crash_gives_the_same_result(env, model_dirs, toy_task_file, monkeypatch):
@@ -249,6 +254,8 @@ def test_encoder_reads_several_sender_layers_through_a_learned_mixture(env, mode
     weights = metrics["layer_weights"]
     assert set(weights) == {"1", "3"} and math.isclose(sum(weights.values()), 1.0, abs_tol=1e-3)
     assert weights["1"] != weights["3"]  # the mixture is trained
+    # No wire formats: test is scored from raw text only, so its sender states are not cached first.
+    assert _cached_splits(env) == {"train", "validation"}
     saved = json.loads((env / "layers" / "bridge" / "bridge_config.json").read_text())
     assert saved["layer"] == [1, 3] and saved["encoder"]["sender_layers"] == 2
     capsys.readouterr()

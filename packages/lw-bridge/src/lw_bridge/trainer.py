@@ -118,7 +118,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             sender = load_sender(config, device)
             inputs = EncoderInputs(sender, config.sender_layers(), sender_template(config, task),
                                    batch_size=config.sender_batch_size)
-            for split, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
+            splits = [("train", train_examples), ("validation", val_examples)]
+            if config.wire_formats or task.kind == "generative":
+                splits.append(("test", test_examples))  # scored again from states after the end-to-end pass
+            for split, examples in splits:
                 inputs.cache_split(task, split, examples, after_batch=conversion.poll)
             conversion.wait()
         models = Models(sender, load_receivers(config, device))

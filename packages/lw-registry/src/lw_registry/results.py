@@ -146,6 +146,10 @@ def result_rows(found: Sequence[Row], metric: Callable[[str | None], str] = lamb
     return rows
 
 
+def _mean_std(mean: float, std: float | None) -> str:
+    return f"{mean:.3f}" + ("" if std is None else f" ± {std:.3f}")
+
+
 @dataclasses.dataclass
 class Group:
     """The runs of one table row (one per seed, the latest) and their summary."""
@@ -173,9 +177,6 @@ class Group:
     def draws(self) -> int:
         return int(self.runs[0].metrics.get("draws") or 1) if len(self.runs) == 1 else 1
 
-    def _std(self) -> str:
-        return "" if self.std is None else f" ± {self.std:.3f}"
-
     def _count(self, unit: str = "") -> str:
         if self.draws > 1 and self.std is not None:
             return f"1{unit} × {self.draws} draws"
@@ -183,14 +184,14 @@ class Group:
 
     def text(self) -> str:
         """`0.820 ± 0.020 (3 seeds)`, for sentences."""
-        return f"{self.mean:.3f}{self._std()} ({self._count(' seed')})"
+        return f"{_mean_std(self.mean, self.std)} ({self._count(' seed')})"
 
     def cells(self) -> list[str]:
         params = statistics.fmean(float(r.metrics.get("trainable_params") or 0) for r in self.runs)
         train = statistics.fmean(float(r.metrics.get("train_seconds") or 0) for r in self.runs)
         per_example = self.values(LATENCY_METRIC)
         latency = f"{1000 * statistics.fmean(per_example):.0f}" if per_example else ""
-        return [f"{self.mean:.3f}{self._std()}", self.validation(), self._count(), f"{params:,.0f}", _seconds(train),
+        return [_mean_std(self.mean, self.std), self.validation(), self._count(), f"{params:,.0f}", _seconds(train),
                 latency, self.message_bytes()]
 
     def validation(self) -> str:
@@ -198,7 +199,7 @@ class Group:
         values = self.values(f"val_{self.metric}")
         if not values:
             return ""
-        return f"{statistics.fmean(values):.3f}" + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
+        return _mean_std(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
 
     def message_bytes(self) -> str:
         """What crosses from sender to receiver: a text relay's mean message, the bridge's smallest wire
