@@ -2,6 +2,7 @@
 uninterrupted run, the NaN stop, and preemption (checkpoint, then exit 143)."""
 
 import dataclasses
+import logging
 import os
 import signal
 
@@ -105,6 +106,14 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
 def _fresh():
     optimizer = torch.optim.AdamW(torch.nn.Linear(3, 1).parameters())
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def test_every_validation_is_logged_without_a_progress_bar(caplog):
+    caplog.set_level(logging.INFO, logger="lw.trainer")
+    train_loop(Toy().recipe(), _settings(None, description="toy"), Accelerator(cpu=True))
+    lines = [r.getMessage() for r in caplog.records if "validation" in r.getMessage()]
+    assert [line.split(",")[0] for line in lines] == [f"toy: step {s} of 12" for s in (4, 8, 12)]
+    assert all("best" in line and "s/step" in line for line in lines)
 
 
 def test_only_a_step_better_than_the_bar_is_kept(tmp_path):

@@ -229,6 +229,10 @@ def train_loop(
                     state.best = Best(done, validation.score, validation.nll)
                     if accelerator.is_main_process:
                         recipe.keep_best(done, validation)
+                if accelerator.is_main_process:  # the run's log shows progress also without a bar (batch jobs)
+                    log.info("%s: step %d of %d, loss %.4f, validation %.4f (best %.4f at step %d), %.2f s/step",
+                             settings.description, done, settings.steps, loss.item(), validation.score,
+                             state.best.score, state.best.step, state.train_seconds / done)
             recipe.after_step(
                 StepResult(done, loss.item(), float(grad_norm), scheduler.get_last_lr()[0], terms, validation)
             )
