@@ -62,7 +62,7 @@ class EncoderInputs:
             texts = [self.sender_text(e) for e in examples]
             values = self._stack(cached_layer_states(self.sender, texts, self.layers, identity=f"{task.name}-{split}",
                                                      batch_size=self.batch_size, max_tokens=self.max_tokens,
-                                                     after_batch=after_batch))
+                                                     after_batch=after_batch, progress=self.progress))
         self._by_id.update({e.id: v for e, v in zip(examples, values, strict=True)})
 
     @staticmethod

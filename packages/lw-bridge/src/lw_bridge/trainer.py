@@ -117,7 +117,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 BackgroundConversion([r for r in config.receivers if r != config.sender]) as conversion:
             sender = load_sender(config, device)
             inputs = EncoderInputs(sender, config.sender_layers(), sender_template(config, task),
-                                   batch_size=config.sender_batch_size)
+                                   batch_size=config.sender_batch_size, progress=config.progress)
             splits = [("train", train_examples), ("validation", val_examples)]
             if config.wire_formats or task.kind == "generative":
                 splits.append(("test", test_examples))  # scored again from states after the end-to-end pass

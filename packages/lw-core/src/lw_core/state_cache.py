@@ -123,16 +123,16 @@ def _save(path: Path, states: list[torch.Tensor]) -> None:
 
 def cached_states(
     lm: FrozenLM, texts: Sequence[str], layer: int, *, identity: str, batch_size: int = 16,
-    max_tokens: int | None = None, after_batch: Callable[[], object] | None = None,
+    max_tokens: int | None = None, after_batch: Callable[[], object] | None = None, progress: bool = True,
 ) -> list[torch.Tensor]:
     """`compute_states`, cached under `$LW_CACHE/states/`. A corrupt cache file is recomputed."""
     return cached_layer_states(lm, texts, [layer], identity=identity, batch_size=batch_size, max_tokens=max_tokens,
-                               after_batch=after_batch)[0]
+                               after_batch=after_batch, progress=progress)[0]
 
 
 def cached_layer_states(
     lm: FrozenLM, texts: Sequence[str], layers: Sequence[int], *, identity: str, batch_size: int = 16,
-    max_tokens: int | None = None, after_batch: Callable[[], object] | None = None,
+    max_tokens: int | None = None, after_batch: Callable[[], object] | None = None, progress: bool = True,
 ) -> list[list[torch.Tensor]]:
     """`compute_layer_states`, each layer cached in its own file (the file one `cached_states` call
     for that layer reads and writes); the layers not cached yet are computed in one pass."""
@@ -145,7 +145,7 @@ def cached_layer_states(
                  ", ".join(paths[i].name for i in missing))
         computed = compute_layer_states(lm, texts, [layers[i] for i in missing], batch_size=batch_size,
                                         max_tokens=max_tokens, desc=f"{lm.name} L{names} {identity}",
-                                        after_batch=after_batch)
+                                        after_batch=after_batch, progress=progress)
         for i, states in zip(missing, computed, strict=True):
             _save(paths[i], states)
             found[i] = states
