@@ -37,7 +37,7 @@ def test_train_writes_a_complete_run(env, model_dirs, toy_task_file):
     run = env / "run"
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["method"] == f"bridge@{Path(model_dirs['receiver']).name}"
-    for key in ("accuracy", "macro_f1", "val_accuracy", "trainable_params", "seconds_per_step", "soft_token_diversity",
+    for key in ("accuracy", "macro_f1", "val_accuracy", "val_macro_f1", "trainable_params", "seconds_per_step", "soft_token_diversity",
                 "wire_bytes_int8", "accuracy_wire_int4"):
         assert key in metrics and key in record["metrics"]
     assert 0 <= metrics["accuracy"] <= 1 and metrics["trainable_params"] > 0

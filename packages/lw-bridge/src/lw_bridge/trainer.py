@@ -225,8 +225,8 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models,
         soft = torch.cat([bridge.soft_tokens(scorer.messages(test_examples[i : i + 64]), r).detach()
                           for i in range(0, min(256, len(test_examples)), 64)])
         metrics.update({f"{name}{suffix}": test.metrics[name] for name in report.test_metrics})
+        metrics.update({f"val_{name}{suffix}": val_metrics[name] for name in report.test_metrics})
         metrics.update({
-            f"val_{headline}{suffix}": val_metrics[headline],
             f"majority_rate{suffix}": test.metrics.get("majority_rate"),
             f"seconds_per_example{suffix}": round(eval_seconds / len(test_examples), 4),
             f"soft_token_diversity{suffix}": round(diversity(soft).item(), 4),
