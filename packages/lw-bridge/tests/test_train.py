@@ -37,8 +37,8 @@ def test_train_writes_a_complete_run(env, model_dirs, toy_task_file):
     run = env / "run"
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["method"] == f"bridge@{Path(model_dirs['receiver']).name}"
-    for key in ("accuracy", "macro_f1", "val_accuracy", "val_macro_f1", "trainable_params", "seconds_per_step", "soft_token_diversity",
-                "wire_bytes_int8", "accuracy_wire_int4"):
+    for key in ("accuracy", "macro_f1", "val_accuracy", "val_macro_f1", "trainable_params", "seconds_per_step",
+                "soft_token_diversity", "wire_bytes_int8", "accuracy_wire_int4"):
         assert key in metrics and key in record["metrics"]
     assert 0 <= metrics["accuracy"] <= 1 and metrics["trainable_params"] > 0
     for name in ("config.json", "env.json", "log.txt", "metrics_test.json", "predictions_test.jsonl",
@@ -52,7 +52,8 @@ def test_train_writes_a_complete_run(env, model_dirs, toy_task_file):
 
 
 def _cached_splits(env) -> set[str]:
-    return {split for split in ("train", "validation", "test") if list((env / "cache" / "states").glob(f"*-{split}-*"))}
+    states = env / "cache" / "states"
+    return {split for split in ("train", "validation", "test") if any(states.glob(f"*-{split}-*"))}
 
 
 def test_resume_after_a_crash_gives_the_same_result(env, model_dirs, toy_task_file, monkeypatch):
