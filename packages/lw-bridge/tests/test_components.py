@@ -81,6 +81,31 @@ def test_receiver_inputs_layout(bos, expect_bos):
     assert torch.allclose(inputs.embeds[1, len(before) : len(before) + 4], soft[1])
 
 
+@pytest.mark.parametrize("layout", ["prefix", "suffix"])
+def test_fusion_layouts_and_the_context_that_needs_no_gradient(layout):
+    gemma = tiny_gemma3()
+    bridge = _bridge([gemma], anchor_before="Review:", anchor_after="\nSentiment:", receiver_reads_text=True,
+                     fusion_layout=layout)
+    soft = torch.randn(2, 4, gemma.hidden_size, requires_grad=True)
+    texts = ["a b c", "b"]
+    context, rest = bridge.receiver_parts(gemma, soft, texts)
+    bos = [gemma.tokenizer.bos_token_id]
+    if layout == "prefix":
+        assert context.embeds.shape[1] == 1 and int(rest.lengths[1]) == 4 + len(gemma.token_ids("Review:b\nSentiment:"))
+    else:
+        assert context.lengths.tolist() == [len(bos + gemma.token_ids("Review:" + t)) for t in texts]
+        assert rest.lengths.tolist() == [4 + len(gemma.token_ids("\nSentiment:"))] * 2
+    whole = bridge.receiver_inputs(gemma, soft, texts)
+    n = int(context.lengths[1])
+    assert torch.allclose(whole.embeds[1, n : n + 4], soft[1])
+    answers = [[5], [9]]
+    trained = answer_logits(gemma, rest, answers, "first-token", context)
+    scored = gemma.score_answers(whole, answers).logprobs
+    assert torch.allclose(trained.log_softmax(-1), scored.log_softmax(-1), atol=1e-4)  # trained = scored
+    trained.sum().backward()
+    assert soft.grad.abs().sum() > 0
+
+
 def test_llama_receiver_gets_no_bos_by_default():
     llama = tiny_llama()
     bridge = _bridge([llama])

@@ -136,3 +136,33 @@ def test_batched_scores_equal_one_at_a_time_at_every_width(width, tmp_path):
     for i, text in enumerate(texts):
         alone = lm.score_answers(lm.embed_texts([text]), answers).logprobs[0]
         assert torch.allclose(batched[i], alone, atol=1e-4), (width, text)
+
+
+def test_last_hidden_after_a_context_equals_one_forward_and_trains_only_the_inputs(lm):
+    context = lm.embed_texts(["a long enough context", "ab"])
+    soft = torch.randn(2, 3, lm.hidden_size, requires_grad=True)
+    tail = torch.tensor(lm.token_ids(" x y"), dtype=torch.long)
+    inputs = lm.compose([[soft[0], tail], [soft[1]]])  # unequal lengths: right-padded
+    full = lm.compose([[context.embeds[i, : int(context.lengths[i])], inputs.embeds[i, : int(inputs.lengths[i])]]
+                       for i in range(2)])
+    expected = lm.last_hidden(full)
+    got = lm.last_hidden(inputs, context)
+    assert torch.allclose(got, expected, atol=1e-4)
+    got.sum().backward()
+    assert soft.grad is not None and soft.grad.abs().sum() > 0
+    assert soft.grad[1].abs().sum() > 0  # each example's soft tokens reach its own last position
+
+
+def test_answer_logits_are_fp32_in_a_bf16_model():
+    """A bf16 logit near 20 is a multiple of 0.125: answers are ranked by fp32 logits of the bf16 states."""
+    lm = tiny_gemma3()
+    lm.model.to(torch.bfloat16)
+    hidden = torch.randn(3, lm.hidden_size, dtype=torch.bfloat16) * 30
+    rows = torch.tensor([5, 9])
+    got = lm.logits(hidden, rows=rows)
+    exact = hidden.float() @ lm.model.get_output_embeddings().weight[rows].float().T
+    assert got.dtype == torch.float32 and torch.allclose(got, exact, atol=1e-4)
+    prefix = lm.embed_texts(["ab", "a b c"])
+    scores = lm.score_answers(prefix, [[5], [9]]).logprobs
+    gap = lm.logits(lm.last_hidden(prefix), rows=rows)
+    assert torch.allclose(scores[:, 0] - scores[:, 1], gap[:, 0] - gap[:, 1], atol=1e-4)

@@ -23,6 +23,7 @@ from lw_bridge.encoders import EncoderConfig, build_encoder
 WEIGHTS_NAME = "bridge.safetensors"
 CONFIG_NAME = "bridge_config.json"
 BOS_POLICIES = ("auto", "always", "never")
+FUSION_LAYOUTS = ("prefix", "suffix")
 
 
 @dataclass
@@ -59,8 +60,11 @@ class BridgeConfig:
     calibrate_soft_tokens: bool = True
     """Scale each soft token to the RMS of the receiver's real token embeddings (off: an ablation)."""
     receiver_reads_text: bool = False
-    """Fusion: the receiver reads [BOS] + the K soft tokens + the task prompt with the input text (prompt
-    tuning's layout, the soft tokens coming from the sender); otherwise the anchors around the soft tokens."""
+    """Fusion: the receiver reads the task prompt with the input text and the K soft tokens (placed by
+    `fusion_layout`); otherwise the anchors around the soft tokens."""
+    fusion_layout: str = "prefix"
+    """Fusion only: `prefix` puts the soft tokens before the prompt (prompt tuning's layout), `suffix`
+    after the text, before the answer cue (the text then needs no gradient: `receiver_parts`)."""
     answer_rule: str = "first-token"
     """How answers were trained and so are scored (`lw_tasks.ANSWER_RULES`); checkpoints from before
     the field trained the first token too (when the answers' first tokens differ)."""
@@ -86,6 +90,8 @@ class Bridge(nn.Module):
         super().__init__()
         if config.bos not in BOS_POLICIES:
             raise LwError(f"unknown BOS policy {config.bos!r}; known: {', '.join(BOS_POLICIES)}")
+        if config.fusion_layout not in FUSION_LAYOUTS:
+            raise LwError(f"unknown fusion layout {config.fusion_layout!r}; known: {', '.join(FUSION_LAYOUTS)}")
         self.config = config
         self.encoder = build_encoder(config.d_sender, config.encoder)
         self.adapters = nn.ModuleList(
@@ -114,21 +120,31 @@ class Bridge(nn.Module):
         head = None if self.message_head is None else self.message_head(message.flatten(1))
         return [adapter(message) for adapter in self.adapters], head
 
+    def receiver_parts(self, receiver_lm: FrozenLM, soft: torch.Tensor, texts: Sequence[str] | None = None
+                       ) -> tuple[Embedded | None, Embedded]:
+        """The receiver's input in two parts: the context before the soft tokens (token ids only, so it
+        needs no gradient; None when empty) and the soft tokens with everything after them. Layouts:
+        [BOS] + anchor_before + K soft tokens + anchor_after; in fusion mode (`receiver_reads_text`, `texts`
+        the inputs) with `fusion_layout` prefix [BOS] + K soft tokens + anchor_before + text + anchor_after,
+        with suffix [BOS] + anchor_before + text + K soft tokens + anchor_after."""
+        c = self.config
+        bos = {"auto": receiver_lm.bos_ids, "always": [receiver_lm.tokenizer.bos_token_id], "never": []}[c.bos]
+        if c.receiver_reads_text and (texts is None or len(texts) != soft.shape[0]):
+            raise LwError("this bridge's receiver reads the input text too (fusion): pass one text per example")
+        if not c.receiver_reads_text:
+            before, after = [bos + receiver_lm.token_ids(c.anchor_before)] * len(soft), [c.anchor_after] * len(soft)
+        elif c.fusion_layout == "prefix":
+            before, after = [bos] * len(soft), [c.anchor_before + text + c.anchor_after for text in texts]
+        else:
+            before, after = [bos + receiver_lm.token_ids(c.anchor_before + text) for text in texts], [c.anchor_after] * len(soft)
+        context = None if not any(before) else receiver_lm.compose([[torch.tensor(b, dtype=torch.long)] for b in before])
+        rest = receiver_lm.compose([[row, torch.tensor(receiver_lm.token_ids(a), dtype=torch.long)]
+                                    for row, a in zip(soft, after, strict=True)])
+        return context, rest
+
     def receiver_inputs(self, receiver_lm: FrozenLM, soft: torch.Tensor, texts: Sequence[str] | None = None) -> Embedded:
-        """[BOS] + anchor_before + K soft tokens + anchor_after, as the receiver's first layer sees them;
-        in fusion mode [BOS] + K soft tokens + anchor_before + text + anchor_after (`texts`: the inputs)."""
-        bos = {"auto": receiver_lm.bos_ids, "always": [receiver_lm.tokenizer.bos_token_id], "never": []}[self.config.bos]
-        if self.config.receiver_reads_text:
-            if texts is None or len(texts) != soft.shape[0]:
-                raise LwError("this bridge's receiver reads the input text too (fusion): pass one text per example")
-            c = self.config
-            return receiver_lm.compose([
-                [torch.tensor(bos, dtype=torch.long), row,
-                 torch.tensor(receiver_lm.token_ids(c.anchor_before + text + c.anchor_after), dtype=torch.long)]
-                for row, text in zip(soft, texts, strict=True)])
-        before = torch.tensor(bos + receiver_lm.token_ids(self.config.anchor_before), dtype=torch.long)
-        after = torch.tensor(receiver_lm.token_ids(self.config.anchor_after), dtype=torch.long)
-        return receiver_lm.compose([[before, row, after] for row in soft])
+        """The receiver's whole input (`receiver_parts` joined), as its first layer sees it."""
+        return receiver_lm.join(*self.receiver_parts(receiver_lm, soft, texts))
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -180,4 +196,4 @@ def anchors_from_template(template: str) -> tuple[str, str]:
     return before, after
 
 
-__all__ = ["BOS_POLICIES", "CONFIG_NAME", "WEIGHTS_NAME", "Bridge", "BridgeConfig", "anchors_from_template"]
+__all__ = ["BOS_POLICIES", "FUSION_LAYOUTS", "CONFIG_NAME", "WEIGHTS_NAME", "Bridge", "BridgeConfig", "anchors_from_template"]

@@ -67,6 +67,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
                                                                 [models.sender, *models.receivers], strict=True) if lm is not None},
         answer_rule=config.answer_rule,
         receiver_reads_text=config.receiver_reads_text,
+        fusion_layout=config.fusion_layout,
         calibrate_soft_tokens=config.calibrate_soft_tokens,
     )
 

@@ -11,7 +11,7 @@ from lw_core.run_dirs import identity_hash
 from lw_core.wire import WireFormat
 from lw_tasks import ANSWER_RULES, DEFAULT_ANSWER_RULE, BudgetOptions, TaskOptions, check_answer_rule
 
-from lw_bridge.bridge import BOS_POLICIES
+from lw_bridge.bridge import BOS_POLICIES, FUSION_LAYOUTS
 from lw_bridge.encoders import ENCODERS, EncoderConfig
 
 
@@ -45,7 +45,11 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         "help": "scale each soft token to the RMS of the receiver's real token embeddings (--no-… for the ablation)"})
     receiver_reads_text: bool = field(default=False, metadata={
         "help": "fusion: the frozen receiver reads the task prompt with the input text AND the K soft tokens "
-                "before it (prompt tuning's layout, the soft tokens coming from the sender)"})
+                "(placed by --fusion-layout)"})
+    fusion_layout: str = field(default="prefix", metadata={
+        "help": "fusion: where the soft tokens go; prefix = before the task prompt (prompt tuning's layout), "
+                "suffix = after the text, before the answer cue (the text runs once without gradients: cheaper)",
+        "choices": list(FUSION_LAYOUTS)})
     standardize_states: bool = field(default=True, metadata={
         "help": "standardise sender states per feature with train-split statistics (without it every message "
                 "starts alike and training can begin collapsed)"})
@@ -98,6 +102,10 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
             raise ValueError(f"layers must be distinct, got {self.layers}")
         if self.layers and self.encoder == "bytes":
             raise ValueError("the bytes encoder reads no sender layers; leave --layers empty")
+        if self.fusion_layout not in FUSION_LAYOUTS:
+            raise ValueError(f"fusion_layout must be one of {', '.join(FUSION_LAYOUTS)}, got {self.fusion_layout!r}")
+        if self.fusion_layout != "prefix" and not self.receiver_reads_text:
+            raise ValueError("--fusion-layout places the soft tokens around the text: it needs --receiver-reads-text")
         for fmt in self.wire_formats:
             WireFormat(fmt)
 

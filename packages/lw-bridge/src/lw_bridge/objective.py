@@ -32,12 +32,13 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
     terms: dict[str, float] = {}
     loss = torch.zeros((), device=soft_per_receiver[0].device)
     for r, (receiver, soft) in enumerate(zip(receivers, soft_per_receiver, strict=True)):
-        prefix = bridge.receiver_inputs(receiver, soft, texts)
+        context, inputs = bridge.receiver_parts(receiver, soft, texts)
         if references is not None:
-            ce, first_token_accuracy = teacher_forced_ce(receiver, prefix, references[r], config.answer_tokens)
+            ce, first_token_accuracy = teacher_forced_ce(receiver, receiver.join(context, inputs), references[r],
+                                                         config.answer_tokens)
             terms[f"first_token_acc/{r}"] = first_token_accuracy.item()
         else:
-            scores = answer_logits(receiver, prefix, answer_ids[r], config.answer_rule)
+            scores = answer_logits(receiver, inputs, answer_ids[r], config.answer_rule, context)
             ce = answer_ce(scores, labels)
         loss = loss + ce
         terms[f"ce/{r}"] = ce.item()

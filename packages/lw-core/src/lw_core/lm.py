@@ -179,6 +179,13 @@ class FrozenLM(torch.nn.Module):
             mask[i, : row.shape[0]] = 1
         return Embedded(embeds, mask)
 
+    def join(self, context: Embedded | None, inputs: Embedded) -> Embedded:
+        """Each example's context followed by its inputs, right-padded (`last_hidden`'s two parts as one)."""
+        if context is None:
+            return inputs
+        return self.compose([[context.embeds[i, : int(n)], inputs.embeds[i, : int(m)]]
+                             for i, (n, m) in enumerate(zip(context.lengths, inputs.lengths, strict=True))])
+
     # ---- forward -----------------------------------------------------------------------------
     def hidden_states(self, inputs: Embedded | Sequence[str], layer: int, max_tokens: int | None = None) -> Embedded:
         """Hidden states after decoder layer `layer` (0 = the embeddings, -1 = the last layer after the
@@ -212,24 +219,62 @@ class FrozenLM(torch.nn.Module):
             handle.remove()
         return Embedded(captured[0], inputs.mask)
 
+    def last_hidden(self, inputs: Embedded, context: Embedded | None = None) -> torch.Tensor:
+        """Final hidden state [B, H] at each example's last real position of `inputs`, read after
+        `context` when given: the part of every example's input that nothing trainable changes (text
+        before the soft tokens). The context runs once without gradients into a KV cache; only `inputs`
+        is differentiated, so training through a frozen receiver costs what its trainable part costs.
+        The same numbers as one forward over context + inputs."""
+        base = self.model.base_model
+        rows = torch.arange(inputs.embeds.shape[0], device=inputs.embeds.device)
+        if context is None:
+            hidden = base(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, use_cache=False).last_hidden_state
+            return hidden[rows, inputs.lengths - 1]
+        # Left-padded context: it ends where `inputs` start (as in score_answers, for sliding-window caches).
+        left = context.left_padded()
+        with torch.no_grad():
+            cache = base(inputs_embeds=left.embeds, attention_mask=left.mask,
+                         position_ids=(left.mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True).past_key_values
+        positions = context.lengths[:, None] + torch.arange(inputs.embeds.shape[1], device=self.device)
+        hidden = base(inputs_embeds=inputs.embeds, attention_mask=torch.cat([left.mask, inputs.mask], dim=1),
+                      position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
+        return hidden[rows, inputs.lengths - 1]
+
     def logits(self, hidden: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """LM-head logits of final hidden states, for the whole vocabulary or only the token ids `rows`."""
+        """LM-head logits of final hidden states [..., H], for the whole vocabulary or only the token ids
+        `rows` [A]. Chosen rows are computed in fp32 whatever the model's dtype: a bf16 logit near 20 is
+        a multiple of 0.125, coarser than the gap between two answers that decides a prediction."""
         head = self.model.get_output_embeddings()
-        weight = head.weight if rows is None else head.weight[rows]
-        logits = hidden @ weight.T
-        if getattr(head, "bias", None) is not None:
-            logits = logits + (head.bias if rows is None else head.bias[rows])
+        bias = getattr(head, "bias", None)
+        if rows is None:
+            logits = hidden @ head.weight.T
+            if bias is not None:
+                logits = logits + bias
+        else:
+            logits = hidden.float() @ head.weight[rows].float().T
+            if bias is not None:
+                logits = logits + bias[rows].float()
+        return self._softcap(logits)
+
+    def _softcap(self, logits: torch.Tensor) -> torch.Tensor:
         cap = getattr(self.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    def _log_normaliser(self, hidden: torch.Tensor) -> torch.Tensor:
+        """log Σ_vocab exp(logit) per hidden state [N, 1] (the full-vocabulary head, in the model's dtype)."""
+        return torch.logsumexp(self.logits(hidden).float(), dim=-1, keepdim=True)
 
     def _log_softmax_at(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-        """log p(target | hidden) for rows of [N, H] hidden states; the full-vocab head runs on N rows only."""
+        """log p(target | hidden) for rows of [N, H] hidden states, one target id each; the full-vocab
+        head runs on N rows only, the targets' logits in fp32."""
+        head = self.model.get_output_embeddings()
         out = []
         for start in range(0, hidden.shape[0], chunk):
-            logp = F.log_softmax(self.logits(hidden[start : start + chunk]).float(), dim=-1)
-            out.append(logp.gather(1, targets[start : start + chunk, None]).squeeze(1))
+            h, t = hidden[start : start + chunk], targets[start : start + chunk]
+            chosen = (h.float() * head.weight[t].float()).sum(-1)
+            if getattr(head, "bias", None) is not None:
+                chosen = chosen + head.bias[t].float()
+            out.append(self._softcap(chosen) - self._log_normaliser(h)[:, 0])
         return torch.cat(out) if out else hidden.new_zeros(0)
 
     def score_answers(self, prefix: Embedded, answers: Sequence[Sequence[int]]) -> AnswerScores:
@@ -253,7 +298,8 @@ class FrozenLM(torch.nn.Module):
         base = self.model.base_model
         out = base(inputs_embeds=left.embeds, attention_mask=left.mask, position_ids=positions, use_cache=longest > 1)
         lengths = prefix.lengths
-        first = F.log_softmax(self.logits(out.last_hidden_state[:, -1]).float(), dim=-1)[:, tokens[:, 0]]  # [B, A]
+        last = out.last_hidden_state[:, -1]
+        first = self.logits(last, rows=tokens[:, 0]) - self._log_normaliser(last)  # [B, A]
         token_logprobs = first.new_zeros(batch, n_answers, longest)
         token_logprobs[:, :, 0] = first
         if longest > 1:
