@@ -154,7 +154,7 @@ def test_prompt_tuning_sees_the_input_text(receiver, common, task):
     assert isinstance(config, PromptTuningMethodConfig)
     trainable = SoftPromptTrainable(receiver, config)
     example = task.split("train")[0]
-    prefix = trainable.scorer().compose([task.prompt(example)])
+    prefix = trainable.scorer().prefix(task, [example])
     text_ids = torch.tensor(receiver.token_ids(task.prompt(example)))
     k, bos = 3, len(receiver.bos_ids)
     assert example.text in task.prompt(example)
@@ -168,6 +168,22 @@ def test_prompt_tuning_sees_the_input_text(receiver, common, task):
     other = dataclasses.replace(example, text="completely different words here")
     scorer = trainable.scorer()
     assert not torch.allclose(scorer.score(task, [example]), scorer.score(task, [other]))
+
+
+def test_prompt_tuning_suffix_places_the_soft_tokens_before_the_answer_cue(receiver, common, task):
+    config = make_config(METHODS.get("prompt-tuning"), {**common, "virtual_tokens": 3, "placement": "suffix"})
+    trainable = SoftPromptTrainable(receiver, config)
+    example = task.split("train")[0]
+    cue = task.template.split("{text}")[1]
+    head = receiver.token_ids(task.prompt(example)[: -len(cue)])
+    prefix = trainable.scorer().prefix(task, [example])
+    start = len(receiver.bos_ids) + len(head)
+    assert prefix.embeds.shape[1] == start + 3 + len(receiver.token_ids(cue))
+    assert torch.allclose(prefix.embeds[0, start : start + 3], trainable.soft().detach())
+    trainable.loss(task, task.split("train")[:2]).backward()
+    assert trainable.prompt.embedding.weight.grad.abs().sum() > 0
+    with pytest.raises(LwError, match="placement must be one of prefix, suffix"):
+        make_config(METHODS.get("prompt-tuning"), {**common, "placement": "middle"})
 
 
 def test_token_budget_truncates_to_k_receiver_tokens(receiver):

@@ -85,3 +85,11 @@ def test_group_by_any_record_field(tmp_path, capsys, fake_run):
     assert "| lora | 8 | 0.800 |  | 1 |" in text and "| lora | 16 | 0.900 |  | 1 |" in text
     assert main(["report", "--layout", "results", "--root", str(tmp_path), "--group-by", "nonsense"]) == 2
     assert "unknown group field 'nonsense'" in capsys.readouterr().err
+
+
+def test_reduced_precision_runs_are_rows_of_their_own():
+    from lw_registry.results import hardware
+
+    assert hardware({"device": "cpu", "dtype": "fp32"}) == "CPU"
+    assert hardware({"device": "cpu", "dtype": "bf16"}) == "CPU bf16"
+    assert hardware({"device": "cuda", "cuda_devices": ["NVIDIA H100 80GB HBM3"], "dtype": "bf16"}) == "H100 bf16"

@@ -130,22 +130,45 @@ class TaskViewScorer:
 
 
 # ---- soft prompt + text ---------------------------------------------------------------------------
+SOFT_PROMPT_PLACEMENTS = ("prefix", "suffix")
+
+
+def soft_prompt_rows(lm: FrozenLM, task: Task, examples: Sequence[Example], soft: torch.Tensor,
+                     placement: str = "prefix") -> list[list[torch.Tensor]]:
+    """Each example's receiver input as segments: `prefix` = [BOS] + K soft tokens + the task prompt with
+    the text; `suffix` = [BOS] + the prompt up to the end of the text + K soft tokens + the answer cue
+    (the layouts of the bridge's `--fusion-layout`)."""
+    bos = torch.tensor(lm.bos_ids, dtype=torch.long)
+    if placement == "prefix":
+        return [[bos, soft, torch.tensor(lm.token_ids(task.prompt(e)), dtype=torch.long)] for e in examples]
+    if task.template.count("{text}") != 1:
+        raise LwError(f"placement suffix needs a task prompt with one {{text}}; task {task.name!r} has {task.template!r}")
+    cue = task.template.split("{text}")[1]
+    rows = []
+    for e in examples:
+        prompt = task.prompt(e)
+        head = prompt[: len(prompt) - len(cue)] if cue else prompt
+        rows.append([bos, torch.tensor(lm.token_ids(head), dtype=torch.long), soft,
+                     torch.tensor(lm.token_ids(cue), dtype=torch.long)])
+    return rows
+
+
 class SoftPromptScorer:
-    """The model's BOS (if it adds one), K trained soft tokens, then the task's prompt with the input text."""
+    """The model's BOS (if it adds one), K trained soft tokens and the task's prompt with the input text,
+    the soft tokens before the prompt or after the text (`placement`, `soft_prompt_rows`)."""
 
     scores_are_logprobs = True
 
-    def __init__(self, lm: FrozenLM, soft: torch.Tensor, answer_rule: str = "full"):
-        self.lm, self.soft, self.answer_rule = lm, soft, answer_rule
+    def __init__(self, lm: FrozenLM, soft: torch.Tensor, answer_rule: str = "full", placement: str = "prefix"):
+        self.lm, self.soft, self.answer_rule, self.placement = lm, soft, answer_rule, placement
 
-    def compose(self, prompts: Sequence[str], soft: torch.Tensor | None = None):
-        soft = self.soft if soft is None else soft
-        bos = torch.tensor(self.lm.bos_ids, dtype=torch.long)
-        return self.lm.compose([[bos, soft, torch.tensor(self.lm.token_ids(p), dtype=torch.long)] for p in prompts])
+    def prefix(self, task: Task, examples: Sequence[Example]):
+        """The receiver's input for these examples, right-padded (`lw_core.Embedded`)."""
+        return self.lm.compose(soft_prompt_rows(self.lm, task, examples, self.soft, self.placement))
 
     @torch.no_grad()
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
-        prefix = self.compose([task.prompt(e) for e in examples])
+        prefix = self.prefix(task, examples)
         return self.lm.score_answers(prefix, answer_ids(self.lm, task, self.answer_rule)).logprobs.float().cpu()
 
 

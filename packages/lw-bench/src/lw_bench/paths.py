@@ -162,7 +162,7 @@ class PromptTuned:
 
     def __call__(self, examples: Sequence[Example], clock: StageClock) -> list[int]:
         with clock.stage("tokenise"):
-            prefix = self.scorer.compose([self.task.prompt(e) for e in examples])
+            prefix = self.scorer.prefix(self.task, examples)
         with clock.stage(RECEIVER_STAGE):
             scores = self.scorer.lm.score_answers(prefix, self.answers).logprobs
         return _argmax(scores)

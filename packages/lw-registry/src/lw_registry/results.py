@@ -58,15 +58,23 @@ class Budget(NamedTuple):
         return text + (f" × {self.steps:,} steps" if self.steps is not None else "")
 
 
+REDUCED_PRECISION = {"bf16": "bf16", "bfloat16": "bf16", "torch.bfloat16": "bf16", "fp16": "fp16", "float16": "fp16",
+                     "torch.float16": "fp16"}
+
+
 def hardware(env: dict[str, Any]) -> str:
-    """What a run computed on: the GPU's short name (`H100`) or `CPU`."""
+    """What a run computed on: the GPU's short name (`H100`) or `CPU`, followed by the dtype when the
+    models ran at reduced precision (`CPU bf16`): the same method in bf16 and fp32 are separate rows."""
     gpus = env.get("cuda_devices") or []
     device = str(env.get("device") or "auto")
     if gpus and not device.startswith("cpu"):
-        return next((w for w in gpus[0].split() if w != "NVIDIA"), gpus[0])
-    if device.startswith("cuda") and env.get("hardware"):
-        return next((w for w in str(env["hardware"]).split() if w != "NVIDIA"), str(env["hardware"]))
-    return "CPU" if env else "?"
+        name = next((w for w in gpus[0].split() if w != "NVIDIA"), gpus[0])
+    elif device.startswith("cuda") and env.get("hardware"):
+        name = next((w for w in str(env["hardware"]).split() if w != "NVIDIA"), str(env["hardware"]))
+    else:
+        name = "CPU" if env else "?"
+    reduced = REDUCED_PRECISION.get(str(env.get("dtype")))
+    return f"{name} {reduced}" if reduced else name
 
 
 def field_value(row: Row, key: str) -> Any:
