@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 # The all-reduced gradient equals the one-process gradient up to float summation order (its norm, logged
 # each step, agrees to ~1e-4). AdamW's normalised update turns that noise on near-zero gradient components
 # into steps of up to ~lr in either direction, so after 12 steps at lr 3e-3 a weight may differ by a few
-# 1e-3 (measured: 8e-4, weights up to ~2 in size); a wrong split or schedule differs by far more.
+# 1e-3 (measured: 8e-4, weights up to ~2 in size); a wrong split or schedule differs by far more. In fp32:
+# bf16 (what `--dtype auto` picks on a CPU with AVX512-BF16) rounds the two runs apart by ~1e-2.
 WEIGHT_TOLERANCE = 1e-2
 GRAD_NORM_TOLERANCE = {"rel": 1e-3, "abs": 5e-4}
 
@@ -27,7 +28,7 @@ def _args(model_dirs, task, out) -> list[str]:
             "--steps", "12", "--batch-size", "8", "--eval-every", "6", "--checkpoint-every", "3", "--lr", "3e-3",
             "--d-model", "32", "--depth", "1", "--heads", "2", "--num-latents", "4", "--num-soft-tokens", "4",
             "--d-z", "8", "--device", "cpu", "--output-dir", str(out), "--max-validation-examples", "24",
-            "--no-compare-zero-shot", "--wire-formats", "int4", "--diversity-weight", "0"]
+            "--no-compare-zero-shot", "--wire-formats", "int4", "--diversity-weight", "0", "--dtype", "fp32"]
 
 
 def _run(cmd, tmp_path, cache) -> subprocess.CompletedProcess:
