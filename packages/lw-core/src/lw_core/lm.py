@@ -225,36 +225,52 @@ class FrozenLM(torch.nn.Module):
         before the soft tokens). The context runs once without gradients into a KV cache; only `inputs`
         is differentiated, so training through a frozen receiver costs what its trainable part costs.
         The same numbers as one forward over context + inputs."""
-        base = self.model.base_model
         rows = torch.arange(inputs.embeds.shape[0], device=inputs.embeds.device)
         if context is None:
-            hidden = base(inputs_embeds=inputs.embeds, attention_mask=inputs.mask, use_cache=False).last_hidden_state
+            hidden = self.model.base_model(inputs_embeds=inputs.embeds, attention_mask=inputs.mask,
+                                           use_cache=False).last_hidden_state
             return hidden[rows, inputs.lengths - 1]
-        # Left-padded context: it ends where `inputs` start (as in score_answers, for sliding-window caches).
-        left = context.left_padded()
         with torch.no_grad():
-            cache = base(inputs_embeds=left.embeds, attention_mask=left.mask,
-                         position_ids=(left.mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True).past_key_values
-        positions = context.lengths[:, None] + torch.arange(inputs.embeds.shape[1], device=self.device)
-        hidden = base(inputs_embeds=inputs.embeds, attention_mask=torch.cat([left.mask, inputs.mask], dim=1),
-                      position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
+            left, prefilled = self._prefill(context, use_cache=True)
+        hidden = self._continue(prefilled, left.mask, context.lengths, inputs.mask, inputs_embeds=inputs.embeds)
         return hidden[rows, inputs.lengths - 1]
+
+    def _prefill(self, prefix: Embedded, use_cache: bool):
+        """Run `prefix` left-padded, so that it ends where a continuation starts: with right padding, pad
+        slots would count against a sliding-window cache (Gemma) and evict real tokens. Returns the
+        left-padded prefix and the model's output (its KV cache when `use_cache`)."""
+        left = prefix.left_padded()
+        positions = (left.mask.cumsum(dim=1) - 1).clamp(min=0)
+        out = self.model.base_model(inputs_embeds=left.embeds, attention_mask=left.mask, position_ids=positions,
+                                    use_cache=use_cache)
+        return left, out
+
+    def _continue(self, out, past_mask: torch.Tensor, past_lengths: torch.Tensor, mask: torch.Tensor, **inputs):
+        """Last hidden states of `inputs` (input_ids or inputs_embeds, right-padded by `mask`) read after
+        `_prefill`'s output `out`, whose left-padded mask and real lengths are `past_mask`, `past_lengths`."""
+        positions = past_lengths[:, None] + torch.arange(mask.shape[1], device=self.device)
+        return self.model.base_model(attention_mask=torch.cat([past_mask, mask], dim=1), position_ids=positions,
+                                     past_key_values=out.past_key_values, use_cache=True, **inputs).last_hidden_state
 
     def logits(self, hidden: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """LM-head logits of final hidden states [..., H], for the whole vocabulary or only the token ids
         `rows` [A]. Chosen rows are computed in fp32 whatever the model's dtype: a bf16 logit near 20 is
         a multiple of 0.125, coarser than the gap between two answers that decides a prediction."""
+        if rows is None:
+            head = self.model.get_output_embeddings()
+            logits = hidden @ head.weight.T
+            if getattr(head, "bias", None) is not None:
+                logits = logits + head.bias
+            return self._softcap(logits)
+        weight, bias = self._head_rows(rows)
+        logits = hidden.float() @ weight.T
+        return self._softcap(logits if bias is None else logits + bias)
+
+    def _head_rows(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The LM head's weight rows (and bias entries, if any) of token ids, in fp32."""
         head = self.model.get_output_embeddings()
         bias = getattr(head, "bias", None)
-        if rows is None:
-            logits = hidden @ head.weight.T
-            if bias is not None:
-                logits = logits + bias
-        else:
-            logits = hidden.float() @ head.weight[rows].float().T
-            if bias is not None:
-                logits = logits + bias[rows].float()
-        return self._softcap(logits)
+        return head.weight[ids].float(), None if bias is None else bias[ids].float()
 
     def _softcap(self, logits: torch.Tensor) -> torch.Tensor:
         cap = getattr(self.config, "final_logit_softcapping", None)
@@ -267,13 +283,13 @@ class FrozenLM(torch.nn.Module):
     def _log_softmax_at(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """log p(target | hidden) for rows of [N, H] hidden states, one target id each; the full-vocab
         head runs on N rows only, the targets' logits in fp32."""
-        head = self.model.get_output_embeddings()
         out = []
         for start in range(0, hidden.shape[0], chunk):
-            h, t = hidden[start : start + chunk], targets[start : start + chunk]
-            chosen = (h.float() * head.weight[t].float()).sum(-1)
-            if getattr(head, "bias", None) is not None:
-                chosen = chosen + head.bias[t].float()
+            h = hidden[start : start + chunk]
+            weight, bias = self._head_rows(targets[start : start + chunk])
+            chosen = (h.float() * weight).sum(-1)
+            if bias is not None:
+                chosen = chosen + bias
             out.append(self._softcap(chosen) - self._log_normaliser(h)[:, 0])
         return torch.cat(out) if out else hidden.new_zeros(0)
 
@@ -291,25 +307,17 @@ class FrozenLM(torch.nn.Module):
         for i, answer in enumerate(answers):
             tokens[i, : len(answer)] = torch.tensor(list(answer), device=self.device)
             token_mask[i, : len(answer)] = 1
-        # Left-pad the prefix so that every continuation sits right after its prefix in the KV cache:
-        # with right padding, pad slots would count against a sliding-window cache (Gemma) and evict real tokens.
-        left = prefix.left_padded()
-        positions = (left.mask.cumsum(dim=1) - 1).clamp(min=0)
-        base = self.model.base_model
-        out = base(inputs_embeds=left.embeds, attention_mask=left.mask, position_ids=positions, use_cache=longest > 1)
-        lengths = prefix.lengths
+        left, out = self._prefill(prefix, use_cache=longest > 1)
         last = out.last_hidden_state[:, -1]
         first = self.logits(last, rows=tokens[:, 0]) - self._log_normaliser(last)  # [B, A]
         token_logprobs = first.new_zeros(batch, n_answers, longest)
         token_logprobs[:, :, 0] = first
         if longest > 1:
-            cache = out.past_key_values
-            cache.batch_repeat_interleave(n_answers)
+            out.past_key_values.batch_repeat_interleave(n_answers)
             inputs = tokens[:, :-1].repeat(batch, 1)  # [B*A, L-1], example-major
-            mask = torch.cat([left.mask.repeat_interleave(n_answers, 0), torch.ones_like(inputs)], dim=1)
-            positions = lengths.repeat_interleave(n_answers)[:, None] + torch.arange(longest - 1, device=self.device)
-            cont = base(input_ids=inputs, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-            hidden = cont.last_hidden_state  # [B*A, L-1, H]
+            hidden = self._continue(out, left.mask.repeat_interleave(n_answers, 0),
+                                    prefix.lengths.repeat_interleave(n_answers), torch.ones_like(inputs),
+                                    input_ids=inputs)  # [B*A, L-1, H]
             targets = tokens[:, 1:].repeat(batch, 1)
             needed = token_mask[:, 1:].repeat(batch, 1).bool()
             rest = hidden.new_zeros(batch * n_answers, longest - 1, dtype=first.dtype)
