@@ -150,3 +150,21 @@ def test_a_metric_that_is_not_a_number_names_the_record(repo, capsys, fake_run):
     assert _report(repo) == 2
     err = capsys.readouterr().err
     assert "metric accuracy is 'high', not a number" in err and "lora/seed5" in err
+
+
+def test_ablation_findings_compare_within_one_hardware():
+    from types import SimpleNamespace
+
+    from lw_registry.results import Group
+    from lw_registry.section import ablation_findings
+
+    def group(ablation, hardware, *scores):
+        return Group((ablation, "3,000 × 120 steps", hardware),
+                     [SimpleNamespace(metrics={"accuracy": s}) for s in scores], "accuracy")
+
+    lines = ablation_findings("rt-sentiment", [
+        group("default", "CPU", 0.80, 0.82), group("k-16", "CPU", 0.84, 0.84),
+        group("fusion", "CPU bf16", 0.90, 0.90), group("k-4", "CPU bf16", 0.70, 0.70)])
+    assert len(lines) == 1  # no bf16 default: the bf16 rows are compared with nothing
+    assert lines[0].startswith("- **rt-sentiment** ablations (CPU), against default at 0.810 ± 0.014 (2 seeds): "
+                               "k-16 scores +0.030")

@@ -90,18 +90,24 @@ def wire_findings(task: str, groups: Sequence[Group]) -> list[str]:
     return lines
 
 
-def ablation_findings(task: str, groups: Sequence[Group]) -> str | None:
-    """The ablations that moved the score most, up and down, against `default`."""
-    default = next((g for g in groups if g.key[0] == "default"), None)
-    others = sorted((g for g in groups if g is not default), key=lambda g: g.mean)
-    if default is None or not others:
-        return None
-    worst, best = others[0], others[-1]
-    text = f"- **{task}** ablations, against default at {default.text()}: "
-    text += f"{best.key[0]} scores {best.mean - default.mean:+.3f} at {best.text()}"
-    if worst is not best:
-        text += f", {worst.key[0]} {worst.mean - default.mean:+.3f} at {worst.text()}"
-    return text + "."
+def ablation_findings(task: str, groups: Sequence[Group]) -> list[str]:
+    """Per hardware, the ablations that moved the score most, up and down, against that hardware's
+    `default` (keys are (ablation, …, hardware): a bf16 row is never compared with an fp32 default)."""
+    lines = []
+    for hardware in dict.fromkeys(g.key[-1] for g in groups):
+        same = [g for g in groups if g.key[-1] == hardware]
+        default = next((g for g in same if g.key[0] == "default"), None)
+        others = sorted((g for g in same if g is not default), key=lambda g: g.mean)
+        if default is None or not others:
+            continue
+        worst, best = others[0], others[-1]
+        where = f" ({hardware})" if len({g.key[-1] for g in groups}) > 1 else ""
+        text = f"- **{task}** ablations{where}, against default at {default.text()}: "
+        text += f"{best.key[0]} scores {best.mean - default.mean:+.3f} at {best.text()}"
+        if worst is not best:
+            text += f", {worst.key[0]} {worst.mean - default.mean:+.3f} at {worst.text()}"
+        lines.append(text + ".")
+    return lines
 
 
 def wire_points(group: Group) -> list[tuple[float, float, str]]:
@@ -245,13 +251,13 @@ def _ablations(parts: _Parts, suite: Suite, rows: Sequence[Row], tasks: Sequence
     for plan_name, param in suite.ablations.items():
         plan = next(p for p in suite.plans if p.name == plan_name)
         order = list(dict.fromkeys(str(r.params.get(param)) for r in plan.runs))
-        by = [f"params.{param}", "hardware"]
+        by = [f"params.{param}", "budget", "hardware"]
         grouped = group_rows([r for r in rows if r.record.plan == plan_name], by, metric, order)
         parts.use(grouped)
         plan_tasks = [t for t in tasks if t in {r.task for r in plan.runs}]
         lines += [f"### Ablations: {plan_name}, by {param}", "",
                   *tables_markdown(grouped, plan_tasks, by, heading="#### {task}")]
-        parts.found += [line for t in plan_tasks if grouped.get(t) and (line := ablation_findings(t, grouped[t]))]
+        parts.found += [line for t in plan_tasks if grouped.get(t) for line in ablation_findings(t, grouped[t])]
     return lines
 
 
