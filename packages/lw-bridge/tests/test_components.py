@@ -27,6 +27,20 @@ def test_encoders_give_m_by_dz_and_ignore_padding(kind):
     assert torch.allclose(encoder(padded, padded_mask), z, atol=1e-4)
 
 
+def test_dropout_reaches_the_encoder_and_acts_only_in_training(model_dirs):
+    from lw_bridge.config import TrainConfig
+
+    config = TrainConfig(sender=model_dirs["sender"], receivers=[model_dirs["receiver"]], dropout=0.3)
+    assert config.encoder_config().dropout == 0.3
+    with pytest.raises(ValueError, match="dropout"):
+        config.replace(dropout=1.0)
+    torch.manual_seed(0)
+    encoder = build_encoder(12, EncoderConfig(num_latents=4, d_z=8, d_model=16, depth=1, heads=2, dropout=0.3))
+    states, mask = torch.randn(2, 5, 12), torch.ones(2, 5, dtype=torch.long)
+    assert not torch.equal(encoder.train()(states, mask), encoder(states, mask))
+    assert torch.equal(encoder.eval()(states, mask), encoder(states, mask))
+
+
 def test_unknown_encoder():
     with pytest.raises(LwError, match="unknown encoder 'gru'; known: bytes, linear, meanpool, perceiver"):
         build_encoder(8, EncoderConfig(kind="gru"))

@@ -103,6 +103,32 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
     )
 
 
+def test_a_parameter_average_is_what_validation_scores_and_resume_restores(tmp_path):
+    plain = Toy()
+    train_loop(plain.recipe(), _settings(None), Accelerator(cpu=True))
+    averaged, scored = Toy(), []
+    validate = averaged.validate
+    averaged.validate = lambda: scored.append(averaged.model.weight.detach().clone()) or validate()
+    train_loop(averaged.recipe(), _settings(tmp_path / "a", ema=0.9), Accelerator(cpu=True))
+    # The same steps (the average does not feed back into training), but validation saw the average.
+    assert torch.equal(averaged.model.weight, plain.model.weight)
+    assert not torch.equal(scored[-1], averaged.model.weight)
+    kept = load_training_state(find_training_state(tmp_path / "a"), *_fresh()).tensors
+    assert torch.equal(kept["_ema.0"], scored[-1])
+
+    first = Toy(signal_at=6)
+    with pytest.raises(SystemExit):
+        train_loop(first.recipe(), _settings(tmp_path / "b", ema=0.9), Accelerator(cpu=True))
+    resumed, again = Toy(), []
+    validate_again = resumed.validate
+    resumed.validate = lambda: again.append(resumed.model.weight.detach().clone()) or validate_again()
+    train_loop(resumed.recipe(), _settings(tmp_path / "b", ema=0.9), Accelerator(cpu=True))
+    assert torch.equal(again[-1], scored[-1])  # the average resumed exactly
+    with pytest.raises(LwError, match="no parameter average"):
+        train_loop(Toy().recipe(), _settings(tmp_path / "c"), Accelerator(cpu=True))
+        train_loop(Toy().recipe(), _settings(tmp_path / "c", ema=0.9, steps=16), Accelerator(cpu=True))
+
+
 def _fresh():
     optimizer = torch.optim.AdamW(torch.nn.Linear(3, 1).parameters())
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

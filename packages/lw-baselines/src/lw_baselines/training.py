@@ -193,7 +193,8 @@ class OneRate:
         loop = LoopSettings(steps=settings.steps, lr=self.lr, weight_decay=settings.weight_decay,
                             warmup=settings.warmup, grad_clip=settings.grad_clip, eval_every=settings.eval_every,
                             checkpoint_every=settings.eval_every, checkpoint_dir=grid.folder, resume=resume, best=bar,
-                            description=f"train lr={self.lr:g}", progress=grid.progress, leave_progress=False)
+                            description=f"train lr={self.lr:g}", progress=grid.progress, leave_progress=False,
+                            ema=settings.ema)
         return train_loop(recipe, loop, Accelerator(cpu=self.params[0].device.type == "cpu"), preemption)
 
     def loss(self, model: None, idx: Sequence[int]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -36,6 +36,8 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     d_model: int = field(default=256, metadata={"help": "encoder width"})
     depth: int = field(default=2, metadata={"help": "encoder blocks"})
     heads: int = field(default=4, metadata={"help": "encoder attention heads"})
+    dropout: float = field(default=0.0, metadata={
+        "help": "dropout inside the encoder (attention and MLP) while training; 0 = none"})
     num_soft_tokens: int = field(default=8, metadata={"help": "K: soft tokens per receiver"})
     anchor_before: str | None = field(default=None, metadata={
         "help": "text before the soft tokens (default: the task prompt's text before {text})"})
@@ -95,6 +97,8 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.message_head_weight < 0:
             raise ValueError(f"message_head_weight must be >= 0, got {self.message_head_weight}")
         if self.encoder not in ENCODERS:
@@ -118,7 +122,8 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
 
     def encoder_config(self) -> EncoderConfig:
         return EncoderConfig(kind=self.encoder, num_latents=self.num_latents, d_z=self.d_z, d_model=self.d_model,
-                             depth=self.depth, heads=self.heads, sender_layers=max(1, len(self.layers)))
+                             depth=self.depth, heads=self.heads, dropout=self.dropout,
+                             sender_layers=max(1, len(self.layers)))
 
     def sender_layers(self) -> int | list[int]:
         """What the encoder reads: `layer`, or the list `layers` when it names more than one."""

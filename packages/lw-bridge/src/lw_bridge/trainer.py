@@ -166,7 +166,7 @@ def train_grid(config: TrainConfig, task: Task, bconfig: BridgeConfig, models: M
         settings = LoopSettings(steps=config.steps, lr=lr, weight_decay=config.weight_decay,
                                 warmup=config.warmup, grad_clip=config.grad_clip, eval_every=config.eval_every,
                                 checkpoint_every=config.checkpoint_every, checkpoint_dir=checkpoint_dir, best=bar,
-                                description=described, progress=config.progress)
+                                description=described, progress=config.progress, ema=config.ema)
         loop = train_loop(recipe.recipe(), settings, accelerator)
         if loop.best != bar:
             chosen = lr

@@ -59,6 +59,9 @@ class TrainingOptions:
     warmup: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up before cosine decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clipping"})
     eval_every: int = field(default=60, metadata={"help": "validate (and maybe keep the best) every N steps"})
+    ema: float = field(default=0.0, metadata={
+        "help": "decay of an exponential moving average of the trained parameters (e.g. 0.99); validation scores "
+                "and the best step keeps the average instead of the parameters themselves (0 = off)"})
 
     def __post_init__(self) -> None:
         positive(self, "steps", "batch_size", "eval_every")
@@ -67,6 +70,8 @@ class TrainingOptions:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
         check_parents(self, TrainingOptions)

@@ -6,6 +6,8 @@ the rest the same way for all of them:
 
 - AdamW and `cosine_schedule`, stepped once per global step; each process trains on its share
   (`[rank::world]`) of the step's global batch, `accelerator.backward`, `clip_grad_norm_`;
+- with `LoopSettings.ema` > 0, an exponential moving average of the parameters (Polyak averaging) is
+  what validation scores and `keep_best` keeps (swapped in for them, then out again), checkpointed too;
 - validation every `eval_every` steps and at the last step; the best step is the highest score, then
   the lowest NLL, and only a better step than `LoopSettings.best` (a learning-rate grid's best so far)
   calls `keep_best`;
@@ -131,6 +133,49 @@ class LoopSettings:
     description: str = "train"
     progress: bool = True
     leave_progress: bool = True
+    ema: float = 0.0
+    """Decay of the parameters' moving average that is validated and kept (0 = the parameters themselves)."""
+
+
+EMA_PREFIX = "_ema."
+
+
+class ParameterAverage:
+    """An exponential moving average of `parameters`, with the usual warm-up of the decay
+    (min(decay, (1 + t) / (10 + t)) at step t, so early steps are not frozen in), and `swapped_in`:
+    the parameters hold the average inside the block and their own values again after it."""
+
+    def __init__(self, parameters: list[torch.nn.Parameter], decay: float):
+        self.parameters, self.decay = parameters, decay
+        self.average = [p.detach().clone() for p in parameters]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        weight = 1 - min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.parameters], weight)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        own = [p.detach().clone() for p in self.parameters]
+        with torch.no_grad():
+            for p, a in zip(self.parameters, self.average, strict=True):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, o in zip(self.parameters, own, strict=True):
+                    p.copy_(o)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{EMA_PREFIX}{i}": a for i, a in enumerate(self.average)}
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        if f"{EMA_PREFIX}0" not in tensors:
+            raise LwError("training checkpoint has no parameter average (it was written without --ema); "
+                          "use another --output-dir")
+        for i, a in enumerate(self.average):
+            a.copy_(tensors[f"{EMA_PREFIX}{i}"])
 
 
 @dataclass
@@ -181,11 +226,20 @@ def train_loop(
     scheduler = cosine_schedule(optimizer, settings.steps, settings.warmup)
     folder = settings.checkpoint_dir
     state = LoopState(best=settings.best)
+    average = ParameterAverage(recipe.parameters, settings.ema) if settings.ema > 0 else None
+
+    def restore(checkpoint: Checkpoint) -> None:
+        own = {k: v for k, v in checkpoint.tensors.items() if not k.startswith(EMA_PREFIX)}
+        recipe.restore(Checkpoint(checkpoint.path, checkpoint.state, own))
+        if average is not None:
+            average.restore(checkpoint.tensors)
+
+    def tensors() -> dict[str, torch.Tensor]:
+        return {**recipe.tensors(), **(average.tensors() if average is not None else {})}
+
     found = find_training_state(folder) if folder is not None and settings.resume else None
     if found is not None:
-        checkpoint = load_training_state(
-            found, optimizer, scheduler, generators=recipe.generators, read=recipe.restore
-        )
+        checkpoint = load_training_state(found, optimizer, scheduler, generators=recipe.generators, read=restore)
         state = LoopState.from_json(checkpoint.state)
         log.info(
             "%s: resuming from %s at step %d of %d", settings.description, found, state.step, settings.steps
@@ -219,16 +273,19 @@ def train_loop(
             grad_norm = accelerator.clip_grad_norm_(recipe.parameters, settings.grad_clip)
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update(step)
             state.train_seconds += time.perf_counter() - started
             state.step = done = step + 1
             last = done == settings.steps
             validation = None
             if done % settings.eval_every == 0 or last:
-                validation = recipe.validate()
-                if Best.beaten_by(validation, state.best):
-                    state.best = Best(done, validation.score, validation.nll)
-                    if accelerator.is_main_process:
-                        recipe.keep_best(done, validation)
+                with average.swapped_in() if average is not None else contextlib.nullcontext():
+                    validation = recipe.validate()
+                    if Best.beaten_by(validation, state.best):
+                        state.best = Best(done, validation.score, validation.nll)
+                        if accelerator.is_main_process:
+                            recipe.keep_best(done, validation)
                 if accelerator.is_main_process:  # the run's log shows progress also without a bar (batch jobs)
                     log.info("%s: step %d of %d, loss %.4f, validation %.4f (best %.4f at step %d), %.2f s/step",
                              settings.description, done, settings.steps, loss.item(), validation.score,
@@ -248,7 +305,7 @@ def train_loop(
                     optimizer,
                     scheduler,
                     {**state.to_json(), **recipe.state()},
-                    tensors=recipe.tensors(),
+                    tensors=tensors(),
                     write=recipe.write,
                     generators=recipe.generators,
                 )
