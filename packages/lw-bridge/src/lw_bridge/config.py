@@ -97,8 +97,6 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.message_head_weight < 0:
             raise ValueError(f"message_head_weight must be >= 0, got {self.message_head_weight}")
         if self.encoder not in ENCODERS:
