@@ -124,8 +124,8 @@ def test_a_parameter_average_is_what_validation_scores_and_resume_restores(tmp_p
     resumed.validate = lambda: again.append(resumed.model.weight.detach().clone()) or validate_again()
     train_loop(resumed.recipe(), _settings(tmp_path / "b", ema=0.9), Accelerator(cpu=True))
     assert torch.equal(again[-1], scored[-1])  # the average resumed exactly
+    train_loop(Toy().recipe(), _settings(tmp_path / "c"), Accelerator(cpu=True))  # written without --ema
     with pytest.raises(LwError, match="no parameter average"):
-        train_loop(Toy().recipe(), _settings(tmp_path / "c"), Accelerator(cpu=True))
         train_loop(Toy().recipe(), _settings(tmp_path / "c", ema=0.9, steps=16), Accelerator(cpu=True))
 
 

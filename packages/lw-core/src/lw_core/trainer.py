@@ -143,7 +143,9 @@ EMA_PREFIX = "_ema."
 class ParameterAverage:
     """An exponential moving average of `parameters`, with the usual warm-up of the decay
     (min(decay, (1 + t) / (10 + t)) at step t, so early steps are not frozen in), and `swapped_in`:
-    the parameters hold the average inside the block and their own values again after it."""
+    the parameters hold the average inside the block and their own values again after it.
+    (torch.optim.swa_utils' EMA has a fixed decay and averages a deep copy of the module; this
+    averages the trained tensors in place of a copy, with the warm-up.)"""
 
     def __init__(self, parameters: list[torch.nn.Parameter], decay: float):
         self.parameters, self.decay = parameters, decay
