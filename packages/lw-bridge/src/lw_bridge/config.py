@@ -19,7 +19,8 @@ from lw_bridge.encoders import ENCODERS, EncoderConfig
 class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     steps: int = field(default=240, metadata={
         "help": "optimizer steps (validated every --eval-every; the best step is kept); 240 beat 120 "
-                "on rt-sentiment over 3 seeds (README results: the steps-240 ablation, the 120-step bridge rows)"})
+                "on rt-sentiment over 3 seeds (README results: the steps-240 ablation, the 120-step bridge rows); "
+                "360 scored lower on validation (steps-360)"})
     lr: list[float] = field(default_factory=lambda: [1e-3], metadata={
         "help": "peak learning rate (AdamW); several = a grid, as the baselines' `--lr`: each trains from the "
                 "same initialisation and data order, and validation picks (lr, step) across them"})
