@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lw_core.answer_trie import AnswerTrie
 from lw_core.errors import LwError
 from lw_core.models import load_causal_lm
 
@@ -276,54 +277,69 @@ class FrozenLM(torch.nn.Module):
         cap = getattr(self.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
 
-    def _log_normaliser(self, hidden: torch.Tensor) -> torch.Tensor:
-        """log Σ_vocab exp(logit) per hidden state [N, 1] (the full-vocabulary head, in the model's dtype)."""
-        return torch.logsumexp(self.logits(hidden).float(), dim=-1, keepdim=True)
-
-    def _log_softmax_at(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-        """log p(target | hidden) for rows of [N, H] hidden states, one target id each; the full-vocab
-        head runs on N rows only, the targets' logits in fp32."""
-        out = []
-        for start in range(0, hidden.shape[0], chunk):
-            h = hidden[start : start + chunk]
-            weight, bias = self._head_rows(targets[start : start + chunk])
-            chosen = (h.float() * weight).sum(-1)
-            if bias is not None:
-                chosen = chosen + bias
-            out.append(self._softcap(chosen) - self._log_normaliser(h)[:, 0])
-        return torch.cat(out) if out else hidden.new_zeros(0)
+    def _log_normaliser(self, hidden: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """log Σ_vocab exp(logit) per hidden state [N, 1] (the full-vocabulary head, in the model's dtype),
+        `chunk` rows at a time."""
+        return torch.cat([torch.logsumexp(self.logits(hidden[i : i + chunk]).float(), dim=-1, keepdim=True)
+                          for i in range(0, hidden.shape[0], chunk)]) if hidden.shape[0] else hidden.new_zeros(0, 1)
 
     def score_answers(self, prefix: Embedded, answers: Sequence[Sequence[int]]) -> AnswerScores:
         """Log-probs of every answer (token ids, multi-token allowed) after every prefix.
 
-        The prefix runs once; multi-token answers continue from its KV cache (repeated per answer).
-        The LM head runs only on the positions that predict an answer token, never on the prefix.
+        The prefix runs once. Multi-token answers continue from its KV cache as a token trie
+        (`answer_trie`): one hidden state and one full-vocabulary normaliser per distinct answer prefix,
+        all of an example's in one forward pass with tree attention. The LM head runs only on the
+        positions that predict an answer token, never on the prefix.
         """
         if not answers or any(len(a) == 0 for a in answers):
             raise LwError("every answer needs at least one token")
-        batch, n_answers, longest = prefix.embeds.shape[0], len(answers), max(len(a) for a in answers)
-        tokens = torch.zeros(n_answers, longest, dtype=torch.long, device=self.device)
-        token_mask = torch.zeros(n_answers, longest, dtype=torch.long, device=self.device)
-        for i, answer in enumerate(answers):
-            tokens[i, : len(answer)] = torch.tensor(list(answer), device=self.device)
-            token_mask[i, : len(answer)] = 1
-        left, out = self._prefill(prefix, use_cache=longest > 1)
+        trie = AnswerTrie.build(answers, self.device)
+        left, out = self._prefill(prefix, use_cache=trie.num_nodes > 0)
         last = out.last_hidden_state[:, -1]
-        first = self.logits(last, rows=tokens[:, 0]) - self._log_normaliser(last)  # [B, A]
-        token_logprobs = first.new_zeros(batch, n_answers, longest)
+        first = self.logits(last, rows=trie.tokens_of[:, 0]) - self._log_normaliser(last)  # [B, A]
+        if trie.num_nodes == 0:
+            return AnswerScores(first[:, :, None], trie.mask)
+        if left.mask.shape[1] + trie.max_depth >= (getattr(self.config, "sliding_window", None) or 1 << 62):
+            return self._score_answer_paths(left, out, prefix.lengths, first, trie)
+        positions = prefix.lengths[:, None] + trie.depth[None] - 1
+        hidden = self.model.base_model(
+            input_ids=trie.tokens[None].expand(len(first), -1), position_ids=positions,
+            attention_mask=trie.attention_mask(left.mask, self.dtype), past_key_values=out.past_key_values,
+            use_cache=True).last_hidden_state  # [B, N, H]
+        return self._answer_scores(hidden, first, trie)
+
+    def _score_answer_paths(self, left: Embedded, out, lengths: torch.Tensor, first: torch.Tensor,
+                            trie: AnswerTrie) -> AnswerScores:
+        """The trie's nodes read as each answer's own path (the prefix's KV repeated per answer): for a
+        prefix that fills a sliding attention window, where tree attention's one mask cannot say which
+        keys each layer keeps."""
+        batch, n_answers = first.shape
+        out.past_key_values.batch_repeat_interleave(n_answers)
+        inputs = trie.tokens_of[:, :-1].repeat(batch, 1)  # [B*A, L-1], example-major
+        hidden = self._continue(out, left.mask.repeat_interleave(n_answers, 0),
+                                lengths.repeat_interleave(n_answers), torch.ones_like(inputs), input_ids=inputs)
+        # Each node's hidden state from the first answer path through it.
+        where = torch.full((trie.num_nodes,), -1, dtype=torch.long, device=self.device)
+        for a, k in reversed((trie.node_of >= 0).nonzero().tolist()):
+            where[trie.node_of[a, k]] = a * (trie.tokens_of.shape[1] - 1) + k - 1
+        hidden = hidden.reshape(batch, -1, hidden.shape[-1])[:, where]
+        return self._answer_scores(hidden, first, trie)
+
+    def _answer_scores(self, hidden: torch.Tensor, first: torch.Tensor, trie: AnswerTrie) -> AnswerScores:
+        """Token log-probs from the trie nodes' final hidden states `hidden` [B, N, H] and the first
+        tokens' log-probs `first` [B, A]: each node normalised once, each answer token read at its node."""
+        batch, n_nodes = hidden.shape[:2]
+        normaliser = self._log_normaliser(hidden.reshape(batch * n_nodes, -1))[:, 0].view(batch, n_nodes)
+        needed = trie.node_of >= 0  # [A, L]
+        nodes, targets = trie.node_of[needed], trie.tokens_of[needed]  # [T] answer tokens after the first
+        weight, bias = self._head_rows(targets)
+        chosen = (hidden[:, nodes].float() * weight).sum(-1)  # [B, T]
+        if bias is not None:
+            chosen = chosen + bias
+        token_logprobs = first.new_zeros(batch, *trie.mask.shape)
         token_logprobs[:, :, 0] = first
-        if longest > 1:
-            out.past_key_values.batch_repeat_interleave(n_answers)
-            inputs = tokens[:, :-1].repeat(batch, 1)  # [B*A, L-1], example-major
-            hidden = self._continue(out, left.mask.repeat_interleave(n_answers, 0),
-                                    prefix.lengths.repeat_interleave(n_answers), torch.ones_like(inputs),
-                                    input_ids=inputs)  # [B*A, L-1, H]
-            targets = tokens[:, 1:].repeat(batch, 1)
-            needed = token_mask[:, 1:].repeat(batch, 1).bool()
-            rest = hidden.new_zeros(batch * n_answers, longest - 1, dtype=first.dtype)
-            rest[needed] = self._log_softmax_at(hidden[needed], targets[needed])
-            token_logprobs[:, :, 1:] = rest.view(batch, n_answers, longest - 1)
-        return AnswerScores(token_logprobs * token_mask, token_mask)
+        token_logprobs[:, needed] = self._softcap(chosen) - normaliser[:, nodes]
+        return AnswerScores(token_logprobs * trie.mask, trie.mask)
 
     def score_answers_full(self, prefix: Embedded, answers: Sequence[Sequence[int]]) -> AnswerScores:
         """Reference implementation: one full forward (full-vocab logits at every position) per answer.
