@@ -160,3 +160,21 @@ def test_train_throughput_covers_every_method(pair):
     assert [r["method"] for r in rows] == ["bridge (cached states)", "bridge (no cache)", "lora", "prompt tuning"]
     assert all(r["train examples/s"] > 0 for r in rows) and rows[0]["relative to first"] == 1.0
     assert not bridge.training
+
+
+def test_step_against_answer_set_size(pair):
+    from lw_bench.train_bench import answer_pool, bench_answers
+
+    _, sender, receiver, bridge = pair
+    names = [" alice smith", " alice jones", " bob", " bob stone", " carol", " dave"]
+    examples = [Example(id=str(i), text=f"film {i} indeed", label=i % len(names)) for i in range(4)]
+    task = Task(name="names", description="names", kind="classification", answers=[n.strip() for n in names],
+                verbalizers=names, template="Text: {text}\nName:",
+                splits={"train": examples, "validation": examples, "test": examples}, max_input_words=16)
+    assert answer_pool(task, 3) == names[:3]
+    rows = bench_answers(task, sender, receiver, bridge, [2, 6], batch_size=2, steps=2)
+    assert [(r["answers"], r["rule"]) for r in rows] == [(2, "first-token"), (2, "full"), (6, "first-token"), (6, "full")]
+    # byte-level tiny tokenizer: every name starts with the space token, so first-token falls back to full
+    assert [r["scored as"] for r in rows] == ["full", "full", "full", "full"]
+    assert all(r["s/step"] > 0 and r["peak MiB"] > 0 for r in rows) and rows[0]["relative to first"] == 1.0
+    assert rows[2]["trie nodes"] > rows[0]["trie nodes"] > 0

@@ -19,6 +19,8 @@ EXPECTED = {
     "20ng-full": ({"train": 10720, "validation": 500, "test": 7487}, ("4c616700a351", "b753b8ba2709", "7b35e570ef9b")),
     "r8": ({"train": 4909, "validation": 500, "test": 1000}, ("280ba1ad014a", "481432a5ba97", "5262db5a50ad")),
     "r8-full": ({"train": 4909, "validation": 500, "test": 2174}, ("280ba1ad014a", "481432a5ba97", "385857fb4f55")),
+    "r52": ({"train": 5930, "validation": 500, "test": 1000}, ("278daf8318b2", "a829c42fc9fd", "c70270d815ff")),
+    "r52-full": ({"train": 5930, "validation": 500, "test": 2550}, ("278daf8318b2", "a829c42fc9fd", "31651276caff")),
 }
 
 
@@ -35,7 +37,7 @@ def test_embedded_task_splits(name):
     keys = {s: {normalize_text(e.text) for e in task.split(s)} for s in SPLITS}
     assert not keys["train"] & keys["test"] and not keys["validation"] & keys["test"] and not keys["train"] & keys["validation"]
     assert all(len(e.text.split()) <= task.max_input_words for s in SPLITS for e in task.split(s))
-    assert len(task.answers) == {"rt": 2, "20": 20, "r8": 8}[name[:2]]
+    assert len(task.answers) == {"rt": 2, "20": 20, "r8": 8, "r5": 52}[name[:2]]
 
 
 def test_answer_names_come_from_the_data():

@@ -138,6 +138,8 @@ CASES = {
     "20ng-full": (orange_writer("20newsgroups", ["sci.med", "comp.graphics"]), ["comp.graphics", "sci.med"]),
     "r8": (orange_writer("reuters-r8", ["earn", "acq", "grain"]), ["acq", "earn", "grain"]),
     "r8-full": (orange_writer("reuters-r8", ["ship", "trade"]), ["ship", "trade"]),
+    "r52": (orange_writer("reuters-r52", ["money-fx", "money-supply", "tea"]), ["money-fx", "money-supply", "tea"]),
+    "r52-full": (orange_writer("reuters-r52", ["cpi", "wpi"]), ["cpi", "wpi"]),
     "sst2": (text_label_writer("sentence", "label", ["negative", "positive"], ("train", "validation"), {"idx": 0}),
              ["negative", "positive"]),
     "ag_news": (text_label_writer("text", "label", ["World", "Sports", "Business", "Sci/Tech"], ("train", "test")),

@@ -20,7 +20,7 @@ from lw_core.models import resolve_device, resolve_dtype
 from lw_core.options import RuntimeOptions, check_parents
 from lw_core.run_dirs import hashed_run_dir
 from lw_core.runs import open_run
-from lw_registry.figures import scaling_figure
+from lw_registry.figures import answers_figure, scaling_figure
 from lw_tasks import Task, load_task
 from lw_tasks.options import TaskOptions
 from lw_tasks.registry import task_options
@@ -41,7 +41,7 @@ from lw_bench.paths import (
     lora_receiver,
 )
 from lw_bench.scaling import bench_scaling
-from lw_bench.train_bench import bench_train
+from lw_bench.train_bench import bench_answers, bench_train
 from lw_bench.wire import PRECISIONS, bench_wire
 
 PATHS = ("bridge", "direct", "text-relay", "answer-relay", "lora", "prompt-tuning", "few-shot", "probe")
@@ -78,6 +78,9 @@ class BenchConfig(TaskOptions, RuntimeOptions):
     scaling_relay_tokens: int = field(default=32, metadata=_help("relay tokens in `scaling`"))
     train_batch_size: int = field(default=8, metadata=_help("`train`: examples per optimizer step"))
     train_steps: int = field(default=4, metadata=_help("`train`: timed optimizer steps per method"))
+    answers: list[int] = field(default_factory=list, metadata=_help(
+        "`train`: instead of the methods, time the bridge's step with answer sets of these sizes (the task's "
+        "answers, then other embedded tasks' label names), under each answer rule; e.g. 2 8 20 52 77"))
     precisions: list[str] = field(default_factory=lambda: list(PRECISIONS), metadata=_help("wire precisions"))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's)"))
 
@@ -90,6 +93,8 @@ class BenchConfig(TaskOptions, RuntimeOptions):
                 raise ValueError(f"{name} must be >= 1")
         if any(b < 1 for b in self.batch_sizes) or any(t < 1 for t in self.relay_tokens):
             raise ValueError("batch sizes and relay tokens must be >= 1")
+        if any(a < 2 for a in self.answers):
+            raise ValueError(f"answer-set sizes must be >= 2, got {self.answers}")
         check_parents(self, BenchConfig)
 
 
@@ -218,6 +223,13 @@ def command(config: BenchConfig, name: str) -> Path:
             figure = figures.wire_figure(results, run.path("wire.png"))
             run.metrics.update({f"accuracy {r['precision']}": r["accuracy"] for r in results["rows"]})
             run.metrics.update({f"bytes {r['precision']}": r["bytes"] for r in results["rows"]})
+        elif name == "train" and config.answers:
+            rows = bench_answers(setup.task, setup.sender, setup.receiver, setup.bridge, config.answers,
+                                 batch_size=config.train_batch_size, steps=config.train_steps, device=setup.device)
+            results = {"answer_sizes": rows, "batch": config.train_batch_size}
+            markdown = "### Bridge step against the answer-set size\n\n" + figures.markdown_table(rows)
+            figure = answers_figure(results, run.path("answers.png"))
+            run.metrics.update({f"s_per_step {r['answers']} {r['rule']}": r["s/step"] for r in rows})
         elif name == "train":
             rows = bench_train(setup.task, setup.sender, setup.receiver, setup.bridge,
                                batch_size=config.train_batch_size, steps=config.train_steps)

@@ -1,6 +1,7 @@
 """Training throughput on the same examples: the bridge reading cached sender states, the bridge
-running the sender every step (no cache), LoRA and prompt tuning on the receiver. One optimizer step
-each time (forward, loss, backward, AdamW), examples per second after one untimed step."""
+running the sender every step (no cache), LoRA and prompt tuning on the receiver; and the bridge's step
+against the size of the answer set. One optimizer step each time (forward, loss, backward, AdamW),
+examples per second after one untimed step."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from lw_bridge.config import TrainConfig
 from lw_bridge.inputs import EncoderInputs, pad_states
 from lw_bridge.objective import bridge_loss
 from lw_core import FrozenLM
-from lw_tasks import Example, Task
+from lw_core.answer_trie import AnswerTrie
+from lw_tasks import Example, Task, load_task, resolve_answer_rule
+
+from lw_bench.measure import PeakMemory
+
+POOL_TASKS = ("r52", "20ng", "r8", "rt-sentiment")
+"""Where answer sets larger than the task's own come from: these embedded tasks' answer strings, in order."""
 
 
 def _steps_per_second(step: Callable[[Sequence[Example]], torch.Tensor], parameters, batches: list[list[Example]],
@@ -37,6 +44,61 @@ def _steps_per_second(step: Callable[[Sequence[Example]], torch.Tensor], paramet
     if device.type == "cuda":
         torch.cuda.synchronize()
     return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def answer_pool(task: Task, size: int) -> list[str]:
+    """`size` distinct answer strings: the task's verbalizers, then those of `POOL_TASKS` (real label
+    names: a user's many-label set looks like them)."""
+    pool = list(dict.fromkeys(task.verbalizers))
+    for name in POOL_TASKS:
+        if len(pool) >= size:
+            break
+        pool = list(dict.fromkeys([*pool, *load_task(name).verbalizers]))
+    if len(pool) < size:
+        raise ValueError(f"only {len(pool)} distinct answer strings available, asked for {size}")
+    return pool[:size]
+
+
+def bench_answers(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge, sizes: Sequence[int], *,
+                  batch_size: int = 32, steps: int = 4, rules: Sequence[str] = ("first-token", "full"),
+                  device: torch.device | str = "cpu") -> list[dict[str, Any]]:
+    """The bridge's optimizer step (cached sender states, as lw-train) with answer sets of each size:
+    seconds per step and peak memory, for each answer rule (`first-token` falls back to `full` where two
+    answers share their first token, as in training). The same examples and labels mod size in every row."""
+    examples = task.split("train")[: batch_size * steps]
+    batches = [examples[i : i + batch_size] for i in range(0, len(examples) - batch_size + 1, batch_size)]
+    if not batches:
+        raise ValueError(f"train split has {len(examples)} examples, fewer than one batch of {batch_size}")
+    inputs = EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template, progress=False)
+    inputs.get(examples)
+    device = torch.device(device)
+    bridge.train()
+    rows = []
+    for size in sizes:
+        verbalizers = answer_pool(task, size)
+        ids = [receiver.token_ids(v) for v in verbalizers]
+        for rule in rules:
+            config = TrainConfig(task=task.name, num_soft_tokens=bridge.config.num_soft_tokens, answer_rule=rule)
+
+            def step(batch, config=config, ids=ids, size=size):
+                states, mask = pad_states(inputs.get(batch), device)
+                soft, _ = bridge(states, mask)
+                labels = torch.tensor([e.label % size for e in batch], device=device)
+                return bridge_loss(soft, bridge, [receiver], [ids], labels, config, None,
+                                   texts=[e.text for e in batch])[0]
+
+            with PeakMemory(device) as memory:
+                rate = _steps_per_second(step, bridge.parameters(), batches, device)
+            scored = resolve_answer_rule(rule, ids)
+            rows.append({"answers": size, "rule": rule, "scored as": scored,
+                         "answer tokens": sum(len(a) for a in ids),
+                         "trie nodes": AnswerTrie.build(ids).num_nodes if scored == "full" else 0,
+                         "s/step": round(batch_size / rate, 3), "peak MiB": round(memory.peak / 2**20, 1)})
+    bridge.eval()
+    for row in rows:
+        base = next(r for r in rows if r["rule"] == row["rule"])
+        row["relative to first"] = round(row["s/step"] / base["s/step"], 2)
+    return rows
 
 
 def bench_train(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge, *, batch_size: int = 8,

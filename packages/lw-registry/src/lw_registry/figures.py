@@ -69,6 +69,22 @@ def bytes_figure(path: Path, title: str, ylabel: str,
     return _save(plt, fig, path)
 
 
+def answers_figure(results: Mapping[str, Any], path: Path) -> str:
+    """Seconds per bridge training step against the number of answers, one line per answer rule
+    (lw-bench train --answers's results.json)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rows = results["answer_sizes"]
+    for rule in dict.fromkeys(r["rule"] for r in rows):
+        mine = [r for r in rows if r["rule"] == rule]
+        ax.plot([r["answers"] for r in mine], [r["s/step"] for r in mine], marker="o", label=f"answer rule {rule}")
+    ax.set_xlabel("answers in the answer set")
+    ax.set_ylabel(f"s per training step (batch {results.get('batch', '?')})")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
 def scaling_figure(results: Mapping[str, Any], path: Path) -> str:
     """p50 latency of each path against input length (lw-bench scaling's results.json), log-log."""
     plt = _pyplot()

@@ -25,8 +25,10 @@ from lw_registry.results import (
     tables_markdown,
 )
 from lw_registry.suite import DEFAULT_METRIC, Suite, missing_runs
+from lw_registry.text_table import markdown_table
 
 BENCH_SCALING = "bench-scaling"
+BENCH_TRAIN = "bench-train"
 TEXT_READERS = ("zero-shot", "lora")
 """Methods drawn at the input text's size in the bytes figure: the receiver reading the whole text,
 untrained and fine-tuned."""
@@ -142,21 +144,27 @@ def bytes_series(groups: Sequence[Group]) -> dict[str, list[tuple[float, float, 
     return series
 
 
+def latest_bench(found: Sequence[Row], method: str, key: str) -> tuple[Row, dict[str, Any]] | None:
+    """The latest completed `lw-bench` run of `method` whose results.json has a non-empty `key`;
+    ValueError if that file is unreadable."""
+    for row in sorted((r for r in found if r.record.method == method and r.source is not None),
+                      key=lambda r: r.record.finished_at or "", reverse=True):
+        path = row.source / "results.json"
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"unreadable lw-bench results {path}: {exc}") from None
+        if isinstance(results, dict) and results.get(key):
+            return row, results
+    return None
+
+
 def scaling_results(found: Sequence[Row]) -> tuple[Row, dict[str, Any]] | None:
     """The latest completed `lw-bench scaling` run with its results.json; ValueError if that is unreadable."""
-    runs = sorted((r for r in found if r.record.method == BENCH_SCALING and r.source is not None),
-                  key=lambda r: r.record.finished_at or "")
-    if not runs:
-        return None
-    row = runs[-1]
-    path = row.source / "results.json"
-    try:
-        results = json.loads(path.read_text())
-        if not results["lengths"] or not isinstance(results["p50_ms"], dict):
-            raise ValueError("no lengths")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"unreadable lw-bench scaling results {path}: {exc}") from None
-    return row, results
+    bench = latest_bench(found, BENCH_SCALING, "lengths")
+    if bench is not None and not isinstance(bench[1].get("p50_ms"), dict):
+        raise ValueError(f"unreadable lw-bench scaling results {bench[0].source / 'results.json'}: no p50_ms")
+    return bench
 
 
 def _missing_lines(suite: Suite, found: Sequence[Row], base: Path) -> list[str]:
@@ -245,6 +253,26 @@ def _scaling(parts: _Parts, found: Sequence[Row]) -> list[str]:
     return [*lines, ""]
 
 
+def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
+    lines = ["### Training step against the answer-set size", ""]
+    bench = latest_bench(found, BENCH_TRAIN, "answer_sizes")
+    if bench is None:
+        return [*lines, f"Missing: no completed `lw-bench train --answers` run ({BENCH_TRAIN}).", ""]
+    row, results = bench
+    parts.used.add(row.record.id)
+    rows, env = results["answer_sizes"], results.get("environment") or {}
+    lines += [parts.figure("answers-scaling.png", partial(figures.answers_figure, results),
+                           "training step time against the number of answers"), "",
+              markdown_table(list(rows[0]), [list(r.values()) for r in rows]), ""]
+    first = [r for r in rows if r["rule"] == rows[0]["rule"]]
+    parts.found.append(
+        f"- **answer-set size** (lw-bench train --answers, {env.get('task', '?')}, {env.get('device', '?')}, "
+        f"batch {results.get('batch', '?')}): a bridge step with {first[-1]['answers']} answers takes "
+        f"{first[-1]['relative to first']:.2f}x the step with {first[0]['answers']} "
+        f"({first[-1]['s/step']:.2f} s against {first[0]['s/step']:.2f} s, answer rule {first[0]['rule']}).")
+    return lines
+
+
 def _ablations(parts: _Parts, suite: Suite, rows: Sequence[Row], tasks: Sequence[str],
                metric: Callable[[str | None], str]) -> list[str]:
     lines = []
@@ -273,7 +301,7 @@ def build_section(found: Sequence[Row], suite: Suite | None, *, base: Path, task
     grouped = group_rows([r for r in rows if r.record.plan not in ablations], group_by, metric)
     parts = _Parts(relative_path(figures_dir, base))
     body = [*_task_tables(parts, grouped, tasks, group_by, metric), *_wire(parts, grouped, tasks),
-            *_scaling(parts, found)]
+            *_scaling(parts, found), *_answers(parts, found)]
     if suite:
         body += _ablations(parts, suite, rows, tasks, metric)
         body += ["### Not run yet", "", *_missing_lines(suite, found, base)]

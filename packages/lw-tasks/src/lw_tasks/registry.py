@@ -35,6 +35,8 @@ TASKS.add("rt-sentiment", TaskSpec(
 for _name, _prefix, _verbalizers, _label, _what in (
     ("20ng", "20newsgroups", embedded.NEWSGROUPS, "Newsgroup post", "20 Newsgroups, 20 classes"),
     ("r8", "reuters-r8", embedded.REUTERS_R8, "Reuters article", "Reuters-21578 R8, 8 imbalanced classes"),
+    ("r52", "reuters-r52", None, "Reuters article",
+     "Reuters-21578 R52, 52 imbalanced classes answered by their label names (' money-fx')"),
 ):
     for _suffix, _test_size, _note in (("", 1000, "test = seeded stratified 1,000 of the official test"),
                                        ("-full", None, "the whole official test split")):  # fmt: skip
