@@ -3,6 +3,7 @@ forward per answer: scores within 1e-4 in fp32, the same argmax, the same gradie
 
 import pytest
 import torch
+from lw_core import LwError
 from lw_core.answer_trie import AnswerTrie
 
 ANSWER_SETS = {
@@ -55,3 +56,19 @@ def test_gradients_into_soft_tokens_match_the_reference(lm, n_soft):
         torch.nn.functional.cross_entropy(score(prefix, answers).logprobs, labels).backward()
         grads.append(leaf.grad)
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_answer_normaliser_is_a_softmax_over_the_trie(lm):
+    """`normaliser="answers"`: each token normalised over its node's next tokens, so when no answer is a
+    prefix of another the answers' probabilities sum to 1; on single-token answers it is the first-token
+    softmax over the answer set."""
+    prefix = lm.embed_texts(PREFIXES["short"])
+    answers = [[5, 9, 11], [5, 9, 12], [5, 10, 11, 13], [6], [7, 8]]
+    restricted = lm.score_answers(prefix, answers, normaliser="answers").logprobs
+    assert torch.allclose(restricted.exp().sum(-1), torch.ones(3), atol=1e-5)
+    single = [[5], [6], [7]]
+    exact = lm.score_answers(prefix, single).logprobs
+    assert torch.allclose(lm.score_answers(prefix, single, normaliser="answers").logprobs,
+                          torch.log_softmax(exact, -1), atol=1e-5)
+    with pytest.raises(LwError, match="unknown answer normaliser"):
+        lm.score_answers(prefix, single, normaliser="top-k")

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lw_core.answer_trie import AnswerTrie
+from lw_core.answer_trie import (
+    NORMALISERS,
+    AnswerScores,
+    AnswerTrie,
+    restricted_scores,
+    token_scores,
+    trie_hidden,
+)
 from lw_core.errors import LwError
 from lw_core.models import load_causal_lm
 
@@ -39,29 +46,6 @@ class Embedded:
         index = (torch.arange(width, device=self.mask.device)[None, :] - shift[:, None]) % width
         embeds = self.embeds.gather(1, index[:, :, None].expand_as(self.embeds))
         return Embedded(embeds, self.mask.gather(1, index))
-
-
-@dataclass
-class AnswerScores:
-    """Log-probabilities of each answer continuation after each prefix.
-
-    `token_logprobs` [B, A, L] holds per-token log-probs (0 where `token_mask` [A, L] is 0);
-    `logprobs` [B, A] their sum; `first_logprobs` [B, A] the first token's alone.
-    """
-
-    token_logprobs: torch.Tensor
-    token_mask: torch.Tensor
-
-    @property
-    def logprobs(self) -> torch.Tensor:
-        return self.token_logprobs.sum(dim=-1)
-
-    @property
-    def first_logprobs(self) -> torch.Tensor:
-        return self.token_logprobs[..., 0]
-
-    def mean_logprobs(self) -> torch.Tensor:
-        return self.logprobs / self.token_mask.sum(dim=-1).clamp(min=1)
 
 
 class _StopForward(Exception):
@@ -283,63 +267,34 @@ class FrozenLM(torch.nn.Module):
         return torch.cat([torch.logsumexp(self.logits(hidden[i : i + chunk]).float(), dim=-1, keepdim=True)
                           for i in range(0, hidden.shape[0], chunk)]) if hidden.shape[0] else hidden.new_zeros(0, 1)
 
-    def score_answers(self, prefix: Embedded, answers: Sequence[Sequence[int]]) -> AnswerScores:
+    def score_answers(self, prefix: Embedded, answers: Sequence[Sequence[int]], normaliser: str = "vocab"
+                      ) -> AnswerScores:
         """Log-probs of every answer (token ids, multi-token allowed) after every prefix.
 
         The prefix runs once. Multi-token answers continue from its KV cache as a token trie
         (`answer_trie`): one hidden state and one full-vocabulary normaliser per distinct answer prefix,
         all of an example's in one forward pass with tree attention. The LM head runs only on the
         positions that predict an answer token, never on the prefix.
+
+        `normaliser="answers"` (an approximation for a training loss, never for scoring) normalises each
+        token over the answers' distinct next tokens at its trie node instead of over the vocabulary: no
+        full-vocabulary head at all.
         """
         if not answers or any(len(a) == 0 for a in answers):
             raise LwError("every answer needs at least one token")
+        if normaliser not in NORMALISERS:
+            raise LwError(f"unknown answer normaliser {normaliser!r}; known: {', '.join(NORMALISERS)}")
         trie = AnswerTrie.build(answers, self.device)
         left, out = self._prefill(prefix, use_cache=trie.num_nodes > 0)
         last = out.last_hidden_state[:, -1]
+        hidden = trie_hidden(self, left, out, prefix.lengths, trie)  # [B, N, H]
+        if normaliser == "answers":
+            return restricted_scores(self, last, hidden, trie)
         first = self.logits(last, rows=trie.tokens_of[:, 0]) - self._log_normaliser(last)  # [B, A]
         if trie.num_nodes == 0:
             return AnswerScores(first[:, :, None], trie.mask)
-        if left.mask.shape[1] + trie.max_depth >= (getattr(self.config, "sliding_window", None) or 1 << 62):
-            return self._score_answer_paths(left, out, prefix.lengths, first, trie)
-        positions = prefix.lengths[:, None] + trie.depth[None] - 1
-        hidden = self.model.base_model(
-            input_ids=trie.tokens[None].expand(len(first), -1), position_ids=positions,
-            attention_mask=trie.attention_mask(left.mask, self.dtype), past_key_values=out.past_key_values,
-            use_cache=True).last_hidden_state  # [B, N, H]
-        return self._answer_scores(hidden, first, trie)
-
-    def _score_answer_paths(self, left: Embedded, out, lengths: torch.Tensor, first: torch.Tensor,
-                            trie: AnswerTrie) -> AnswerScores:
-        """The trie's nodes read as each answer's own path (the prefix's KV repeated per answer): for a
-        prefix that fills a sliding attention window, where tree attention's one mask cannot say which
-        keys each layer keeps."""
-        batch, n_answers = first.shape
-        out.past_key_values.batch_repeat_interleave(n_answers)
-        inputs = trie.tokens_of[:, :-1].repeat(batch, 1)  # [B*A, L-1], example-major
-        hidden = self._continue(out, left.mask.repeat_interleave(n_answers, 0),
-                                lengths.repeat_interleave(n_answers), torch.ones_like(inputs), input_ids=inputs)
-        # Each node's hidden state from the first answer path through it.
-        where = torch.full((trie.num_nodes,), -1, dtype=torch.long, device=self.device)
-        for a, k in reversed((trie.node_of >= 0).nonzero().tolist()):
-            where[trie.node_of[a, k]] = a * (trie.tokens_of.shape[1] - 1) + k - 1
-        hidden = hidden.reshape(batch, -1, hidden.shape[-1])[:, where]
-        return self._answer_scores(hidden, first, trie)
-
-    def _answer_scores(self, hidden: torch.Tensor, first: torch.Tensor, trie: AnswerTrie) -> AnswerScores:
-        """Token log-probs from the trie nodes' final hidden states `hidden` [B, N, H] and the first
-        tokens' log-probs `first` [B, A]: each node normalised once, each answer token read at its node."""
-        batch, n_nodes = hidden.shape[:2]
-        normaliser = self._log_normaliser(hidden.reshape(batch * n_nodes, -1))[:, 0].view(batch, n_nodes)
-        needed = trie.node_of >= 0  # [A, L]
-        nodes, targets = trie.node_of[needed], trie.tokens_of[needed]  # [T] answer tokens after the first
-        weight, bias = self._head_rows(targets)
-        chosen = (hidden[:, nodes].float() * weight).sum(-1)  # [B, T]
-        if bias is not None:
-            chosen = chosen + bias
-        token_logprobs = first.new_zeros(batch, *trie.mask.shape)
-        token_logprobs[:, :, 0] = first
-        token_logprobs[:, needed] = self._softcap(chosen) - normaliser[:, nodes]
-        return AnswerScores(token_logprobs * trie.mask, trie.mask)
+        normalisers = self._log_normaliser(hidden.flatten(0, 1))[:, 0].view(hidden.shape[:2])
+        return token_scores(self, torch.cat([hidden, last[:, None]], 1), first, normalisers, trie)
 
     def score_answers_full(self, prefix: Embedded, answers: Sequence[Sequence[int]]) -> AnswerScores:
         """Reference implementation: one full forward (full-vocab logits at every position) per answer.
