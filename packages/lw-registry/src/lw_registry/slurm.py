@@ -337,7 +337,7 @@ def apply_state(run_dir: Path, state: str, exit_text: str = "") -> RunRecord:
     return record
 
 
-def _needs_poll(record: RunRecord) -> bool:
+def needs_poll(record: RunRecord) -> bool:
     """Unfinished runs, and settled ones whose last seen SLURM state is still PENDING / RUNNING."""
     if record.backend != "slurm" or not record.slurm_job_id:
         return False
@@ -348,7 +348,7 @@ def _needs_poll(record: RunRecord) -> bool:
 
 def poll(records: Iterable[RunRecord]) -> list[RunRecord]:
     """Refresh every unfinished SLURM run from one `sacct` call; return the records that changed."""
-    todo = [r for r in records if _needs_poll(r)]
+    todo = [r for r in records if needs_poll(r)]
     if not todo:
         return []
     states = query_states(r.slurm_job_id for r in todo if r.slurm_job_id)
