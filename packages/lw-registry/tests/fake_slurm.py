@@ -239,8 +239,9 @@ class Cluster:
                     info["state"], info["exit"] = "TIMEOUT", "0:15"
                 elif preempted:
                     info["state"], info["exit"] = "PREEMPTED", "0:15"
-                else:
-                    info["state"], info["exit"] = ("COMPLETED", "0:0") if rc == 0 else ("FAILED", f"{rc}:0")
+                else:  # like sacct: a death by signal N is 0:N; an exit status keeps only its low 7 bits
+                    info["state"], info["exit"] = ("COMPLETED", "0:0") if rc == 0 else \
+                        ("FAILED", f"0:{-rc}" if rc < 0 else f"{rc & 0x7f}:0")
         return rc
 
     def requeue(self, job_id: str, task: int | str) -> None:

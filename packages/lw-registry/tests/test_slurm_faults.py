@@ -5,9 +5,11 @@ a lost wrapper or controller."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
-from lw_registry import read_record
+import pytest
+from lw_registry import categorize_error, read_record
 
 DEMO = "{python} -m lw_registry.demo --task {task} --seed {seed} --run-dir {run_dir}"
 
@@ -44,3 +46,65 @@ def test_poll_settles_slurm_state_after_nothing_is_active(root, tmp_path, cluste
     calls = cluster.data()["sacct_calls"]
     run_cli("--status")
     assert cluster.data()["sacct_calls"] == calls  # settled for good: no more sacct calls
+
+
+KILLED = "sh -c 'echo lw-train: error: an unrelated line; echo {task} {seed} {run_dir}; kill -9 $$'"
+
+
+def test_a_command_killed_by_a_signal_is_128_plus_signal_locally(root, tmp_path, run_cli):
+    plan = tmp_path / "killed.json"
+    plan.write_text(json.dumps({"name": "killed", "tasks": ["t"], "seeds": [0], "command": KILLED}))
+    rc, out, _ = run_cli("submit", plan)
+    (rec,) = _records(root)
+    assert rc == 1 and "failed [killed]" in out
+    assert (rec.status, rec.exit_code, rec.error_category) == ("failed", 137, "killed")
+    assert rec.error == "killed by SIGKILL (exit code 137)"
+    assert "=== exit code 137 (killed by SIGKILL)" in (Path(rec.run_dir) / "job.log").read_text()
+
+
+@pytest.mark.parametrize(("command", "wrapper_rc", "sacct", "exit_code"), [
+    (KILLED, -9, "0:9", 137),                         # the wrapper dies of the command's signal: sacct 0:9
+    ("sh -c 'echo {task} {seed} {run_dir}; exit 143'", -15, "0:15", 143),  # as after SIGTERM: 0:15, not 15:0
+    ("sh -c 'echo {task} {seed} {run_dir}; exit 3'", 3, "3:0", 3),
+])
+def test_the_job_wrapper_ends_like_its_command(root, tmp_path, cluster, run_cli, command, wrapper_rc, sacct,
+                                               exit_code):
+    _submit(tmp_path, run_cli, "ends", [0], command=command)
+    assert cluster.run_task("1000", 0) == wrapper_rc  # never sys.exit(-9): a status sacct would read as 119:0
+    assert cluster.task("1000", 0)["exit"] == sacct
+    run_cli("--poll")
+    (rec,) = _records(root)
+    assert (rec.status, rec.exit_code) == ("failed", exit_code)
+    assert rec.error_category == ("killed" if wrapper_rc == -9 else "other")
+
+
+def test_a_killed_wrapper_is_killed_not_bad_config(root, tmp_path, cluster, run_cli):
+    """The wrapper itself dies (kill -9): sacct says FAILED 0:9; the record says so, with exit code 137,
+    whatever `error:` line the log ends with. Its orphaned command dies of the broken pipe."""
+    _submit(tmp_path, run_cli, "lost", [0], command=f"{DEMO} --steps 400 --step-seconds 0.05")
+    (rec,) = _records(root)
+    step = Path(rec.run_dir) / "checkpoint.json"
+    cluster.run_task("1000", 0, signal_when=step.is_file, signum=signal.SIGKILL)
+    with open(Path(rec.run_dir) / "job.log", "a") as log:
+        log.write("lw-train: error: an unrelated line\n")
+    run_cli("--poll")
+    (rec,) = _records(root)
+    assert (rec.status, rec.exit_code, rec.error_category) == ("failed", 137, "killed"), rec
+    assert "killed by SIGKILL" in rec.error
+
+
+def test_an_unreachable_controller_is_a_cluster_error(root, tmp_path, cluster, run_cli, monkeypatch):
+    monkeypatch.setenv("FAKE_SBATCH_ERROR", "Batch job submission failed: Unable to contact slurm controller "
+                                            "(connect failure)")
+    plan = tmp_path / "down.json"
+    plan.write_text(json.dumps({"name": "down", "tasks": ["t"], "seeds": [0], "command": f"{DEMO} --steps 1"}))
+    rc, out, err = run_cli("submit", plan, "--backend", "slurm")
+    assert rc == 1 and err.count("\n") == 1 and "Unable to contact slurm controller" in err
+    (rec,) = _records(root)
+    assert (rec.status, rec.error_category) == ("failed", "cluster")
+
+
+@pytest.mark.parametrize(("exc", "category"), [(BrokenPipeError(32, "Broken pipe"), "killed"),
+                                               (ValueError("bad lr"), "bad-config")])
+def test_a_broken_pipe_is_killed(exc, category):
+    assert categorize_error(exc) == category

@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from lw_registry.record import (
     _now,
     categorize_text,
     edit_record,
+    killed_category,
+    signal_name,
     tail_lines,
     write_json_atomic,
 )
@@ -290,13 +291,6 @@ def exit_parts(text: str) -> tuple[int | None, int]:
     return (int(head) if head.isdigit() else None), (int(tail) if tail.isdigit() else 0)
 
 
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
 def _settles_over_job(record: RunRecord, status: str, category: str | None) -> bool:
     """Whether SLURM's final state replaces the record: always while the job had not settled it, and for a
     time limit over `preempted` (the wrapper saw SLURM's SIGTERM at the limit, which looks like preemption)."""
@@ -322,9 +316,10 @@ def apply_state(run_dir: Path, state: str, exit_text: str = "") -> RunRecord:
             record.status, record.finished_at = status, record.finished_at or _now()
             record.error = f"SLURM state {state}"
             if signum and status != "completed":
-                record.error += f" (killed by {_signal_name(signum)})"
-            record.error_category = category or (categorize_text(log) if status == "failed" else
-                                                 "preempted" if status == "preempted" else None)
+                record.error += f" (killed by {signal_name(signum)})"
+            record.error_category = category or (
+                (killed_category(log) if signum else categorize_text(log)) if status == "failed" else
+                "preempted" if status == "preempted" else None)
             if record.exit_code is None:
                 record.exit_code = 128 + signum if signum and status != "completed" else code
             record.log_tail = record.log_tail or log or None
