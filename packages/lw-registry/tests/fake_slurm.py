@@ -209,6 +209,10 @@ class Cluster:
         job_id, task = str(job_id), str(task)
         with _state(self.state) as data:
             job = data["jobs"][job_id]
+            kind, _, after = str(job["options"].get("dependency", "")).partition(":")
+            if kind == "afterany" and not all(t["state"] in FINAL or t["state"].startswith("CANCELLED")
+                                              for t in data["jobs"][after]["tasks"].values()):
+                raise AssertionError(f"job {job_id} waits for job {after} to end (--dependency=afterany:{after})")
             info = job["tasks"][task]
             info["state"] = "RUNNING"
             info["end"] = time.time() + time_limit_in if time_limit_in is not None else None

@@ -108,3 +108,28 @@ def test_an_unreachable_controller_is_a_cluster_error(root, tmp_path, cluster, r
                                                (ValueError("bad lr"), "bad-config")])
 def test_a_broken_pipe_is_killed(exc, category):
     assert categorize_error(exc) == category
+
+
+def test_max_parallel_holds_for_a_plan_split_into_arrays(root, tmp_path, cluster, run_cli):
+    out = _submit(tmp_path, run_cli, "split", list(range(6)), max_array_size=4, max_parallel=2)
+    assert "as SLURM array job(s) 1000, 1001" in out
+    first, second = cluster.data()["jobs"]["1000"], cluster.data()["jobs"]["1001"]
+    assert (first["options"]["array"], second["options"]["array"]) == ("0-3%2", "0-1%2")
+    assert "dependency" not in first["options"] and second["options"]["dependency"] == "afterany:1000"
+    with pytest.raises(AssertionError, match="waits for job 1000"):
+        cluster.run_task("1001", 0)  # the second array starts only once the first has ended
+    for task in range(4):
+        assert cluster.run_task("1000", task) == 0
+    for task in range(2):
+        assert cluster.run_task("1001", task) == 0
+    run_cli("--poll")
+    assert [r.status for r in _records(root)] == ["completed"] * 6
+
+
+@pytest.mark.parametrize(("profile", "arrays"), [({"max_array_size": 4, "max_parallel": 8}, 2),
+                                                 ({"max_array_size": 4, "max_parallel": 0}, 2),
+                                                 ({"max_array_size": 8, "max_parallel": 2}, 1)])
+def test_arrays_that_fit_max_parallel_are_not_chained(root, tmp_path, cluster, run_cli, profile, arrays):
+    _submit(tmp_path, run_cli, "fits", list(range(6)), **profile)
+    jobs = cluster.data()["jobs"]
+    assert len(jobs) == arrays and not any("dependency" in job["options"] for job in jobs.values())

@@ -48,7 +48,8 @@ PROFILE_KEYS: dict[str, str] = {
                  "--nproc_per_node N --no-python` inside the job (one process per GPU; with --device cpu, gloo)",
     "mem": "--mem (e.g. 64G)",
     "constraint": "--constraint",
-    "max_parallel": "array tasks running at once (--array=...%N)",
+    "max_parallel": "runs of one submission running at once (--array=...%N; a submission split into several "
+                    "arrays by max_array_size runs them one after another)",
     "max_array_size": "largest array per sbatch (cluster MaxArraySize - 1)",
     "requeue": "--requeue preempted jobs, and requeue on the time-limit warning (true/false)",
     "max_requeues": "most attempts a run is requeued for on the time-limit warning",
@@ -208,10 +209,16 @@ def _run(argv: list[str], what: str) -> str:
 
 
 def submit(run_dirs: Iterable[Path], profile: dict[str, Any], *, root: Path, plan: str) -> list[str]:
-    """Submit registered runs as array job(s); mark them `submitted` with their job and task ids."""
+    """Submit registered runs as array job(s); mark them `submitted` with their job and task ids.
+
+    More runs than `max_array_size` become several arrays; when they are more than `max_parallel` too,
+    each array waits for the one before (`--dependency=afterany:JOB`), so that `max_parallel` holds for
+    the whole submission, not for each array."""
     run_dirs = [Path(d).resolve() for d in run_dirs]
     size = max(1, int(profile.get("max_array_size") or 1000))
-    job_ids = []
+    parallel = int(profile.get("max_parallel") or 0)
+    chain = len(run_dirs) > size and 0 < parallel < len(run_dirs)
+    job_ids: list[str] = []
     for start in range(0, len(run_dirs), size):
         chunk = run_dirs[start:start + size]
         sub = (root / ".slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan}-{uuid.uuid4().hex[:4]}").resolve()
@@ -225,7 +232,8 @@ def submit(run_dirs: Iterable[Path], profile: dict[str, Any], *, root: Path, pla
         script.write_text(render_script(profile, plan=plan, manifest=manifest, count=len(chunk),
                                         root=root.resolve(), log_dir=sub))
         try:
-            out = _run(["sbatch", "--parsable", str(script)], "sbatch")
+            after = [f"--dependency=afterany:{job_ids[-1]}"] if chain and job_ids else []
+            out = _run(["sbatch", "--parsable", *after, str(script)], "sbatch")
             job_id = out.strip().splitlines()[-1].split(";")[0].strip() if out.strip() else ""
             if not job_id.isdigit():
                 raise SlurmError(f"sbatch --parsable printed {out.strip()!r}, expected a job id")
