@@ -230,9 +230,10 @@ def expand_plan(data: dict[str, Any], *, path: Path | None = None) -> Plan:
                                               label or None) if p is not None)
         same = by_command.setdefault(json.dumps([hashed, env], sort_keys=True), run_name)
         if same != run_name:
-            raise PlanError(f"plan {name}: runs {same} and {run_name} expand to the same command "
-                            f"({describe([a.replace(chr(0) + 'RUN_DIR' + chr(0), '{run_dir}') for a in hashed])}); the same command is the same run: use what tells them "
-                            "apart ({method}, {seed}, a param) in the command")
+            shown = describe([a.replace("\0RUN_DIR\0", "{run_dir}") for a in hashed])
+            raise PlanError(f"plan {name}: runs {same} and {run_name} expand to the same command ({shown}); "
+                            "the same command is the same run: use what tells them apart ({method}, {seed}, "
+                            "a param) in the command")
         runs.append(PlannedRun(
             plan=name, task=task, method=method, seed=seed, params=values, argv_template=argv,
             resume_template=resume_argv, plan_hash=h, name=run_name,
