@@ -6,7 +6,9 @@ or SIGTERM (preemption, scancel, the time limit) the command gets SIGTERM so it 
 SIGUSR1 the task is requeued (if the manifest allows it and attempts are left) and resumes from its
 checkpoint. A SIGTERM at the job's end time (read from `squeue` at the start) is the time limit: the
 run is `failed/timeout`, not `preempted`. With the profile's `processes = N > 1` the command runs as
-N ranks under `torchrun --standalone` (SIGTERM reaches every rank through it).
+N ranks under `torchrun --standalone` (SIGTERM reaches every rank through it). The wrapper ends the
+way its command did (`exit_like`): a command killed by signal N makes it die of signal N, so that
+`sacct` reads `0:N`.
 """
 
 from __future__ import annotations
