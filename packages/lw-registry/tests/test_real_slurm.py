@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -94,6 +97,8 @@ def campaign(tmp_path_factory) -> Campaign:
     # Exit codes: a command killed by SIGKILL, and one exiting 143 (item 8).
     c.plan("killed", command="sh -c 'echo {task} {seed} {run_dir}; echo lw-train: error: unrelated; kill -9 $$'")
     c.plan("term", command="sh -c 'echo {task} {seed} {run_dir}; exit 143'")
+    # The job wrapper itself killed (kill -9) while its command runs (item 21).
+    c.plan("lost", command=f"{DEMO} --steps 1000 --step-seconds 1")
     # The record completes while the job still runs; in a root of its own, nothing else is active (item 7).
     c.plan("settle", command=f"sh -c '{DEMO} --steps 1 && sleep 10'")
     for name in c.plans:
@@ -264,3 +269,31 @@ def test_an_unreachable_controller_is_recorded_as_cluster(campaign, monkeypatch)
     assert rc == 1 and len(errors) == 1 and "Unable to contact slurm controller" in errors[0], out
     rec = records(c.root, "unreachable")[0]
     assert (rec.status, rec.error_category) == ("failed", "cluster"), rec
+
+
+def _pids_with(text: str) -> list[int]:
+    """Processes whose command line holds `text`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_a_killed_job_wrapper_is_recorded_killed(campaign):
+    c = campaign
+    poll_until(c.root, "lost: training past step 2", lambda: _checkpoint_step(records(c.root, "lost")[0].run_dir) >= 2,
+               240, every=1)
+    rec = records(c.root, "lost")[0]
+    manifest = str(Path(rec.artifacts["sbatch"]).parent / "manifest.json")
+    (wrapper,) = [pid for pid in _pids_with(manifest) if b"lw_registry.job" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(wrapper, signal.SIGKILL)
+    poll_until(c.root, "lost: run failed", lambda: records(c.root, "lost")[0].status == "failed", 120)
+    rec = records(c.root, "lost")[0]
+    assert (rec.exit_code, rec.error_category) == (137, "killed") and "SIGKILL" in rec.error, rec
+    poll_until(c.root, "lost: sacct says 0:9", lambda: _sacct_exit(rec.slurm_job_id) == "0:9", 60)
+    deadline = time.monotonic() + 30  # its orphaned command does not train on unseen
+    while _pids_with(rec.run_dir):
+        assert time.monotonic() < deadline, _pids_with(rec.run_dir)
+        time.sleep(1)
