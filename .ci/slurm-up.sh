@@ -4,16 +4,8 @@
 # Prints one line per stage; exits non-zero with the reason (and the daemon's log tail) if a stage fails.
 set -euo pipefail
 
-say() { printf '[slurm-up %(%H:%M:%S)T] %s\n' -1 "$*"; }
-die() { say "FAILED: $*"; for f in /var/log/slurm/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 15 "$f"; }; done; exit 1; }
-wait_for() {  # wait_for SECONDS WHAT COMMAND...
-  local limit=$1 what=$2; shift 2
-  local end=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $end ] || die "$what not up after ${limit}s"
-    sleep 1
-  done
-}
+# shellcheck source=.ci/slurm-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/slurm-lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "slurm-up: must run as root (it installs packages and starts daemons)"; exit 1; }
 if command -v sacct >/dev/null && sinfo -h -o %T 2>/dev/null | grep -qE 'idle|mix|alloc' && sacct -n -X >/dev/null 2>&1; then
@@ -40,7 +32,7 @@ chown mysql:mysql /run/mysqld
 [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none; }
 chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-  runuser -u munge -- /usr/sbin/munged --force
+  detached /var/log/slurm/munged.log runuser -u munge -- /usr/sbin/munged --force
   wait_for 15 munged bash -c 'munge -n | unmunge'
 fi
 say "munge up"
@@ -48,7 +40,7 @@ say "munge up"
 # MariaDB with the accounting database's user.
 if ! mysqladmin ping >/dev/null 2>&1; then
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >/dev/null
-  setsid nohup mariadbd --user=mysql >/var/log/slurm/mariadb.log 2>&1 < /dev/null &
+  detached /var/log/slurm/mariadb.log mariadbd --user=mysql
   wait_for 60 mariadb mysqladmin ping
 fi
 mysql -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm';
@@ -99,12 +91,12 @@ NodeName=$HOST CPUs=$CPUS RealMemory=$MEMORY State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 
-pgrep -x slurmdbd >/dev/null || setsid nohup slurmdbd -D >>/var/log/slurm/slurmdbd.log 2>&1 < /dev/null &
+pgrep -x slurmdbd >/dev/null || detached /var/log/slurm/slurmdbd.log slurmdbd -D
 wait_for 60 slurmdbd bash -c 'exec 3<>/dev/tcp/127.0.0.1/6819'
 say "slurmdbd up"
-pgrep -x slurmctld >/dev/null || setsid nohup slurmctld -D >>/var/log/slurm/slurmctld.log 2>&1 < /dev/null &
+pgrep -x slurmctld >/dev/null || detached /var/log/slurm/slurmctld.log slurmctld -D
 wait_for 60 slurmctld scontrol ping
-pgrep -x slurmd >/dev/null || setsid nohup slurmd -D >>/var/log/slurm/slurmd.log 2>&1 < /dev/null &
+pgrep -x slurmd >/dev/null || detached /var/log/slurm/slurmd.log slurmd -D
 wait_for 60 "the node" bash -c "sinfo -h -n '$HOST' -o %T | grep -qE 'idle|mix|alloc'"
 say "slurmctld + slurmd up: $(sinfo -h -o '%N %T %c CPUs')"
 

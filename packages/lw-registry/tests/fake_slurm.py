@@ -209,6 +209,10 @@ class Cluster:
         job_id, task = str(job_id), str(task)
         with _state(self.state) as data:
             job = data["jobs"][job_id]
+            kind, _, after = str(job["options"].get("dependency", "")).partition(":")
+            if kind == "afterany" and not all(t["state"] in FINAL or t["state"].startswith("CANCELLED")
+                                              for t in data["jobs"][after]["tasks"].values()):
+                raise AssertionError(f"job {job_id} waits for job {after} to end (--dependency=afterany:{after})")
             info = job["tasks"][task]
             info["state"] = "RUNNING"
             info["end"] = time.time() + time_limit_in if time_limit_in is not None else None
@@ -239,8 +243,9 @@ class Cluster:
                     info["state"], info["exit"] = "TIMEOUT", "0:15"
                 elif preempted:
                     info["state"], info["exit"] = "PREEMPTED", "0:15"
-                else:
-                    info["state"], info["exit"] = ("COMPLETED", "0:0") if rc == 0 else ("FAILED", f"{rc}:0")
+                else:  # like sacct: a death by signal N is 0:N; an exit status keeps only its low 7 bits
+                    info["state"], info["exit"] = ("COMPLETED", "0:0") if rc == 0 else \
+                        ("FAILED", f"0:{-rc}" if rc < 0 else f"{rc & 0x7f}:0")
         return rc
 
     def requeue(self, job_id: str, task: int | str) -> None:

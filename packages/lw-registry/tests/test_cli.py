@@ -130,6 +130,11 @@ def test_a_corrupt_record_never_hides_the_others(root, tmp_path, run_cli):
         (["--compare", "a"], "error: argument --compare: expected 2 arguments"),
         (["submit", "bad.yaml"], "error: unknown plan key(s) comand"),
         (["--list", "all", "--sort", "colour"], "error: unknown sort column 'colour'"),
+        (["--list", "all", "--limit", "-1"], "error: argument --limit: expected an integer >= 0, got '-1'"),
+        (["--status", "--limit", "ten"], "error: argument --limit: expected an integer >= 0, got 'ten'"),
+        (["report", "--digits", "-2"], "error: argument --digits: expected an integer >= 0, got '-2'"),
+        (["submit", "bad.yaml", "--poll-seconds", "-5"], "error: argument --poll-seconds: expected a number"),
+        (["--show", ""], "error: empty run id ''"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(root, tmp_path, run_cli, args, message):
@@ -143,6 +148,17 @@ def test_unknown_id_lists_known_ones(root, tmp_path, run_cli):
     rec = read_record(next(root.rglob("run.json")).parent)
     rc, _, err = run_cli("--show", "nope")
     assert rc == 2 and f"known: {rec.id}" in err
+
+
+@pytest.mark.parametrize("action", ["--show", "--rerun", "--cancel", "--compare"])
+def test_an_empty_run_id_is_an_error_even_with_one_run(root, tmp_path, run_cli, action):
+    """`''` is a prefix of every id: it must not pick the only run, nor fall back to the status table."""
+    run_cli("submit", _plan(tmp_path, f"name: ok\ncommand: '{DEMO}'\n{ONE}"))
+    before = next(root.rglob("run.json")).read_text()
+    rc, out, err = run_cli(action, "", *([""] if action == "--compare" else []))
+    assert (rc, out) == (2, "") and err == "error: empty run id '': give a run id, a unique id prefix, a run dir " \
+        "or a run name\n", err
+    assert next(root.rglob("run.json")).read_text() == before
 
 
 def test_dry_run_writes_nothing(root, tmp_path, run_cli):

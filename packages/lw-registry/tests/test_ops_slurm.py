@@ -54,3 +54,36 @@ def test_run_sbatch_checkpoints_and_requeues_before_the_time_limit(tmp_path, clu
     assert "time limit near" in log and "requeueing job 77" in log
     record = read_record(run_dir)
     assert record.status == "preempted" and json.loads((run_dir / "checkpoint.json").read_text())["step"] >= 1
+
+
+CI_LIB = REPO / ".ci" / "slurm-lib.sh"
+
+
+@pytest.mark.skipif(not CI_LIB.is_file(), reason="not in the lw repository")
+def test_slurm_up_daemons_do_not_hold_the_callers_stdout(tmp_path):
+    """`.ci/slurm-up.sh | tail` must return when the script ends: a daemon started by `detached` keeps
+    neither the caller's stdout (a pipe here) nor any other file it inherited (an extra pipe)."""
+    read_end, write_end = os.pipe()
+    script = (f"source {CI_LIB}; set -euo pipefail; detached {tmp_path / 'daemon.log'} "
+              "bash -c 'echo daemon up; exec sleep 60'; echo $!")
+    start = time.monotonic()
+    try:
+        out = subprocess.run(["bash", "-c", script], stdout=subprocess.PIPE, text=True, timeout=20,
+                             pass_fds=(write_end,))
+    finally:
+        os.close(write_end)
+    pid = int(out.stdout.split()[-1])
+    try:
+        assert out.returncode == 0 and time.monotonic() - start < 10
+        deadline = time.monotonic() + 10
+        while "daemon up" not in (tmp_path / "daemon.log").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"60"]
+        assert os.getsid(pid) == pid  # its own session
+        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert not any(h.startswith("pipe:") for h in held), held
+        assert os.read(read_end, 1) == b""  # the extra pipe's last writer is gone: EOF, not a hang
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.close(read_end)

@@ -8,13 +8,14 @@ def _plan(**extra):
 
 
 def test_grid_expands_and_hashes_are_stable():
-    plan = expand_plan(_plan(params={"k": [8, 16]}))
+    command = _plan()["command"] + " --k {k}"
+    plan = expand_plan(_plan(params={"k": [8, 16]}, command=command))
     assert len(plan.runs) == 2 * 1 * 3 * 2
     assert len({r.plan_hash for r in plan.runs}) == len(plan.runs)
-    again = expand_plan(_plan(params={"k": [8, 16]}, max_attempts=5))
+    again = expand_plan(_plan(params={"k": [8, 16]}, command=command, max_attempts=5))
     assert [r.plan_hash for r in again.runs] == [r.plan_hash for r in plan.runs]
     run = plan.runs[0]
-    assert run.argv("/x/y") == ["train", "--task", "a", "--method", "m", "--seed", "0", "--out", "/x/y"]
+    assert run.argv("/x/y") == ["train", "--task", "a", "--method", "m", "--seed", "0", "--out", "/x/y", "--k", "8"]
     assert run.params == {"k": 8} and run.name == "p/a/m/seed0/k=8"
 
 
@@ -48,6 +49,12 @@ def test_method_mapping_commands():
         ({"name": "p", "command": "x", "params": {"seed": [1]}}, "bad param name 'seed'"),
         ({"name": "p", "command": "x", "max_attempts": 0}, "must be >= 1"),
         ({"name": "p", "command": "x {seed}"}, "placeholder {seed} in command needs a 'seeds' list"),
+        ({"name": "p", "command": "x --seed {seed} {run_dir}", "methods": ["a", "b"], "seeds": [0]},
+         "runs p/a/seed0 and p/b/seed0 expand to the same command (x --seed 0 '{run_dir}')"),
+        ({"name": "p", "command": {"a": "x {task}", "b": "x {task}"}, "methods": ["a", "b"], "tasks": ["t"]},
+         "runs p/t/a and p/t/b expand to the same command (x t)"),
+        ({"name": "p", "command": "x {task}", "tasks": ["t"], "seeds": [0, 1]}, "the same command is the same run"),
+        ({"name": "p", "command": "x", "params": {"k": [1, 2]}}, "runs p/k=1 and p/k=2 expand to the same command"),
     ],
 )
 def test_bad_plans_are_one_line_errors(data, message):

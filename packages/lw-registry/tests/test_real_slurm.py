@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -49,6 +54,7 @@ class Campaign:
         self.plans: dict[str, Path] = {}
         self.job_ids: dict[str, list[str]] = {}
         self.max_running: dict[str, int] = {}
+        self.settle_root = base / "settle-runs"
 
     def plan(self, name: str, **data: object) -> Path:
         path = self.base / f"{name}.json"
@@ -57,16 +63,17 @@ class Campaign:
         self.plans[name] = path
         return path
 
-    def submit(self, name: str) -> str:
-        rc, out = run_cli(self.root, "submit", self.plans[name], "--backend", "slurm", "--profile", self.profile)
+    def submit(self, name: str, root: Path | None = None) -> str:
+        rc, out = run_cli(root or self.root, "submit", self.plans[name], "--backend", "slurm", "--profile",
+                          self.profile)
         assert rc == 0, out
-        self.job_ids[name] = [line.split("job(s) ")[-1].strip() for line in out.splitlines() if "job(s)" in line]
+        found = re.search(r"array job\(s\) ([\d, ]+)", out)
+        self.job_ids[name] = re.findall(r"\d+", found.group(1)) if found else []
         return out
 
     def running_tasks(self, name: str) -> int:
-        jobs = ",".join(j for ids in self.job_ids.get(name, []) for j in ids.split(","))
-        out = subprocess.run(["squeue", "-h", "-t", "R", "-j", jobs, "-o", "%i"], capture_output=True,
-                             text=True, check=False)
+        out = subprocess.run(["squeue", "-h", "-t", "R", "-j", ",".join(self.job_ids[name]), "-o", "%i"],
+                             capture_output=True, text=True, check=False)
         return len(out.stdout.split())
 
 
@@ -84,8 +91,18 @@ def campaign(tmp_path_factory) -> Campaign:
     c.plan("flaky", command=f"{DEMO} --fail-until-attempt 2")
     c.plan("meta", command=f"{DEMO} --method {{note}}", params={"note": [META]})
     c.plan("long", command=f"{DEMO} --method {{value}}", params={"value": [LONG + "-a", LONG + "-b"]})
+    # max_parallel over a plan split into two arrays by max_array_size (issue 36, item 6).
+    c.plan("split", command=f"{DEMO} --steps 3 --step-seconds 2", seeds=list(range(6)),
+           slurm={"max_parallel": 2, "max_array_size": 4})
+    # Exit codes: a command killed by SIGKILL, and one exiting 143 (item 8).
+    c.plan("killed", command="sh -c 'echo {task} {seed} {run_dir}; echo lw-train: error: unrelated; kill -9 $$'")
+    c.plan("term", command="sh -c 'echo {task} {seed} {run_dir}; exit 143'")
+    # The job wrapper itself killed (kill -9) while its command runs (item 21).
+    c.plan("lost", command=f"{DEMO} --steps 1000 --step-seconds 1")
+    # The record completes while the job still runs; in a root of its own, nothing else is active (item 7).
+    c.plan("settle", command=f"sh -c '{DEMO} --steps 1 && sleep 10'")
     for name in c.plans:
-        c.submit(name)
+        c.submit(name, root=c.settle_root if name == "settle" else None)
     return c
 
 
@@ -185,3 +202,98 @@ def test_long_parameter_values_get_their_own_run_dirs(campaign):
     assert all(r.attempt == 1 for r in recs)
     out = c.submit("long")
     assert "0 to run, 2 already completed" in out
+
+
+def _sacct_exit(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "ExitCode"], capture_output=True,
+                         text=True, check=False)
+    return out.stdout.strip()
+
+
+def _most_at_once(recs: list[RunRecord]) -> int:
+    """The most runs whose [started_at, finished_at) overlap (whole seconds: never more than really ran)."""
+    def at(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+
+    spans = [(at(r.started_at), at(r.finished_at)) for r in recs]
+    return max(sum(start <= t < end for start, end in spans) for t, _ in spans)
+
+
+def test_max_parallel_holds_over_the_arrays_of_one_plan(campaign):
+    c = campaign
+    assert len(c.job_ids["split"]) == 2, c.job_ids
+    poll_until(c.root, "split plan completed",
+               lambda: all(r.status == "completed" for r in records(c.root, "split")), 400)
+    recs = records(c.root, "split")
+    assert len(recs) == 6 and {r.slurm_job_id for r in recs} == set(c.job_ids["split"])
+    assert _most_at_once(recs) == 2, [(r.started_at, r.finished_at) for r in recs]  # not 2 per array
+
+
+@pytest.mark.parametrize(("plan", "exit_code", "sacct", "category"),
+                         [("killed", 137, "0:9", "killed"), ("term", 143, "0:15", "other")])
+def test_exit_codes_of_commands_ended_by_signals(campaign, plan, exit_code, sacct, category):
+    c = campaign
+    poll_until(c.root, f"{plan} run failed", lambda: records(c.root, plan)[0].status == "failed", 240)
+    rec = records(c.root, plan)[0]
+    assert (rec.exit_code, rec.error_category) == (exit_code, category), rec  # 128 + signal; not bad-config
+    poll_until(c.root, f"{plan}: sacct settled", lambda: _sacct_exit(rec.slurm_job_id) == sacct, 60)
+
+
+def test_poll_settles_slurm_state_once_nothing_is_active(campaign):
+    root = campaign.settle_root
+    seen = set()
+
+    def completed() -> bool:
+        rec = records(root, "settle")[0]
+        seen.add((rec.status, rec.slurm_state))
+        return rec.status == "completed"
+
+    poll_until(root, "settle run completed", completed, 240, every=1)
+    if ("completed", "COMPLETED") not in seen:
+        assert records(root, "settle")[0].slurm_state == "RUNNING"  # the job still sleeps
+    poll_until(root, "settle: slurm_state COMPLETED", lambda: records(root, "settle")[0].slurm_state == "COMPLETED",
+               90)
+
+
+def test_an_unreachable_controller_is_recorded_as_cluster(campaign, monkeypatch):
+    c = campaign
+    conf = c.base / "unreachable.conf"
+    text = Path("/etc/slurm/slurm.conf").read_text() if Path("/etc/slurm/slurm.conf").is_file() else ""
+    if "SlurmctldHost" not in text:
+        pytest.skip("no /etc/slurm/slurm.conf to copy")
+    conf.write_text(text + "\nSlurmctldPort=6999\n")  # nothing listens there
+    c.plan("unreachable", command=f"{DEMO} --steps 1")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    rc, out = run_cli(c.root, "submit", c.plans["unreachable"], "--backend", "slurm", "--profile", c.profile)
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert rc == 1 and len(errors) == 1 and "Unable to contact slurm controller" in errors[0], out
+    rec = records(c.root, "unreachable")[0]
+    assert (rec.status, rec.error_category) == ("failed", "cluster"), rec
+
+
+def _pids_with(text: str) -> list[int]:
+    """Processes whose command line holds `text`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_a_killed_job_wrapper_is_recorded_killed(campaign):
+    c = campaign
+    poll_until(c.root, "lost: training past step 2", lambda: _checkpoint_step(records(c.root, "lost")[0].run_dir) >= 2,
+               240, every=1)
+    rec = records(c.root, "lost")[0]
+    manifest = str(Path(rec.artifacts["sbatch"]).parent / "manifest.json")
+    (wrapper,) = [pid for pid in _pids_with(manifest) if b"lw_registry.job" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(wrapper, signal.SIGKILL)
+    poll_until(c.root, "lost: run failed", lambda: records(c.root, "lost")[0].status == "failed", 120)
+    rec = records(c.root, "lost")[0]
+    assert (rec.exit_code, rec.error_category) == (137, "killed") and "SIGKILL" in rec.error, rec
+    poll_until(c.root, "lost: sacct says 0:9", lambda: _sacct_exit(rec.slurm_job_id) == "0:9", 60)
+    deadline = time.monotonic() + 30  # its orphaned command does not train on unseen
+    while _pids_with(rec.run_dir):
+        assert time.monotonic() < deadline, _pids_with(rec.run_dir)
+        time.sleep(1)

@@ -45,6 +45,27 @@ EPILOG = """examples:
 runs root: --root, else $LW_RUNS, else ./runs"""
 
 
+def _count(text: str) -> int:
+    """An integer >= 0 (argparse type): `--limit -1` is an error, not "all"."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -68,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--cancel", metavar="ID", help="cancel a SLURM run (scancel) or a pending run")
     action.add_argument("--poll", action="store_true", help="refresh unfinished SLURM runs (one sacct call)")
     _filters(parser)
-    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="rows in --status / --list (0: all)")
+    parser.add_argument("--limit", type=_count, default=DEFAULT_LIMIT, help="rows in --status / --list (0: all)")
     parser.add_argument("--sort", default="created_at", help="column to sort --list by (newest first)")
     parser.add_argument("--backend", choices=("local", "slurm"),
                         help="for --rerun/--rerun-failed: where to run (default: where the run ran)")
@@ -86,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--root", default=argparse.SUPPRESS, help="runs root")
     report.add_argument("--metric", action="append", help="metric to show (repeat; default: all)")
     report.add_argument("--status", default="completed", help="runs to include (default: completed)")
-    report.add_argument("--digits", type=int, default=4, help="decimals (default 4)")
+    report.add_argument("--digits", type=_count, default=4, help="decimals (default 4)")
     report.add_argument("--output", "-o", help="write the markdown here instead of stdout")
     report.add_argument("--layout", choices=["metrics", "results"], default="metrics",
                         help="metrics: every metric, mean ± std; results: the README's results section "
@@ -122,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="show what would run; write nothing")
     submit.add_argument("--retry-cancelled", action="store_true", help="also run cancelled runs again")
     submit.add_argument("--wait", action="store_true", help="slurm: poll until every run has finished")
-    submit.add_argument("--poll-seconds", type=float, default=60.0, help="slurm --wait: seconds between polls")
+    submit.add_argument("--poll-seconds", type=_seconds, default=60.0, help="slurm --wait: seconds between polls")
     return parser
 
 
@@ -253,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         for flag, fn in (("list", cmd_list), ("show", cmd_show), ("rerun", cmd_rerun), ("compare", cmd_compare),
                          ("cancel", cmd_cancel)):
-            if getattr(args, flag):
+            if getattr(args, flag) is not None:  # `--show ''` is a bad id, not "no --show"
                 return fn(args)
         if args.rerun_failed:
             return cmd_rerun_failed(args)

@@ -35,8 +35,10 @@ from lw_registry.record import (
     categorize_text,
     edit_record,
     git_sha,
+    killed_category,
     new_run_id,
     read_record,
+    signal_name,
     tail_lines,
     write_record,
 )
@@ -274,8 +276,11 @@ def run_one(
         received = sigs.received if sigs is not None else None
         if stop is not None and stop.is_set() and received is None:
             received = signal.SIGINT
-        emit(f"=== exit code {rc}" + (f" after signal {signal.Signals(received).name}" if received else ""))
-    outcome = _settle(run_dir, rc, received, timed_out, start)
+        killed_by = -rc if rc is not None and rc < 0 else None  # Popen's -N: the shell's 128 + N
+        rc = 128 + killed_by if killed_by else rc
+        emit(f"=== exit code {rc}" + (f" (killed by {signal_name(killed_by)})" if killed_by else "")
+             + (f" after signal {signal.Signals(received).name}" if received else ""))
+    outcome = _settle(run_dir, rc, received, timed_out, start, killed_by)
     at_limit = (received == signal.SIGTERM and time_limit_at is not None and sigs is not None
                 and (sigs.received_at or 0) >= time_limit_at - TIME_LIMIT_SLACK_S)
     if received == signal.SIGUSR1 and requeue is not None and not requeue():
@@ -302,7 +307,8 @@ def _terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _settle(run_dir: Path, rc: int | None, received: int | None, timed_out: bool, start: float) -> Outcome:
+def _settle(run_dir: Path, rc: int | None, received: int | None, timed_out: bool, start: float,
+            killed_by: int | None = None) -> Outcome:
     tail = tail_lines(run_dir / JOB_LOG, 30)
     with edit_record(run_dir) as record:
         if rc is not None:
@@ -322,6 +328,9 @@ def _settle(run_dir: Path, rc: int | None, received: int | None, timed_out: bool
                 record.status = "completed"
                 if not record.metrics:
                     record.metrics = _read_metrics_file(run_dir)
+            elif killed_by:
+                record.status, record.error_category = "failed", killed_category(tail)
+                record.error = f"killed by {signal_name(killed_by)} (exit code {rc})"
             else:
                 record.status, record.error_category = "failed", categorize_text(tail)
                 record.error = f"exit code {rc}"

@@ -6,16 +6,22 @@ or SIGTERM (preemption, scancel, the time limit) the command gets SIGTERM so it 
 SIGUSR1 the task is requeued (if the manifest allows it and attempts are left) and resumes from its
 checkpoint. A SIGTERM at the job's end time (read from `squeue` at the start) is the time limit: the
 run is `failed/timeout`, not `preempted`. With the profile's `processes = N > 1` the command runs as
-N ranks under `torchrun --standalone` (SIGTERM reaches every rank through it).
+N ranks under `torchrun --standalone` (SIGTERM reaches every rank through it). The wrapper ends the
+way its command did (`exit_like`): a command killed by signal N makes it die of signal N, so that
+`sacct` reads `0:N`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from lw_registry.executor import run_one
 from lw_registry.record import read_record
@@ -94,5 +100,27 @@ def main(argv: list[str] | None = None) -> int:
     return outcome.exit_code if outcome.exit_code not in (None, 0) else 1
 
 
+# Signals whose default action does not end a process: a wrapper cannot die "by" them.
+_NOT_FATAL = {signal.SIGCHLD, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+              signal.SIGURG, signal.SIGWINCH}
+
+
+def exit_like(code: int) -> NoReturn:
+    """End the wrapper the way its command ended, so that sacct says what happened: exit 0-127 as is, and
+    128 + N (a command killed by signal N, or one that exited like it, e.g. 143 after SIGTERM) by dying of
+    signal N (sacct `0:N`). SLURM keeps only 7 bits of an exit status: a plain exit 143 reads `15:0`."""
+    signum = code - 128
+    if 0 < signum < signal.NSIG and signum not in _NOT_FATAL:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if signum != signal.SIGKILL:
+            signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the signal is delivered before this returns
+    sys.exit(code if 0 <= code <= 127 else 1)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_like(main())

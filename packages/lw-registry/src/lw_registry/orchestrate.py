@@ -56,16 +56,19 @@ def load_runs(root: str | Path | None, *, poll: bool = False) -> Table:
 
 
 def poll_slurm(records: list[RunRecord], quiet: bool) -> int:
-    """Refresh unfinished SLURM runs (one sacct call); the number that changed."""
-    from lw_registry.slurm import SlurmError, poll
+    """Refresh unfinished SLURM runs, and settled ones whose last seen SLURM state is still active
+    (one sacct call); the number that changed."""
+    from lw_registry.slurm import SlurmError, needs_poll, poll
 
-    pending = [r for r in records if r.backend == "slurm" and r.status in (*ACTIVE_STATUSES, "pending", "preempted")]
+    pending = [r for r in records if needs_poll(r)]
     if not pending:
         return 0
     if shutil.which("sacct") is None:
         if not quiet:
             raise UsageError("sacct not found on PATH: run this on the cluster's login node")
-        print(f"note: {len(pending)} SLURM run(s) not refreshed (no sacct on PATH)", file=sys.stderr)
+        unfinished = [r for r in pending if not r.finished]  # a settled run's stale slurm_state is no news
+        if unfinished:
+            print(f"note: {len(unfinished)} SLURM run(s) not refreshed (no sacct on PATH)", file=sys.stderr)
         return 0
     try:
         return len(poll(records))
@@ -109,6 +112,8 @@ def _alive(pid: int) -> bool:
 
 def resolve_run(table: Table, ref: str) -> RunRecord:
     """A run by id, unique id prefix, run dir (or its run.json), or exact name."""
+    if not ref.strip():
+        raise UsageError(f"empty run id {ref!r}: give a run id, a unique id prefix, a run dir or a run name")
     by_id = table.by_id()
     if ref in by_id:
         return by_id[ref]
@@ -150,6 +155,9 @@ def select_runs(table: Table, *, tasks: Sequence[str] | None = None, methods: Se
 
 
 # ---------------------------------------------------------------- running
+
+
+NO_PLAN_LOCK = "runs-without-plan"  # the lock reruns of runs started by hand hold
 
 
 @contextlib.contextmanager
@@ -263,35 +271,54 @@ def submit(path: str | Path, **options) -> int:
     return rc
 
 
+def _claim_rerun(record: RunRecord, backend: str | None) -> tuple[str | None, RunRecord]:
+    """Mark a run `pending` for its next attempt, under its record's lock, only if it is still as `record`
+    saw it (status and attempt): of several concurrent reruns exactly one claims it. Returns where it runs
+    now (local / slurm), or None when another process changed it first, and the record as it is now."""
+    with edit_record(record.run_dir) as rec:
+        if (rec.status, rec.attempt) != (record.status, record.attempt):
+            return None, rec
+        if not rec.command:
+            if not rec.argv:
+                raise UsageError(f"run {rec.id} has no command to run again")
+            rec.command = list(rec.argv)
+        rec.status, rec.slurm_job_id, rec.slurm_array_task_id, rec.slurm_state = "pending", None, None, None
+        rec.backend = backend or rec.backend or "local"
+        return rec.backend, rec
+
+
 def rerun(records: list[RunRecord], *, root: str | Path | None = None, backend: str | None = None,
-          profile: str | None = None) -> int:
+          profile: str | None = None, must_claim: bool = False) -> int:
     """Run these runs again in their run dirs (attempt + 1): SLURM ones grouped by plan and saved profile,
-    local ones here, one at a time."""
+    local ones here, one at a time. A run that another process started again since `records` were read
+    is skipped with a note (with `must_claim`, a UsageError)."""
     from lw_registry.slurm import resolve_profile, submit
 
+    root = runs_root(root)
     local, slurm = [], {}
-    for record in records:
-        with edit_record(record.run_dir) as rec:
-            if not rec.command:
-                if not rec.argv:
-                    raise UsageError(f"run {rec.id} has no command to run again")
-                rec.command = list(rec.argv)
-            rec.status, rec.slurm_job_id, rec.slurm_array_task_id, rec.slurm_state = "pending", None, None, None
-            where = backend or rec.backend or "local"
-            rec.backend = where
-        if where == "slurm":
-            slurm.setdefault((record.plan or "rerun", json.dumps(record.slurm, sort_keys=True)), []).append(record)
-        else:
-            local.append(Path(record.run_dir))
-    rc = 0
-    for (plan, saved), group in slurm.items():
-        resolved = resolve_profile(profile) if profile else resolve_profile(None, json.loads(saved))
-        job_ids = submit([Path(r.run_dir) for r in group], resolved, root=runs_root(root), plan=plan)
-        print(f"resubmitted {len(group)} run(s) as SLURM job(s) {', '.join(job_ids)}")
-    if local:
-        claim_local(local)
-        rc = run_claimed(local, concurrency=1)
-    return rc
+    with contextlib.ExitStack() as locks:  # a `submit` of their plans decides after this, not meanwhile
+        for plan in sorted({r.plan or NO_PLAN_LOCK for r in records}):
+            locks.enter_context(plan_lock(root, plan))
+        for record in records:
+            where, now = _claim_rerun(record, backend)
+            if where is None:
+                why = f"run {now.id} is {now.status} now (attempt {now.attempt}): another process took it"
+                if must_claim:
+                    raise UsageError(why)
+                print(f"skipped: {why}", file=sys.stderr)
+                continue
+            print(f"rerunning {now.id} ({now.name}), attempt {now.attempt + 1}", flush=True)
+            if where == "slurm":
+                slurm.setdefault((record.plan or "rerun", json.dumps(record.slurm, sort_keys=True)), []).append(record)
+            else:
+                local.append(Path(record.run_dir))
+        for (plan, saved), group in slurm.items():
+            resolved = resolve_profile(profile) if profile else resolve_profile(None, json.loads(saved))
+            job_ids = submit([Path(r.run_dir) for r in group], resolved, root=root, plan=plan)
+            print(f"resubmitted {len(group)} run(s) as SLURM job(s) {', '.join(job_ids)}")
+        if local:
+            claim_local(local)
+    return run_claimed(local, concurrency=1) if local else 0
 
 
 def rerun_one(ref: str, *, root: str | Path | None = None, backend: str | None = None, profile: str | None = None,
@@ -302,8 +329,7 @@ def rerun_one(ref: str, *, root: str | Path | None = None, backend: str | None =
         raise UsageError(f"run {record.id} is {record.status}; cancel it first (lw-registry --cancel {record.id})")
     if record.status == "completed" and not force:
         raise UsageError(f"run {record.id} already completed; pass --force to run it again")
-    print(f"rerunning {record.id} ({record.name}), attempt {record.attempt + 1}", flush=True)
-    return rerun([record], root=root, backend=backend, profile=profile)
+    return rerun([record], root=root, backend=backend, profile=profile, must_claim=True)
 
 
 def rerun_failed(*, root: str | Path | None = None, backend: str | None = None, profile: str | None = None,

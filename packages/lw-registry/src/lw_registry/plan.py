@@ -203,6 +203,7 @@ def expand_plan(data: dict[str, Any], *, path: Path | None = None) -> Plan:
 
     runs: list[PlannedRun] = []
     seen: set[str] = set()
+    by_command: dict[str, str] = {}  # expanded command -> the run that has it
     keys = list(params)
     for task, method, seed, combo in itertools.product(tasks, methods, seeds,
                                                        itertools.product(*(params[k] for k in keys))):
@@ -227,6 +228,12 @@ def expand_plan(data: dict[str, Any], *, path: Path | None = None) -> Plan:
         label = ",".join(f"{k}={values[k]}" for k in keys)
         run_name = "/".join(str(p) for p in (name, task, method, None if seed is None else f"seed{seed}",
                                               label or None) if p is not None)
+        same = by_command.setdefault(json.dumps([hashed, env], sort_keys=True), run_name)
+        if same != run_name:
+            shown = describe([a.replace("\0RUN_DIR\0", "{run_dir}") for a in hashed])
+            raise PlanError(f"plan {name}: runs {same} and {run_name} expand to the same command ({shown}); "
+                            "the same command is the same run: use what tells them apart ({method}, {seed}, "
+                            "a param) in the command")
         runs.append(PlannedRun(
             plan=name, task=task, method=method, seed=seed, params=values, argv_template=argv,
             resume_template=resume_argv, plan_hash=h, name=run_name,

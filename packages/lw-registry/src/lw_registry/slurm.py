@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from lw_registry.record import (
     _now,
     categorize_text,
     edit_record,
+    killed_category,
+    signal_name,
     tail_lines,
     write_json_atomic,
 )
@@ -47,7 +48,8 @@ PROFILE_KEYS: dict[str, str] = {
                  "--nproc_per_node N --no-python` inside the job (one process per GPU; with --device cpu, gloo)",
     "mem": "--mem (e.g. 64G)",
     "constraint": "--constraint",
-    "max_parallel": "array tasks running at once (--array=...%N)",
+    "max_parallel": "runs of one submission running at once (--array=...%N; a submission split into several "
+                    "arrays by max_array_size runs them one after another)",
     "max_array_size": "largest array per sbatch (cluster MaxArraySize - 1)",
     "requeue": "--requeue preempted jobs, and requeue on the time-limit warning (true/false)",
     "max_requeues": "most attempts a run is requeued for on the time-limit warning",
@@ -207,10 +209,16 @@ def _run(argv: list[str], what: str) -> str:
 
 
 def submit(run_dirs: Iterable[Path], profile: dict[str, Any], *, root: Path, plan: str) -> list[str]:
-    """Submit registered runs as array job(s); mark them `submitted` with their job and task ids."""
+    """Submit registered runs as array job(s); mark them `submitted` with their job and task ids.
+
+    More runs than `max_array_size` become several arrays; when they are more than `max_parallel` too,
+    each array waits for the one before (`--dependency=afterany:JOB`), so that `max_parallel` holds for
+    the whole submission, not for each array."""
     run_dirs = [Path(d).resolve() for d in run_dirs]
     size = max(1, int(profile.get("max_array_size") or 1000))
-    job_ids = []
+    parallel = int(profile.get("max_parallel") or 0)
+    chain = len(run_dirs) > size and 0 < parallel < len(run_dirs)
+    job_ids: list[str] = []
     for start in range(0, len(run_dirs), size):
         chunk = run_dirs[start:start + size]
         sub = (root / ".slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan}-{uuid.uuid4().hex[:4]}").resolve()
@@ -224,7 +232,8 @@ def submit(run_dirs: Iterable[Path], profile: dict[str, Any], *, root: Path, pla
         script.write_text(render_script(profile, plan=plan, manifest=manifest, count=len(chunk),
                                         root=root.resolve(), log_dir=sub))
         try:
-            out = _run(["sbatch", "--parsable", str(script)], "sbatch")
+            after = [f"--dependency=afterany:{job_ids[-1]}"] if chain and job_ids else []
+            out = _run(["sbatch", "--parsable", *after, str(script)], "sbatch")
             job_id = out.strip().splitlines()[-1].split(";")[0].strip() if out.strip() else ""
             if not job_id.isdigit():
                 raise SlurmError(f"sbatch --parsable printed {out.strip()!r}, expected a job id")
@@ -290,13 +299,6 @@ def exit_parts(text: str) -> tuple[int | None, int]:
     return (int(head) if head.isdigit() else None), (int(tail) if tail.isdigit() else 0)
 
 
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
 def _settles_over_job(record: RunRecord, status: str, category: str | None) -> bool:
     """Whether SLURM's final state replaces the record: always while the job had not settled it, and for a
     time limit over `preempted` (the wrapper saw SLURM's SIGTERM at the limit, which looks like preemption)."""
@@ -322,9 +324,10 @@ def apply_state(run_dir: Path, state: str, exit_text: str = "") -> RunRecord:
             record.status, record.finished_at = status, record.finished_at or _now()
             record.error = f"SLURM state {state}"
             if signum and status != "completed":
-                record.error += f" (killed by {_signal_name(signum)})"
-            record.error_category = category or (categorize_text(log) if status == "failed" else
-                                                 "preempted" if status == "preempted" else None)
+                record.error += f" (killed by {signal_name(signum)})"
+            record.error_category = category or (
+                (killed_category(log) if signum else categorize_text(log)) if status == "failed" else
+                "preempted" if status == "preempted" else None)
             if record.exit_code is None:
                 record.exit_code = 128 + signum if signum and status != "completed" else code
             record.log_tail = record.log_tail or log or None
@@ -337,7 +340,7 @@ def apply_state(run_dir: Path, state: str, exit_text: str = "") -> RunRecord:
     return record
 
 
-def _needs_poll(record: RunRecord) -> bool:
+def needs_poll(record: RunRecord) -> bool:
     """Unfinished runs, and settled ones whose last seen SLURM state is still PENDING / RUNNING."""
     if record.backend != "slurm" or not record.slurm_job_id:
         return False
@@ -348,7 +351,7 @@ def _needs_poll(record: RunRecord) -> bool:
 
 def poll(records: Iterable[RunRecord]) -> list[RunRecord]:
     """Refresh every unfinished SLURM run from one `sacct` call; return the records that changed."""
-    todo = [r for r in records if _needs_poll(r)]
+    todo = [r for r in records if needs_poll(r)]
     if not todo:
         return []
     states = query_states(r.slurm_job_id for r in todo if r.slurm_job_id)
