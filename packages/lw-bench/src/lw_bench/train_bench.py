@@ -59,12 +59,18 @@ def answer_pool(task: Task, size: int) -> list[str]:
     return pool[:size]
 
 
+VARIANTS = (("first-token", "vocab"), ("full", "vocab"), ("full", "answers"))
+"""(answer rule, answer normaliser) pairs `bench_answers` times: lw-train's default, every answer token
+exactly, every token normalised over the answer trie (`--answer-normaliser answers`)."""
+
+
 def bench_answers(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge, sizes: Sequence[int], *,
-                  batch_size: int = 32, steps: int = 4, rules: Sequence[str] = ("first-token", "full"),
+                  batch_size: int = 32, steps: int = 4, variants: Sequence[tuple[str, str]] = VARIANTS,
                   device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """The bridge's optimizer step (cached sender states, as lw-train) with answer sets of each size:
-    seconds per step and peak memory, for each answer rule (`first-token` falls back to `full` where two
-    answers share their first token, as in training). The same examples and labels mod size in every row."""
+    seconds per step and peak memory, for each (answer rule, normaliser) variant (`first-token` falls
+    back to `full` where two answers share their first token, as in training). The same examples, with
+    labels mod size, in every row."""
     examples = task.split("train")[: batch_size * steps]
     batches = [examples[i : i + batch_size] for i in range(0, len(examples) - batch_size + 1, batch_size)]
     if not batches:
@@ -77,8 +83,9 @@ def bench_answers(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Brid
     for size in sizes:
         verbalizers = answer_pool(task, size)
         ids = [receiver.token_ids(v) for v in verbalizers]
-        for rule in rules:
-            config = TrainConfig(task=task.name, num_soft_tokens=bridge.config.num_soft_tokens, answer_rule=rule)
+        for rule, normaliser in variants:
+            config = TrainConfig(task=task.name, num_soft_tokens=bridge.config.num_soft_tokens, answer_rule=rule,
+                                 answer_normaliser=normaliser)
 
             def step(batch, config=config, ids=ids, size=size):
                 states, mask = pad_states(inputs.get(batch), device)
@@ -90,8 +97,8 @@ def bench_answers(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Brid
             with PeakMemory(device) as memory:
                 rate = _steps_per_second(step, bridge.parameters(), batches, device)
             scored = resolve_answer_rule(rule, ids)
-            rows.append({"answers": size, "rule": rule, "scored as": scored,
-                         "answer tokens": sum(len(a) for a in ids),
+            rows.append({"answers": size, "rule": rule if normaliser == "vocab" else f"{rule}, {normaliser}-normalised",
+                         "scored as": scored, "answer tokens": sum(len(a) for a in ids),
                          "trie nodes": AnswerTrie.build(ids).num_nodes if scored == "full" else 0,
                          "s/step": round(batch_size / rate, 3), "peak MiB": round(memory.peak / 2**20, 1)})
     bridge.eval()

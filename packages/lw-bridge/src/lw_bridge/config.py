@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from lw_core.answer_trie import NORMALISERS
 from lw_core.models import check_model_name
 from lw_core.options import RuntimeOptions, TrainingOptions
 from lw_core.run_dirs import identity_hash
@@ -75,6 +76,11 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         "help": "how answers are trained AND scored (validation, test, lw-eval, pipeline): first-token = the "
                 "answer's first token decides (falls back to full when two answers share it); full = every "
                 "answer token's log-prob summed", "choices": list(ANSWER_RULES)})
+    answer_normaliser: str = field(default="vocab", metadata={
+        "help": "training loss only, under the full rule: each answer token's probability normalised over the "
+                "vocabulary (vocab: exactly the evaluator's scores) or over the answers' next tokens at its "
+                "trie node (answers: no full-vocabulary head, faster with many multi-token answers, but not "
+                "the score that is evaluated)", "choices": list(NORMALISERS)})
     checkpoint_every: int = field(default=25, metadata={"help": "save a resumable checkpoint every N steps"})
     sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})
     wire_formats: list[str] = field(default_factory=list, metadata={
@@ -104,6 +110,8 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
             raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS.names())}")
         self.encoder_config()  # validates the encoder fields
         check_answer_rule(self.answer_rule)
+        if self.answer_normaliser not in NORMALISERS:
+            raise ValueError(f"unknown answer normaliser {self.answer_normaliser!r}; known: {', '.join(NORMALISERS)}")
         if len(set(self.layers)) != len(self.layers):
             raise ValueError(f"layers must be distinct, got {self.layers}")
         if self.layers and self.encoder == "bytes":

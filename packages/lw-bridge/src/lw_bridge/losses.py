@@ -11,7 +11,7 @@ from lw_tasks import resolve_answer_rule
 
 
 def answer_logits(receiver: FrozenLM, inputs: Embedded, answer_ids: Sequence[Sequence[int]], rule: str = "first-token",
-                  context: Embedded | None = None) -> torch.Tensor:
+                  context: Embedded | None = None, normaliser: str = "vocab") -> torch.Tensor:
     """Scores over the answer set at the answer position, [B, A], under the answer rule the
     evaluator scores by (`lw_tasks.ANSWER_RULES`), for the receiver reading `context` (no gradient;
     `FrozenLM.last_hidden`) and then `inputs`.
@@ -19,9 +19,9 @@ def answer_logits(receiver: FrozenLM, inputs: Embedded, answer_ids: Sequence[Seq
     `first-token` (answers with distinct first tokens): the receiver's logits restricted to those first
     tokens; their softmax over the answer set is the evaluator's first-token log-probs renormalised, and
     it needs one LM-head row per answer, not the whole vocabulary (262k rows for Gemma). `full`: the
-    summed log-probabilities of every answer token."""
+    summed log-probabilities of every answer token, each normalised by `normaliser` (`FrozenLM.score_answers`)."""
     if resolve_answer_rule(rule, answer_ids) == "full":
-        return receiver.score_answers(receiver.join(context, inputs), answer_ids).logprobs
+        return receiver.score_answers(receiver.join(context, inputs), answer_ids, normaliser).logprobs
     last = receiver.last_hidden(inputs, context)
     rows = torch.tensor([a[0] for a in answer_ids], device=last.device)
     return receiver.logits(last, rows=rows).float()

@@ -38,7 +38,8 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
                                                          config.answer_tokens)
             terms[f"first_token_acc/{r}"] = first_token_accuracy.item()
         else:
-            scores = answer_logits(receiver, inputs, answer_ids[r], config.answer_rule, context)
+            scores = answer_logits(receiver, inputs, answer_ids[r], config.answer_rule, context,
+                                   config.answer_normaliser)
             ce = answer_ce(scores, labels)
         loss = loss + ce
         terms[f"ce/{r}"] = ce.item()
