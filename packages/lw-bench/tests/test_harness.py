@@ -173,9 +173,9 @@ def test_step_against_answer_set_size(pair):
                 splits={"train": examples, "validation": examples, "test": examples}, max_input_words=16)
     assert answer_pool(task, 3) == names[:3]
     rows = bench_answers(task, sender, receiver, bridge, [2, 6], batch_size=2, steps=2)
-    rules = ["first-token", "full", "full, answers-normalised"]
+    rules = ["first-token", "distinct-prefix", "full", "full, answers-normalised"]
     assert [(r["answers"], r["rule"]) for r in rows] == [(n, rule) for n in (2, 6) for rule in rules]
     # byte-level tiny tokenizer: every name starts with the space token, so first-token falls back to full
-    assert {r["scored as"] for r in rows} == {"full"}
+    assert [r["scored as"] for r in rows[:4]] == ["full", "distinct-prefix", "full", "full"]
     assert all(r["s/step"] > 0 and r["peak MiB"] > 0 for r in rows) and rows[0]["relative to first"] == 1.0
-    assert rows[3]["trie nodes"] > rows[0]["trie nodes"] > 0
+    assert rows[6]["trie nodes"] > rows[2]["trie nodes"] > rows[1]["trie nodes"] > 0

@@ -160,6 +160,18 @@ def test_generation_on_tiny_model(tiny_lm):
     assert all(torch.isneginf(r).all() or (r == 0).sum() == 1 for r in scores)
 
 
+def test_distinct_prefix_continues_only_answers_that_share_their_first_tokens():
+    # r52's shape: " money-fx" / " money-supply" share two tokens, " acq" is two tokens, " tea" one
+    answers = [[1226, 236809], [3273, 236772, 16912], [3273, 236772, 71703], [11115]]
+    assert resolve_answer_rule("distinct-prefix", answers) == "distinct-prefix"
+    assert apply_answer_rule(answers, "distinct-prefix") == [[1226], [3273, 236772, 16912], [3273, 236772, 71703], [11115]]
+    assert resolve_answer_rule("distinct-prefix", [[5, 6], [7]]) == "first-token"
+    assert apply_answer_rule([[5, 6], [7, 8]], "distinct-prefix") == [[5], [7]]
+    # an answer that is another's prefix keeps all its tokens; the longer one parts one token later
+    assert apply_answer_rule([[5, 6], [5, 6, 7], [8]], "distinct-prefix") == [[5, 6], [5, 6, 7], [8]]
+    assert apply_answer_rule([[5, 6, 9], [5, 7, 9]], "distinct-prefix") == [[5, 6], [5, 7]]
+
+
 def test_answer_rule_scores_the_first_token_only_where_it_tells_the_answers_apart():
     assert resolve_answer_rule("first-token", [[5, 6], [7]]) == "first-token"
     assert resolve_answer_rule("first-token", [[5, 6], [5, 7]]) == "full"  # shared first token

@@ -51,7 +51,8 @@ class AnswerRuleFields:
 
     answer_rule: str = field(default=DEFAULT_ANSWER_RULE, metadata={
         "help": "how answers are trained and scored: first-token (the answer's first token; full when two "
-                "answers share it) or full (every answer token)", "choices": list(ANSWER_RULES)})
+                "answers share it), distinct-prefix (each answer's tokens up to the first no other answer "
+                "shares) or full (every answer token)", "choices": list(ANSWER_RULES)})
 
     def check_answer_rule(self) -> None:
         try:

@@ -18,7 +18,7 @@ from lw_bridge.inputs import EncoderInputs, pad_states
 from lw_bridge.objective import bridge_loss
 from lw_core import FrozenLM
 from lw_core.answer_trie import AnswerTrie
-from lw_tasks import Example, Task, load_task, resolve_answer_rule
+from lw_tasks import Example, Task, apply_answer_rule, load_task, resolve_answer_rule
 
 from lw_bench.measure import PeakMemory
 
@@ -59,9 +59,10 @@ def answer_pool(task: Task, size: int) -> list[str]:
     return pool[:size]
 
 
-VARIANTS = (("first-token", "vocab"), ("full", "vocab"), ("full", "answers"))
-"""(answer rule, answer normaliser) pairs `bench_answers` times: lw-train's default, every answer token
-exactly, every token normalised over the answer trie (`--answer-normaliser answers`)."""
+VARIANTS = (("first-token", "vocab"), ("distinct-prefix", "vocab"), ("full", "vocab"), ("full", "answers"))
+"""(answer rule, answer normaliser) pairs `bench_answers` times: lw-train's default, each answer up to
+where it parts from the others, every answer token exactly, every token normalised over the answer trie
+(`--answer-normaliser answers`)."""
 
 
 def bench_answers(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge, sizes: Sequence[int], *,
@@ -99,7 +100,7 @@ def bench_answers(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Brid
             scored = resolve_answer_rule(rule, ids)
             rows.append({"answers": size, "rule": rule if normaliser == "vocab" else f"{rule}, {normaliser}-normalised",
                          "scored as": scored, "answer tokens": sum(len(a) for a in ids),
-                         "trie nodes": AnswerTrie.build(ids).num_nodes if scored == "full" else 0,
+                         "trie nodes": AnswerTrie.build(apply_answer_rule(ids, rule)).num_nodes,
                          "s/step": round(batch_size / rate, 3), "peak MiB": round(memory.peak / 2**20, 1)})
     bridge.eval()
     for row in rows:

@@ -74,10 +74,11 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     max_new_tokens: int = field(default=16, metadata={"help": "generative tasks: greedy tokens generated at evaluation"})
     answer_rule: str = field(default=DEFAULT_ANSWER_RULE, metadata={
         "help": "how answers are trained AND scored (validation, test, lw-eval, pipeline): first-token = the "
-                "answer's first token decides (falls back to full when two answers share it); full = every "
-                "answer token's log-prob summed", "choices": list(ANSWER_RULES)})
+                "answer's first token decides (falls back to full when two answers share it); distinct-prefix = "
+                "each answer's tokens up to the first no other answer shares (first-token where first tokens "
+                "differ); full = every answer token's log-prob summed", "choices": list(ANSWER_RULES)})
     answer_normaliser: str = field(default="vocab", metadata={
-        "help": "training loss only, under the full rule: each answer token's probability normalised over the "
+        "help": "training loss only, where answers are scored past their first token: each answer token's probability normalised over the "
                 "vocabulary (vocab: exactly the evaluator's scores) or over the answers' next tokens at its "
                 "trie node (answers: no full-vocabulary head, faster with many multi-token answers, but not "
                 "the score that is evaluated)", "choices": list(NORMALISERS)})

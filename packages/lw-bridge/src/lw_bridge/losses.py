@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from lw_core import Embedded, FrozenLM
-from lw_tasks import resolve_answer_rule
+from lw_tasks import apply_answer_rule, resolve_answer_rule
 
 
 def answer_logits(receiver: FrozenLM, inputs: Embedded, answer_ids: Sequence[Sequence[int]], rule: str = "first-token",
@@ -18,10 +18,12 @@ def answer_logits(receiver: FrozenLM, inputs: Embedded, answer_ids: Sequence[Seq
 
     `first-token` (answers with distinct first tokens): the receiver's logits restricted to those first
     tokens; their softmax over the answer set is the evaluator's first-token log-probs renormalised, and
-    it needs one LM-head row per answer, not the whole vocabulary (262k rows for Gemma). `full`: the
-    summed log-probabilities of every answer token, each normalised by `normaliser` (`FrozenLM.score_answers`)."""
-    if resolve_answer_rule(rule, answer_ids) == "full":
-        return receiver.score_answers(receiver.join(context, inputs), answer_ids, normaliser).logprobs
+    it needs one LM-head row per answer, not the whole vocabulary (262k rows for Gemma). `full` and
+    `distinct-prefix`: the summed log-probabilities of the answer tokens the rule scores
+    (`lw_tasks.apply_answer_rule`), each normalised by `normaliser` (`FrozenLM.score_answers`)."""
+    if resolve_answer_rule(rule, answer_ids) != "first-token":
+        scored = apply_answer_rule(answer_ids, rule)
+        return receiver.score_answers(receiver.join(context, inputs), scored, normaliser).logprobs
     last = receiver.last_hidden(inputs, context)
     rows = torch.tensor([a[0] for a in answer_ids], device=last.device)
     return receiver.logits(last, rows=rows).float()
