@@ -20,28 +20,30 @@ CONFIG = dict(layer=2, steps=9, batch_size=8, eval_every=9, checkpoint_every=3, 
 # Runs training in a fresh process that SIGKILLs itself inside its second checkpoint write (step 6).
 KILLED = """
 import json, os, signal, sys
+from pathlib import Path
 import torch
 torch.set_num_threads(1)
 from lw_bridge import trainer
 from lw_bridge.config import TrainConfig
+from lw_core import storage
 where, config = sys.argv[1], TrainConfig(**json.loads(sys.argv[2]))
 saves = {"n": 0}
-real_save, real_replace = torch.save, os.replace
+real_write, real_replace = storage.write_bytes, os.replace
 
-def save(obj, path, *args, **kwargs):  # called once per checkpoint, for the optimizer state
-    saves["n"] += 1
-    if saves["n"] == 2 and where == "mid-write":
-        with open(path, "wb") as f:
-            f.write(b"half an optimizer state")
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real_save(obj, path, *args, **kwargs)
+def write_bytes(path, data):  # the optimizer state is written once per checkpoint
+    if Path(path).name == "optimizer.pt":
+        saves["n"] += 1
+        if saves["n"] == 2 and where == "mid-write":
+            real_write(path, b"half an optimizer state")
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_write(path, data)
 
 def replace(src, dst):
     real_replace(src, dst)
     if saves["n"] == 2 and where == "between-renames" and str(dst).endswith("last.old"):
         os.kill(os.getpid(), signal.SIGKILL)  # the old checkpoint moved aside, the new one not yet in place
 
-torch.save, os.replace = save, replace
+storage.write_bytes, os.replace = write_bytes, replace
 trainer.train(config)
 """
 

@@ -79,7 +79,7 @@ class BenchConfig(TaskOptions, RuntimeOptions):
     train_batch_size: int = field(default=8, metadata=_help("`train`: examples per optimizer step"))
     train_steps: int = field(default=4, metadata=_help("`train`: timed optimizer steps per method"))
     precisions: list[str] = field(default_factory=lambda: list(PRECISIONS), metadata=_help("wire precisions"))
-    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's)"))
+    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's)", min=1))
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.paths if p not in PATHS]
