@@ -198,7 +198,7 @@ def _reason(err: Exception) -> str:
     if isinstance(err, pickle.UnpicklingError):
         return "UnpicklingError: not a torch checkpoint"
     text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
 
 
 def load_training_state(
@@ -222,7 +222,7 @@ def load_training_state(
             tensors = load_file(reading)
     except Exception as err:  # OSError, JSONDecodeError, unpickling and safetensors errors alike
         raise LwError(f"corrupt training checkpoint {directory}: cannot read {reading.name} ({_reason(err)}); "
-                      "delete the folder to start over") from None
+                      "delete it to start over") from None
     checkpoint = Checkpoint(directory, state, tensors)
     if read is not None:
         read(checkpoint)
