@@ -56,6 +56,9 @@ def test_a_runs_root_that_refuses_writes_gives_one_line_and_keeps_what_was_writt
         assert rc == 1 and len(lines) == 1, (out, err)
         reason = "No space left on device" if fault == "disk-full" else "Read-only file system"
         assert lines[0].startswith("error: cannot write") and reason in lines[0] and str(root) in lines[0]
+        if fault == "disk-full":  # it names the file, and leaves no (lock-only) run dir of the new plan behind
+            assert lines[0].startswith(f"error: cannot write {root.resolve() / 'second'}/") and "run.json" in lines[0]
+            assert not (root / "second").exists()
 
         # The earlier runs' records are intact and complete; no temp file is left behind.
         assert {p: p.read_text() for p in root.rglob("run.json")} == before

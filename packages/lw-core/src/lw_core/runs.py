@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import platform
-import shutil
 import signal
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lw_registry
+from lw_registry.files import missing_folders, remove_created
 from lw_registry.files import runs_root as runs_root  # the one runs-root reader, re-exported
 
 from lw_core.config import config_hash, config_to_dict
@@ -123,29 +123,6 @@ class Run:
         return path
 
 
-def _missing_folders(run_dir: Path) -> list[Path]:
-    """`run_dir` and the folders above it that do not exist yet, deepest first."""
-    missing = []
-    for folder in (run_dir, *run_dir.parents):
-        if folder.exists() or folder.is_symlink():
-            break
-        missing.append(folder)
-    return missing
-
-
-def _remove_created(folders: list[Path]) -> None:
-    """Remove the run dir a failed start created (with what it wrote), then the folders above it that
-    it created and that are still empty (another run may have started in one meanwhile)."""
-    if not folders:
-        return
-    shutil.rmtree(folders[0], ignore_errors=True)
-    for folder in folders[1:]:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-
-
 @contextlib.contextmanager
 def open_run(
     run_dir: str | Path,
@@ -172,7 +149,7 @@ def open_run(
         with _rank_console(rank):
             yield Run(dir=run_dir, config=config, metrics={}, artifacts={})
         return
-    created = _missing_folders(run_dir)
+    created = missing_folders(run_dir)
     handler = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +173,7 @@ def open_run(
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
-        _remove_created(created)
+        remove_created(created)
         raise
     run = Run(dir=run_dir, config=config, metrics={}, artifacts={"config": "config.json", "log": LOG_NAME})
     try:
