@@ -20,3 +20,16 @@ def test_time_call_counts_repeats():
 def test_scoring_bench_reports_a_ratio_and_agreement():
     row = bench_scoring(tiny_gemma3(), batch=2, prompt_words=12, answers=[" yes", " no way"], repeats=1)
     assert row["speedup"] > 0 and row["max_abs_diff"] < 1e-3 and row["answer_tokens"] == [4, 7]
+
+
+def test_a_thread_count_below_one_is_one_line(capsys, tmp_path, monkeypatch):
+    import pytest
+    from lw_bench.cli import main
+
+    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
+    for argv in (["latency", "--threads", "-3"], ["load", "--threads", "0"]):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err == f"error: threads: must be at least 1, got {argv[-1]}\n"
+    assert not (tmp_path / "runs").exists()

@@ -155,7 +155,7 @@ def test_interlingua_and_bytes_encoder(env, model_dirs, toy_task_file):
         (["--bogus", "1"], "unrecognized arguments"),
         (["--sender", "nope"], "unknown model 'nope': not a preset, a model folder or a hub id (org/name); known presets: "
                                "gemma3-270m, smollm2-135m"),
-        (["--receivers", "/no/such/folder"], "unknown model '/no/such/folder'"),
+        (["--receivers", "/no/such/folder"], "no such model folder /no/such/folder; known presets"),
     ],
 )
 def test_cli_rejects_bad_input_in_one_line(env, argv, message, capsys):

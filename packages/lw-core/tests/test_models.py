@@ -15,7 +15,7 @@ def test_unknown_preset_names_the_known_ones():
 
 
 def test_missing_folder_is_one_clear_error(tmp_path):
-    with pytest.raises(LwError, match="unknown model .*known presets"):
+    with pytest.raises(LwError, match=f"no such model folder {tmp_path / 'nope'}; known presets"):
         models.resolve_model_source(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(LwError, match="no config.json"):

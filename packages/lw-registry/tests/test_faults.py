@@ -56,6 +56,9 @@ def test_a_runs_root_that_refuses_writes_gives_one_line_and_keeps_what_was_writt
         assert rc == 1 and len(lines) == 1, (out, err)
         reason = "No space left on device" if fault == "disk-full" else "Read-only file system"
         assert lines[0].startswith("error: cannot write") and reason in lines[0] and str(root) in lines[0]
+        if fault == "disk-full":  # it names the file, and leaves no (lock-only) run dir of the new plan behind
+            assert lines[0].startswith(f"error: cannot write {root.resolve() / 'second'}/") and "run.json" in lines[0]
+            assert not (root / "second").exists()
 
         # The earlier runs' records are intact and complete; no temp file is left behind.
         assert {p: p.read_text() for p in root.rglob("run.json")} == before
@@ -63,3 +66,28 @@ def test_a_runs_root_that_refuses_writes_gives_one_line_and_keeps_what_was_writt
         assert list(root.rglob("*.tmp")) == []
         rc, out, err = run_cli("--root", root, "--status")
         assert rc == 0 and "completed  2" in out, (out, err)
+
+
+@pytest.mark.parametrize("command", [["--status"], ["--list", "all"], ["report"]])
+def test_a_runs_root_that_is_a_file_is_one_line_not_an_empty_table(tmp_path, run_cli, monkeypatch, command):
+    root = tmp_path / "runs"
+    root.write_text("a file")
+    monkeypatch.setenv("LW_RUNS", str(root))
+    rc, out, err = run_cli(*command)
+    assert (rc, out, err) == (2, "", f"error: runs root {root} is a file, not a folder\n")
+    assert root.read_text() == "a file"
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch):
+    import errno
+
+    from lw_registry import record
+
+    def full(fd, *args, **kwargs):  # the OS refuses the write itself: its error names no file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(record.json, "dump", full)
+    with pytest.raises(OSError) as refused:
+        record.write_json_atomic(tmp_path / "run.json", {"a": 1})
+    assert refused.value.errno == errno.ENOSPC and refused.value.filename == str(tmp_path / "run.json")
+    assert list(tmp_path.iterdir()) == []  # no temp file left

@@ -46,6 +46,15 @@ def test_other_formats(tmp_path, suffix):
     assert sum(task.sizes().values()) == 90
 
 
+def test_a_bad_jsonl_line_is_named_by_its_number(tmp_path):
+    path = tmp_path / "data.jsonl"
+    lines = [json.dumps({"text": r["review"], "label": i % 2}) for i, r in enumerate(rows(10))]
+    lines[5] = '{"text": oops}'
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LwError, match=f"^could not read {path}: line 6 column 10: Expecting value$"):
+        load_task(str(path))
+
+
 def test_yaml_task_file(tmp_path):
     pl.DataFrame(rows()).write_csv(tmp_path / "reviews.csv")
     (tmp_path / "task.yaml").write_text(

@@ -13,7 +13,7 @@ from typing import Any
 
 from lw_core.config import build_config, coerce, config_argv
 from lw_core.errors import LwError, unknown_name
-from lw_core.models import prepare_presets
+from lw_core.models import cache_dir, prepare_presets, transformers_progress
 from lw_core.run_dirs import completed_metrics, hashed_run_dir, resolve_runtime
 from lw_core.runs import open_run
 from lw_core.seeding import seed_everything
@@ -86,7 +86,7 @@ def run_method(
     label = method_label(method, config)
     full = task if task is not None else config.load_task()
     run_dir = Path(output_dir) if output_dir else hashed_run_dir(config, label, full.name)
-    done = completed_metrics(run_dir)
+    done = completed_metrics(run_dir, config)  # refuses a run dir of another config
     if done is not None:
         log.info("%s on %s (seed %d) is already done: %s", label, full.name, config.seed, run_dir)
         return {**done, "method": label, "run_dir": str(run_dir)}
@@ -96,8 +96,10 @@ def run_method(
     models = models or Models(device, dtype)
     eval_kw = {"batch_size": config.eval_batch_size, "progress": config.progress}
     argv = config_argv(config, ["lw-baseline", method.name, "--task", config.task])
-    with open_run(run_dir, config, name=f"lw-baseline {label} {full.name}", task=full.name, method=label,
-                  seed=config.seed, device=device, dtype=dtype, argv=argv) as run:
+    cache_dir()  # a `$LW_CACHE` that is a file fails here, before the run dir is made
+    with transformers_progress(config.progress), open_run(
+            run_dir, config, name=f"lw-baseline {label} {full.name}", task=full.name, method=label, seed=config.seed,
+            device=device, dtype=dtype, argv=argv) as run:
         log.info("%s on %s (seed %d): train %d, validation %d, test %d examples", label, full.name, config.seed,
                  *(len(view.split(s)) for s in ("train", "validation", "test")))
         ctx = Context(config=config, task=view, full_task=full, models=models, run=run, method=method,

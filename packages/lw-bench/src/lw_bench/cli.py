@@ -23,7 +23,7 @@ RUNS = ("latency", "limit", "scaling", "wire", "train")
 
 @dataclass
 class BenchOptions:
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)", "min": 1})
     json: bool = field(default=False, metadata={"help": "print JSON instead of a markdown table"})
 
 

@@ -82,7 +82,7 @@ class BenchConfig(TaskOptions, RuntimeOptions):
         "`train`: instead of the methods, time the bridge's step with answer sets of these sizes (the task's "
         "answers, then other embedded tasks' label names), under each answer rule; e.g. 2 8 20 52 77"))
     precisions: list[str] = field(default_factory=lambda: list(PRECISIONS), metadata=_help("wire precisions"))
-    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's)"))
+    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's)", min=1))
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.paths if p not in PATHS]

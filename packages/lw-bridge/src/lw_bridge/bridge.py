@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from lw_core import Embedded, FrozenLM
 from lw_core.errors import LwError
+from lw_core.storage import save_tensors, write_bytes
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from lw_bridge.adapters import Adapter
@@ -153,12 +154,9 @@ class Bridge(nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file(state, tmp)
+        tmp = save_tensors(self.state_dict(), directory / f".{WEIGHTS_NAME}.tmp")
         tmp.replace(directory / WEIGHTS_NAME)
-        tmp = directory / f".{CONFIG_NAME}.tmp"
-        tmp.write_text(json.dumps(self.config.to_dict(), indent=2))
+        tmp = write_bytes(directory / f".{CONFIG_NAME}.tmp", json.dumps(self.config.to_dict(), indent=2).encode())
         tmp.replace(directory / CONFIG_NAME)
         return directory
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
-from lw_core.models import BackgroundConversion, cache_dir, model_tag
+from lw_core.models import BackgroundConversion, cache_dir, model_tag, resolve_device, transformers_progress
 from lw_core.runs import open_run, runs_root
 from lw_core.trainer import Best, LoopSettings, train_loop
 from lw_core.training import find_training_state
@@ -73,7 +73,8 @@ def default_run_dir(config: TrainConfig) -> Path:
     return runs_root() / task / "bridge" / f"seed{config.seed}-{config.identity_hash()}"
 
 
-def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16) -> dict[str, Any]:
+def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16,
+                        progress: bool = True) -> dict[str, Any]:
     """The receiver reading the text prompt, on test: calibrated zero-shot scoring of the answer set
     (classification) or greedy generation (generative). Cached on disk per receiver and test split."""
     digest = hashlib.sha256("\0".join(f"{e.id}\t{e.text}" for e in task.split("test")).encode()).hexdigest()[:12]
@@ -83,7 +84,7 @@ def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new
         return json.loads(path.read_text())
     scorer = (ZeroShotScorer(receiver, calibrate=True) if task.kind == "classification"
               else GenerationScorer(receiver, max_new_tokens))
-    result = evaluate(scorer, task, "test", batch_size=batch_size)
+    result = evaluate(scorer, task, "test", batch_size=batch_size, progress=progress)
     metrics = flat_metrics(result.metrics)
     write_json_atomic(path, metrics)
     return metrics
@@ -99,10 +100,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if generative and config.message_head_weight > 0:
         raise LwError(f"--message-head-weight classifies over an answer set; task {task.name!r} is generative (use 0)")
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
+    resolve_device(config.device)  # `--device cuda` without a GPU fails here, not silently on the CPU
+    cache_dir()  # so does a `$LW_CACHE` that is a file: before the run dir is made
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device
     # Several processes (accelerate launch / torchrun): rank 0 alone writes the run dir and its record.
-    with open_run(run_dir, config, name=f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}",
+    with transformers_progress(config.progress), open_run(run_dir, config, name=f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}",
                   task=task.name, method=method_label(config), rank=accelerator.process_index,
                   seed=config.seed, device=str(device), dtype=config.dtype) as run:
         started = time.perf_counter()
@@ -210,7 +213,7 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models,
         # a run resumed from a checkpoint of older code has no validation results written at selection.
         if generative or not val_path.is_file():
             write_eval(evaluate(scorer, task, "validation", batch_size=config.eval_batch_size,
-                                limit=config.val_examples), run.dir, f"validation{suffix}")
+                                limit=config.val_examples, progress=config.progress), run.dir, f"validation{suffix}")
         val_metrics = json.loads(val_path.read_text())
         if not generative:
             metrics.update(majority_check(val_metrics, receiver.name, suffix))
@@ -219,7 +222,7 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models,
         # Test reads raw text, the sender run on every batch: its time is end to end, like every baseline's.
         eval_start = time.perf_counter()
         test = evaluate(BridgeScorer(bridge, inputs.uncached(), receiver, r), task, "test",
-                        batch_size=config.eval_batch_size)
+                        batch_size=config.eval_batch_size, progress=config.progress)
         eval_seconds = time.perf_counter() - eval_start
         write_eval(test, run.dir, f"test{suffix}")
         soft = torch.cat([bridge.soft_tokens(scorer.messages(test_examples[i : i + 64]), r).detach()
@@ -239,7 +242,7 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models,
                                  batch_size=config.eval_batch_size, progress=False)
             metrics[f"{headline}_wire_{fmt}{suffix}"] = quantized.metrics[headline]
         if config.compare_zero_shot:
-            zs = zero_shot_reference(receiver, task, config.eval_batch_size, config.max_new_tokens)
+            zs = zero_shot_reference(receiver, task, config.eval_batch_size, config.max_new_tokens, config.progress)
             metrics[f"{report.zero_shot_key}{suffix}"] = zs[headline]
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     run.metrics.update(metrics)

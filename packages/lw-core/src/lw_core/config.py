@@ -97,8 +97,16 @@ def coerce(cls: type, name: str, value: Any) -> Any:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
             raise LwError(f"{name}: expected a list, got {value!r}")
-        return [_scalar(v, kind, name) for v in items if v != ""]
-    return _scalar(value, kind, name)
+        return [_at_least(f, _scalar(v, kind, name)) for v in items if v != ""]
+    return _at_least(f, _scalar(value, kind, name))
+
+
+def _at_least(f: dataclasses.Field, value: Any) -> Any:
+    """A field's `min` (metadata) enforced: `--threads -3` is one line, not a library's traceback."""
+    minimum = f.metadata.get("min")
+    if minimum is not None and value < minimum:
+        raise LwError(f"{f.name}: must be at least {minimum}, got {value!r}")
+    return value
 
 
 def build_config(cls: type[C], values: dict[str, Any]) -> C:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from lw_registry.files import locked
 
-from lw_core.errors import LwError
+from lw_core.errors import LwError, not_a_folder
 from lw_core.presets import PRESETS
 
 log = logging.getLogger("lw.models")
@@ -37,9 +37,13 @@ _PROCESS_START = "spawn"  # a fresh interpreter per conversion; tests use "fork"
 def cache_dir() -> Path:
     """`$LW_CACHE`, default `$XDG_CACHE_HOME/lw` (or `~/.cache/lw`)."""
     if "LW_CACHE" in os.environ:
-        return Path(os.environ["LW_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lw"
+        path = Path(os.environ["LW_CACHE"]).expanduser()
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lw"
+    blocked = not_a_folder(path)
+    if blocked:
+        raise LwError(f"cannot use the cache folder {path}: {blocked}")
+    return path
 
 
 def _fast_bf16(device: torch.device) -> bool:
@@ -221,11 +225,13 @@ def _non_preset_source(name_or_path: str) -> str:
         if not (path / "config.json").is_file():
             raise LwError(f"model folder {path} has no config.json; known presets: {', '.join(PRESETS.names())}")
         return str(path)
-    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
-        raise LwError(
-            f"unknown model {name_or_path!r}: not a preset, a model folder or a hub id (org/name); "
-            f"known presets: {', '.join(PRESETS.names())}"
-        )
+    presets = f"known presets: {', '.join(PRESETS.names())}"
+    # `models/x` beside a local `models/` folder is a folder path, not the hub id of an org `models`
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or (
+            name_or_path.count("/") == 1 and path.parent.is_dir()):
+        raise LwError(f"no such model folder {path.absolute()}; {presets}")
+    if name_or_path.count("/") != 1:
+        raise LwError(f"unknown model {name_or_path!r}: not a preset, a model folder or a hub id (org/name); {presets}")
     return name_or_path
 
 

@@ -7,6 +7,7 @@ recognised as done.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from lw_registry import RECORD_NAME
 from lw_registry.files import runs_root
 
 from lw_core.config import config_hash, config_to_dict
+from lw_core.errors import LwError, not_a_folder
+
+CONFIG_NAME = "config.json"
 
 NOT_IDENTITY = ("output_dir", "progress")
 """Config fields that never change a result."""
@@ -41,8 +45,56 @@ def hashed_run_dir(config: Any, method: str, task: str | None = None) -> Path:
     return runs_root() / slug / method / f"seed{config.seed}-{identity_hash(config)}"
 
 
-def completed_metrics(run_dir: str | Path) -> dict[str, Any] | None:
-    """The metrics of a run directory whose record says it completed; None otherwise."""
+def _defaults(config: Any) -> dict[str, Any]:
+    """A config class's default values as `config.json` holds them."""
+    out = {}
+    for f in dataclasses.fields(config):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if default is not dataclasses.MISSING:
+            out[f.name] = json.loads(json.dumps(default, default=str))
+    return out
+
+
+def config_differences(stored: dict[str, Any], config: Any) -> list[str]:
+    """`name: A there, B here` for each result-changing value of `config` that differs from `stored` (a
+    `config.json`); a field `stored` lacks (written before the field existed) counts as its default."""
+    defaults, current = _defaults(config), config_to_dict(config)
+    missing = object()
+    out = []
+    for name, value in current.items():
+        before = stored.get(name, defaults.get(name, missing))
+        if name not in NOT_IDENTITY and before != value:
+            out.append(f"{name}: {'(none)' if before is missing else json.dumps(before)} there, {json.dumps(value)} here")
+    return out
+
+
+def check_same_config(run_dir: str | Path, config: Any) -> None:
+    """Refuse (one line naming both values) a run directory whose `config.json` holds another config: a
+    command must never resume, rewrite or report another run's results as its own."""
+    path = Path(run_dir)
+    blocked = not_a_folder(path)
+    if blocked:
+        raise LwError(f"cannot use run directory {path}: {blocked}")
+    try:
+        stored = json.loads((path / CONFIG_NAME).read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as err:
+        raise LwError(f"cannot read {path / CONFIG_NAME} ({err}); use another --output-dir") from None
+    if not isinstance(stored, dict):
+        raise LwError(f"{path / CONFIG_NAME} does not hold a config; use another --output-dir")
+    differences = config_differences(stored, config)
+    if differences:
+        shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
+        raise LwError(f"run directory {path} holds a run of another config ({shown}); "
+                      "use another --output-dir, or the same options as that run")
+
+
+def completed_metrics(run_dir: str | Path, config: Any = None) -> dict[str, Any] | None:
+    """The metrics of a run directory whose record says it completed; None otherwise. With `config`, a
+    directory of another config is refused (`check_same_config`)."""
+    if config is not None:
+        check_same_config(run_dir, config)
     path = Path(run_dir) / RECORD_NAME
     try:
         record = json.loads(path.read_text())

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import lw_registry
+from lw_registry.files import missing_folders, remove_created
 from lw_registry.files import runs_root as runs_root  # the one runs-root reader, re-exported
 
 from lw_core.config import config_hash, config_to_dict
-from lw_core.run_dirs import identity_hash, runtime_facts, train_budget
+from lw_core.run_dirs import CONFIG_NAME, check_same_config, identity_hash, runtime_facts, train_budget
 
 PREEMPTED_EXIT_CODE = 143
 """Exit code of a process stopped by SIGTERM (SLURM's preemption / time-limit signal): its run is
@@ -143,26 +144,37 @@ def open_run(
     file, record); the other ranks get the same `Run` and log to stderr, prefixed with their rank.
     """
     run_dir = Path(run_dir)
+    check_same_config(run_dir, config)
     if rank != 0:
         with _rank_console(rank):
             yield Run(dir=run_dir, config=config, metrics={}, artifacts={})
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config_to_dict(config)
-    lw_registry.write_json_atomic(run_dir / "config.json", resolved)
-    lw_registry.write_json_atomic(run_dir / "env.json", environment(device, dtype) | {"train_budget": train_budget(config)})
-    handler = _attach_log_file(run_dir / LOG_NAME)
-    logging.getLogger("lw").info("run %s: %s", run_dir, json.dumps(resolved, sort_keys=True))
-    lw_registry.start_run(
-        run_dir,
-        name=name,
-        argv=list(sys.argv if argv is None else argv),
-        config=resolved,
-        config_hash=identity_hash(config) if is_dataclass(config) else config_hash(resolved),  # = the dir's hash
-        task=task,
-        method=method,
-        seed=seed,
-    )
+    created = missing_folders(run_dir)
+    handler = None
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = config_to_dict(config)
+        lw_registry.write_json_atomic(run_dir / CONFIG_NAME, resolved)
+        lw_registry.write_json_atomic(run_dir / "env.json",
+                                      environment(device, dtype) | {"train_budget": train_budget(config)})
+        handler = _attach_log_file(run_dir / LOG_NAME)
+        logging.getLogger("lw").info("run %s: %s", run_dir, json.dumps(resolved, sort_keys=True))
+        lw_registry.start_run(
+            run_dir,
+            name=name,
+            argv=list(sys.argv if argv is None else argv),
+            config=resolved,
+            config_hash=identity_hash(config) if is_dataclass(config) else config_hash(resolved),  # = the dir's hash
+            task=task,
+            method=method,
+            seed=seed,
+        )
+    except BaseException:  # a start that failed (a full disk) leaves no run dir it created behind
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        remove_created(created)
+        raise
     run = Run(dir=run_dir, config=config, metrics={}, artifacts={"config": "config.json", "log": LOG_NAME})
     try:
         yield run
@@ -171,7 +183,9 @@ def open_run(
                              log_tail=_log_tail(run_dir / LOG_NAME))
         raise
     except BaseException as exc:
-        logging.getLogger("lw").error("run failed: %s", exc)
+        # Into the run's log only: the exception goes on to the one place that prints it (`cli_errors`).
+        handler.handle(logging.getLogger("lw").makeRecord("lw", logging.ERROR, __file__, 0, "run failed: %s",
+                                                          (exc,), None))
         with contextlib.suppress(Exception):
             (run_dir / "traceback.txt").write_text(traceback.format_exc())
         status = "preempted" if isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE else "failed"

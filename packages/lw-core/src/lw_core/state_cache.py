@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
 from lw_core.models import cache_dir
+from lw_core.storage import save_tensors
 
 log = logging.getLogger("lw.states")
 
@@ -117,8 +118,12 @@ def _save(path: Path, states: list[torch.Tensor]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
-    save_file({"states": torch.cat(states).contiguous(), "offsets": torch.tensor(offsets)}, tmp)
-    os.replace(tmp, path)
+    try:
+        save_tensors({"states": torch.cat(states), "offsets": torch.tensor(offsets)}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # a full disk's half-written file takes no more space
+        raise
 
 
 def cached_states(

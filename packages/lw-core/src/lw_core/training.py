@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import signal
@@ -29,6 +30,7 @@ import torch
 
 from lw_core.errors import LwError
 from lw_core.runs import PREEMPTED_EXIT_CODE
+from lw_core.storage import named_write_errors, save_tensors, save_torch, write_bytes
 
 __all__ = [
     "PREEMPTED_EXIT_CODE",
@@ -158,16 +160,19 @@ def save_training_state(
     directory = Path(directory)
     tmp, old = _aside(directory, ".tmp"), _aside(directory, ".old")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if tensors:
-        from safetensors.torch import save_file
-
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / TENSORS_NAME)
-    if write is not None:
-        write(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": rng_states(generators)}, tmp / OPTIM_NAME)
-    (tmp / STATE_NAME).write_text(json.dumps(state, indent=2))  # written last: it marks the folder complete
+    try:
+        tmp.mkdir(parents=True)
+        if tensors:
+            save_tensors(tensors, tmp / TENSORS_NAME)
+        if write is not None:
+            with named_write_errors(tmp):
+                write(tmp)
+        save_torch({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": rng_states(generators)}, tmp / OPTIM_NAME)
+        write_bytes(tmp / STATE_NAME, json.dumps(state, indent=2).encode())  # last: marks the folder complete
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written checkpoint only takes space (a full disk's)
+        raise
     if not directory.exists() and (old / STATE_NAME).is_file():
         os.replace(old, directory)  # a crash between the renames last time: `.old` is the newest complete one
     shutil.rmtree(old, ignore_errors=True)
@@ -187,6 +192,15 @@ def find_training_state(directory: str | Path) -> Path | None:
     return None
 
 
+def _reason(err: Exception) -> str:
+    """One line on why a checkpoint file did not load (torch's unpickling error is a page of advice
+    to load it unsafely, which a corrupt file does not deserve)."""
+    if isinstance(err, pickle.UnpicklingError):
+        return "UnpicklingError: not a torch checkpoint"
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
+
+
 def load_training_state(
     directory: str | Path, optimizer: torch.optim.Optimizer, scheduler: Any, *,
     generators: dict[str, torch.Generator] | None = None, read: Callable[[Checkpoint], Any] | None = None,
@@ -195,16 +209,20 @@ def load_training_state(
     state, checked before anything is restored) then the optimizer, scheduler and RNG states. A corrupt
     checkpoint is an LwError that says to delete it."""
     directory = Path(directory)
+    reading = directory / STATE_NAME
     try:
-        state = json.loads((directory / STATE_NAME).read_text())
-        extra = torch.load(directory / OPTIM_NAME, weights_only=True)
+        state = json.loads(reading.read_text())
+        reading = directory / OPTIM_NAME
+        extra = torch.load(reading, weights_only=True)
         tensors: dict[str, torch.Tensor] = {}
-        if (directory / TENSORS_NAME).is_file():
+        reading = directory / TENSORS_NAME
+        if reading.is_file():
             from safetensors.torch import load_file
 
-            tensors = load_file(directory / TENSORS_NAME)
+            tensors = load_file(reading)
     except Exception as err:  # OSError, JSONDecodeError, unpickling and safetensors errors alike
-        raise LwError(f"corrupt training checkpoint {directory}: {err}; delete it to start over") from None
+        raise LwError(f"corrupt training checkpoint {directory}: cannot read {reading.name} ({_reason(err)}); "
+                      "delete it to start over") from None
     checkpoint = Checkpoint(directory, state, tensors)
     if read is not None:
         read(checkpoint)

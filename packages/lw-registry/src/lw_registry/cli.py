@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, key):
             setattr(args, key, None)
     try:
+        root = runs_root(args.root)
+        if root.exists() and not root.is_dir():  # else it reads as an empty root: "no runs yet"
+            raise UsageError(f"runs root {root} is a file, not a folder")
         if args.command == "submit":
             return cmd_submit(args)
         if args.command == "report":

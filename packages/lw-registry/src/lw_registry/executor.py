@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lw_registry.files import missing_folders, remove_created
 from lw_registry.plan import Plan, PlannedRun, describe
 from lw_registry.record import (
     ACTIVE_STATUSES,
@@ -110,6 +111,7 @@ def prepare(
 def register(planned: PlannedRun, run_dir: Path, *, plan: Plan, backend: str) -> Path:
     """Create or refresh the run's record as `pending`, with everything needed to run it again."""
     run_dir = run_dir.resolve()
+    created = missing_folders(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fields: dict[str, Any] = {
         "name": planned.name, "plan": planned.plan, "plan_hash": planned.plan_hash, "params": planned.params,
@@ -131,7 +133,11 @@ def register(planned: PlannedRun, run_dir: Path, *, plan: Plan, backend: str) ->
                        config={"argv": planned.argv_template, "params": planned.params, "env": planned.env})
     for key, value in fields.items():
         setattr(record, key, value)
-    write_record(record)
+    try:
+        write_record(record)
+    except OSError:  # a full disk: no lock-only run dir left behind
+        remove_created(created)
+        raise
     return run_dir
 
 

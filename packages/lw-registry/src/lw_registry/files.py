@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,3 +64,26 @@ def locked(path: str | Path) -> Iterator[None]:
 def runs_root(root: str | Path | None = None) -> Path:
     """The runs root: `root`, else `$LW_RUNS` (when set and not empty), else `./runs`."""
     return Path(root if root is not None else os.environ.get("LW_RUNS") or "runs")
+
+
+def missing_folders(run_dir: Path) -> list[Path]:
+    """`run_dir` and the folders above it that do not exist yet, deepest first."""
+    missing = []
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_created(folders: list[Path]) -> None:
+    """Undo a failed start: remove the run dir it created (`folders[0]`, with what it wrote), then the
+    folders above it that it created and that are still empty (another run may have started in one)."""
+    if not folders:
+        return
+    shutil.rmtree(folders[0], ignore_errors=True)
+    for folder in folders[1:]:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

@@ -108,13 +108,25 @@ def find_split_file(folder: Path, split: str, task: str) -> Path:
     raise LwError(f"task {task!r}: no {split}.jsonl / .json / .parquet / .csv in {folder}")
 
 
+def _jsonl_rows(path: Path) -> list[Row]:
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:  # its own line and column are within this one line
+            raise LwError(f"could not read {path}: line {number} column {err.colno}: {err.msg}") from None
+    return rows
+
+
 def read_records(path: Path) -> list[Row]:
     """Rows of a JSONL, JSON (list of objects), parquet or CSV file."""
     import polars as pl
 
     try:
         if path.suffix == ".jsonl":
-            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            return _jsonl_rows(path)
         if path.suffix == ".json":
             data = json.loads(path.read_text())
             if not isinstance(data, list):
