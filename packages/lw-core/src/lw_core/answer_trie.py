@@ -24,6 +24,10 @@ NORMALISERS = ("vocab", "answers")
 over the answers' next tokens at its trie node (a cheaper training loss)."""
 
 
+TREE_ATTENTION = ("eager", "sdpa")
+"""Attention implementations that apply a custom 4-D mask as given (flash attention ignores it)."""
+
+
 @dataclass
 class AnswerScores:
     """Log-probabilities of each answer continuation after each prefix.
@@ -130,11 +134,13 @@ class AnswerTrie:
 def trie_hidden(lm: FrozenLM, left: Embedded, out, lengths: torch.Tensor, trie: AnswerTrie) -> torch.Tensor:
     """Final hidden states [B, N, H] of the trie's nodes after `FrozenLM._prefill`'s output: one forward with
     tree attention; or, for a prefix that fills a sliding attention window (where one mask cannot say
-    which keys each layer keeps), each answer's own path with the prefix's KV repeated per answer."""
+    which keys each layer keeps) or an attention kernel that takes no 4-D mask, each answer's own path
+    with the prefix's KV repeated per answer."""
     batch = left.mask.shape[0]
     if trie.num_nodes == 0:
         return out.last_hidden_state.new_zeros(batch, 0, lm.hidden_size)
-    if left.mask.shape[1] + trie.max_depth < (getattr(lm.config, "sliding_window", None) or 1 << 62):
+    window = getattr(lm.config, "sliding_window", None) or 1 << 62
+    if left.mask.shape[1] + trie.max_depth < window and lm.config._attn_implementation in TREE_ATTENTION:
         return lm.model.base_model(
             input_ids=trie.tokens[None].expand(batch, -1), position_ids=lengths[:, None] + trie.depth[None] - 1,
             attention_mask=trie.attention_mask(left.mask, lm.dtype), past_key_values=out.past_key_values,
