@@ -152,9 +152,11 @@ def latest_bench(found: Sequence[Row], method: str, key: str) -> tuple[Row, dict
         path = row.source / "results.json"
         try:
             results = json.loads(path.read_text())
+            if not isinstance(results, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            raise ValueError(f"unreadable lw-bench results {path}: {exc}") from None
-        if isinstance(results, dict) and results.get(key):
+            raise ValueError(f"unreadable lw-bench {method.removeprefix('bench-')} results {path}: {exc}") from None
+        if results.get(key):
             return row, results
     return None
 
