@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
+from lw_core.distributed import single_process_hint
 from lw_core.models import BackgroundConversion, cache_dir, model_tag
 from lw_core.runs import open_run, runs_root
 from lw_core.trainer import Best, LoopSettings, train_loop
@@ -101,6 +102,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device
+    hint = single_process_hint(accelerator.num_processes)
+    if hint:
+        log.warning(hint)
     # Several processes (accelerate launch / torchrun): rank 0 alone writes the run dir and its record.
     with open_run(run_dir, config, name=f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}",
                   task=task.name, method=method_label(config), rank=accelerator.process_index,
