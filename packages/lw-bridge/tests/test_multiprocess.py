@@ -87,3 +87,27 @@ def test_two_cpu_processes_match_one(tmp_path, model_dirs, toy_task_file):
     m1, m2 = (json.loads((d / "run.json").read_text())["metrics"] for d in (one, two))
     assert m1["best_step"] == m2["best_step"]
     print(f"max |w_1proc - w_2proc| = {diff:.2e}; test accuracy {m1['accuracy']:.4f} vs {m2['accuracy']:.4f}")
+
+
+def test_a_launcher_that_started_one_of_two_processes_is_named(tmp_path, model_dirs, toy_task_file):
+    """`accelerate launch --num_processes 2` without `--multi_gpu` starts one process on a CPU: lw-train
+    says so at start instead of silently training alone."""
+    args = _args(model_dirs, toy_task_file, tmp_path / "run")
+    args[args.index("--steps") + 1] = "1"
+    launched = _run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2",
+                     "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                     "--main_process_port", _free_port(), "-m", "lw_bridge.cli", *args], tmp_path, tmp_path / "c")
+    output = launched.stdout + launched.stderr
+    assert "process 0 of 1" in output
+    assert "1 process: accelerate launch was asked for several but started one; did you mean --multi_gpu?" in output
+
+
+def test_single_process_hint_needs_the_launchers_signal():
+    from lw_core.distributed import single_process_hint
+
+    simple_launcher = {"ACCELERATE_USE_CPU": "False", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    assert "did you mean --multi_gpu?" in single_process_hint(1, simple_launcher)
+    assert single_process_hint(2, simple_launcher) is None  # it started them
+    assert single_process_hint(1, {"ACCELERATE_USE_CPU": "False"}) is None  # --num_processes 1: no MASTER_PORT
+    assert single_process_hint(1, {**simple_launcher, "WORLD_SIZE": "1"}) is None  # torchrun asked for one
+    assert single_process_hint(1, {}) is None  # plain lw-train

@@ -171,10 +171,14 @@ def open_run(
                              log_tail=_log_tail(run_dir / LOG_NAME))
         raise
     except BaseException as exc:
-        logging.getLogger("lw").error("run failed: %s", exc)
-        with contextlib.suppress(Exception):
-            (run_dir / "traceback.txt").write_text(traceback.format_exc())
         status = "preempted" if isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE else "failed"
+        if status == "preempted":  # a signal, not a fault: no traceback
+            logging.getLogger("lw").warning("run preempted (stopped by a signal): %s keeps what it wrote; "
+                                            "the same command resumes", run_dir)
+        else:
+            logging.getLogger("lw").error("run failed: %s", exc)
+            with contextlib.suppress(Exception):
+                (run_dir / "traceback.txt").write_text(traceback.format_exc())
         # On a full or read-only disk the record cannot be updated either: the original error is the news.
         with contextlib.suppress(OSError) if isinstance(exc, OSError) else contextlib.nullcontext():
             lw_registry.fail_run(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -220,6 +220,20 @@ def any_process(accelerator: Accelerator, flag: bool | torch.Tensor) -> bool:
     return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item() > 0)
 
 
+@contextlib.contextmanager
+def below_the_bar(bar: tqdm) -> Iterator[None]:
+    """Lines logged inside start on their own line: on a terminal the bar is cleared and drawn again
+    after them; in a redirected log (which keeps every draw of the bar, no newline) a newline ends it."""
+    if bar.disable:
+        yield
+    elif bar.fp.isatty():
+        with tqdm.external_write_mode(file=bar.fp):
+            yield
+    else:
+        bar.fp.write("\n")
+        yield
+
+
 def batch_means(accelerator: Accelerator, values: dict[str, float], share: float) -> dict[str, float]:
     """The global batch's means of `values`, each process's means over its share (`share`: its fraction
     of the batch); with one process, `values` themselves."""
@@ -303,14 +317,15 @@ def train_loop(
                         state.best = Best(done, validation.score, validation.nll)
                         if accelerator.is_main_process:
                             recipe.keep_best(done, validation)
-                if accelerator.is_main_process:  # the run's log shows progress also without a bar (batch jobs)
-                    log.info("%s: step %d of %d, loss %.4f, validation %.4f (best %.4f at step %d), %.2f s/step",
-                             settings.description, done, settings.steps, logged["loss"], validation.score,
-                             state.best.score, state.best.step, state.train_seconds / done)
             loss_value = logged.pop("loss")
-            recipe.after_step(
-                StepResult(done, loss_value, float(grad_norm), scheduler.get_last_lr()[0], logged, validation)
-            )
+            with below_the_bar(bar) if validation is not None else contextlib.nullcontext():
+                if validation is not None and accelerator.is_main_process:  # the log shows progress without a bar
+                    log.info("%s: step %d of %d, loss %.4f, validation %.4f (best %.4f at step %d), %.2f s/step",
+                             settings.description, done, settings.steps, loss_value, validation.score,
+                             state.best.score, state.best.step, state.train_seconds / done)
+                recipe.after_step(
+                    StepResult(done, loss_value, float(grad_norm), scheduler.get_last_lr()[0], logged, validation)
+                )
             bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{state.best.score:.3f}" if state.best else "-")
             stop = preemption is not None and any_process(accelerator, preemption.requested)
             if (
