@@ -70,8 +70,15 @@ def method_label(config: TrainConfig) -> str:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
+    """`$LW_RUNS/<task>/<method>/seed<S>-<hash>`, `<method>` as the run's record names it; a run
+    started before that layout (every bridge under `bridge/`) is resumed or recognised where it is."""
     task = Path(config.task).stem if Path(config.task).suffix else config.task
-    return runs_root() / task / "bridge" / f"seed{config.seed}-{config.identity_hash()}"
+    name = f"seed{config.seed}-{config.identity_hash()}"
+    legacy = runs_root() / task / "bridge" / name
+    if method_label(config) != "bridge" and (legacy / "run.json").is_file():
+        log.info("%s: this run's directory from before runs/<task>/<method>/; kept there", legacy)
+        return legacy
+    return runs_root() / task / method_label(config) / name
 
 
 def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16) -> dict[str, Any]:
