@@ -33,11 +33,11 @@ class EvalConfig:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
     eval_batch_size: int = field(default=64, metadata={"help": "examples per evaluation batch"})
     sender: str | None = field(default=None, metadata={
-        "help": "sender model: preset, folder or hub id (default: the one the bridge was trained with)"})
+        "help": "sender model: preset, folder or hub id; None: the one the bridge was trained with"})
     receivers: list[str] | None = field(default=None, metadata={
-        "help": "receiver model(s), in the bridge's receiver order (default: those it was trained with)"})
+        "help": "receiver model(s), in the bridge's receiver order; None: those it was trained with"})
     data_dir: str | None = field(default=None, metadata={
-        "help": "embedded / hub tasks: a folder holding the task's source files (default: as trained)"})
+        "help": "embedded / hub tasks: a folder holding the task's source files; None: as at training"})
 
 
 @cli_errors
