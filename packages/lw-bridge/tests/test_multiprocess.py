@@ -86,7 +86,10 @@ def test_two_cpu_processes_match_one(tmp_path, model_dirs, toy_task_file):
     assert diff < WEIGHT_TOLERANCE, diff
     m1, m2 = (json.loads((d / "run.json").read_text())["metrics"] for d in (one, two))
     assert m1["best_step"] == m2["best_step"]
-    print(f"max |w_1proc - w_2proc| = {diff:.2e}; test accuracy {m1['accuracy']:.4f} vs {m2['accuracy']:.4f}")
+    loss_diff = max(abs(a["loss"] - b["loss"]) for a, b in zip(h1, h2, strict=True))
+    norm_diff = max(abs(a["grad_norm"] - b["grad_norm"]) / a["grad_norm"] for a, b in zip(h1, h2, strict=True))
+    print(f"max |w_1proc - w_2proc| = {diff:.2e}; max |loss_1proc - loss_2proc| = {loss_diff:.2e}; grad norms "
+          f"up to {norm_diff:.2%} apart; test accuracy {m1['accuracy']:.4f} vs {m2['accuracy']:.4f}")
 
 
 def test_a_launcher_that_started_one_of_two_processes_is_named(tmp_path, model_dirs, toy_task_file):
