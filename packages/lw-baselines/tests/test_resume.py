@@ -128,6 +128,7 @@ def test_sigterm_checkpoints_exits_143_recorded_preempted_and_resumes(name, trai
         run_method(method, config, task=task, models=models)
     assert exit_info.value.code == 143
     assert json.loads((tmp_path / "pre" / "run.json").read_text())["status"] == "preempted"
+    assert not (tmp_path / "pre" / "traceback.txt").exists()  # a signal, not a fault
     state = _state(tmp_path / "pre")
     assert (state["lr_index"], state["step"], len(state["history"])) == (1, 3, 5)
     monkeypatch.setattr(trainable, "loss", real_loss)

@@ -72,8 +72,9 @@ def test_lw_train_and_lw_eval(setup, runs, capsys):
                       "steps: 2\nbatch_size: 4\neval_every: 1\nd_model: 16\ndepth: 1\nheads: 2\nnum_latents: 2\n"
                       "num_soft_tokens: 2\nd_z: 4\ncompare_zero_shot: false\n")
     train_main(["--config", str(config), *COLUMNS, "--device", "cpu"])
-    (run_dir,) = (runs / "my_reviews" / "bridge").iterdir()
+    (run_dir,) = (runs / "my_reviews").glob("*/seed*")
     record = _record(run_dir)
+    assert run_dir.parent.name == record["method"]  # runs/<task>/<the record's method>/
     assert record["status"] == "completed" and record["task"] == "my_reviews" and 0 <= record["metrics"]["accuracy"] <= 1
     env = json.loads((run_dir / "env.json").read_text())
     assert env["device"] == "cpu" and env["dtype"] in ("fp32", "bf16") and env["hardware"]

@@ -201,3 +201,21 @@ def test_fast_answer_logits_give_the_exact_answer_set_ce():
     fast = answer_ce(answer_logits(gemma, prefix, answers), labels)
     exact = answer_ce(answer_logits(gemma, prefix, answers, rule="full"), labels)
     assert fast.item() == pytest.approx(exact.item(), abs=1e-4)
+
+
+def test_a_run_lands_under_its_records_method_and_an_old_layout_run_is_kept(tmp_path, monkeypatch):
+    from lw_bridge.config import TrainConfig
+    from lw_bridge.trainer import default_run_dir, method_label
+
+    monkeypatch.setenv("LW_RUNS", str(tmp_path))
+    plain, fusion = TrainConfig(), TrainConfig(receiver_reads_text=True)
+    other = TrainConfig(receivers=["smollm2-135m"])
+    for config in (plain, fusion, other):
+        folder = default_run_dir(config)
+        assert folder.parent == tmp_path / "rt-sentiment" / method_label(config)
+    assert default_run_dir(fusion).parent.name == "bridge-fusion"
+    # A fusion run started under the layout before (runs/<task>/bridge/) resumes where it is.
+    legacy = tmp_path / "rt-sentiment" / "bridge" / default_run_dir(fusion).name
+    legacy.mkdir(parents=True)
+    (legacy / "run.json").write_text("{}")
+    assert default_run_dir(fusion) == legacy

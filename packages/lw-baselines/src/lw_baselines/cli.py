@@ -89,8 +89,10 @@ def _main(argv: list[str]) -> int:
     method = METHODS.get(command)
     if model:
         config = make_config(method, dataclasses.asdict(config), model)
+    started = time.perf_counter()
     result = run_method(method, config)
-    print(summary_table([{**result, "status": "completed"}]))
+    wall = round(time.perf_counter() - started, 1)
+    print(summary_table([{**result, "status": "completed", "wall_seconds": wall}]))
     return 0
 
 

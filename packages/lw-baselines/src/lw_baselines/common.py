@@ -146,7 +146,7 @@ class Method:
     default_model: str | None = "receiver"
     """'receiver' or 'sender' for single-model methods; None for methods that use both."""
     deterministic: bool = False
-    """True when the seed changes nothing (no training, no sampling)."""
+    """True when the seed changes nothing (no training, no sampling: the train split is not read)."""
 
 
 METHODS: Registry[Method] = Registry("method")

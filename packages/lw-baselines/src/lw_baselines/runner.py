@@ -100,8 +100,13 @@ def run_method(
     with transformers_progress(config.progress), open_run(
             run_dir, config, name=f"lw-baseline {label} {full.name}", task=full.name, method=label, seed=config.seed,
             device=device, dtype=dtype, argv=argv) as run:
-        log.info("%s on %s (seed %d): train %d, validation %d, test %d examples", label, full.name, config.seed,
-                 *(len(view.split(s)) for s in ("train", "validation", "test")))
+        sizes = [len(view.split(s)) for s in ("train", "validation", "test")]
+        if method.deterministic:  # no training, no sampling: the train split is not read
+            log.info("%s on %s (seed %d): trains nothing; validation %d, test %d examples", label, full.name,
+                     config.seed, *sizes[1:])
+        else:
+            log.info("%s on %s (seed %d): train %d, validation %d, test %d examples", label, full.name,
+                     config.seed, *sizes)
         ctx = Context(config=config, task=view, full_task=full, models=models, run=run, method=method,
                       model_name=resolve_model(method, config), generator=generator)
         if ctx.model_name is not None:
@@ -241,6 +246,6 @@ def summary_table(results: list[dict[str, Any]]) -> str:
             r["method"], acc_text, "–" if r.get("val_accuracy") is None else f"{r['val_accuracy']:.4f}",
             f"{r.get('trainable_params', 0):,}", f"{r.get('train_seconds', 0):.1f}",
             "–" if r.get("seconds_per_example") is None else f"{r['seconds_per_example']:.4f}",
-            f"{r.get('wall_seconds', 0):.0f}", r["status"] if r["status"] == "completed" else f"FAILED: {r.get('error')}",
+            f"{r.get('wall_seconds', 0):.1f}", r["status"] if r["status"] == "completed" else f"FAILED: {r.get('error')}",
         ])  # fmt: skip
     return terminal_table(headers, rows)

@@ -32,6 +32,12 @@ class EvalConfig:
     wire: str | None = field(default=None, metadata={"help": "quantise the message: fp16 | int8 | int6 | int4"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
     eval_batch_size: int = field(default=64, metadata={"help": "examples per evaluation batch"})
+    sender: str | None = field(default=None, metadata={
+        "help": "sender model: preset, folder or hub id; None: the one the bridge was trained with"})
+    receivers: list[str] | None = field(default=None, metadata={
+        "help": "receiver model(s), in the bridge's receiver order; None: those it was trained with"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "embedded / hub tasks: a folder holding the task's source files; None: as at training"})
 
 
 @cli_errors
@@ -41,7 +47,8 @@ def eval_main(argv: list[str] | None = None) -> None:
     from lw_bridge.pipeline import evaluate_run
 
     metrics = evaluate_run(Path(config.run_dir), split=config.split, wire=config.wire, device=config.device,
-                           batch_size=config.eval_batch_size)
+                           batch_size=config.eval_batch_size, sender=config.sender, receivers=config.receivers,
+                           data_dir=config.data_dir)
     json.dump(metrics, sys.stdout, indent=2)
     print()
 

@@ -1,5 +1,7 @@
 """The bridge's training objective: answer CE by the answer rule (or the teacher-forced CE of
-generative tasks), distillation, the anti-collapse term and the message head's CE, summed over receivers."""
+generative tasks), distillation, the anti-collapse term and the message head's CE, summed over receivers.
+The anti-collapse term and the logged diversity are over the whole global batch, also when several
+processes each hold a share of it (`lw_core.distributed.gather_rows`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Sequence
 
 import torch
 from lw_core import FrozenLM
+from lw_core.distributed import gather_rows
 
 from lw_bridge.bridge import Bridge
 from lw_bridge.config import TrainConfig
@@ -47,9 +50,11 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
             kd = distillation(scores, teachers[r], config.kd_temperature)
             loss = loss + config.kd_weight * kd
             terms[f"kd/{r}"] = kd.item()
+        # A statistic across examples: over the whole global batch when processes share it (DDP).
+        batch_soft = gather_rows(soft if config.diversity_weight > 0 else soft.detach())
         if config.diversity_weight > 0:
-            loss = loss + config.diversity_weight * anti_collapse(soft, config.diversity_floor)
-        terms[f"diversity/{r}"] = diversity(soft.detach()).item()
+            loss = loss + config.diversity_weight * anti_collapse(batch_soft, config.diversity_floor)
+        terms[f"diversity/{r}"] = diversity(batch_soft.detach()).item()
     if head_logits is not None:
         head_ce = answer_ce(head_logits, labels)
         loss = loss + config.message_head_weight * head_ce

@@ -164,19 +164,27 @@ class BridgePipeline:
 
 
 def evaluate_run(run_dir: Path, *, split: str = "test", wire: str | None = None, device: str = "auto",
-                 batch_size: int = 64) -> dict[str, Any]:
+                 batch_size: int = 64, **sources: Any) -> dict[str, Any]:
     """Re-evaluate a saved run's bridge on a split through the shared evaluator; writes
-    `metrics_{split}_reeval*.json` into the run directory and returns the flat metrics per receiver."""
-    return evaluate_run_wires(run_dir, split=split, wires=[wire], device=device, batch_size=batch_size)[wire]
+    `metrics_{split}_reeval*.json` into the run directory and returns the flat metrics per receiver.
+    `sources`: `evaluate_run_wires`' sender, receivers and data_dir."""
+    return evaluate_run_wires(run_dir, split=split, wires=[wire], device=device, batch_size=batch_size,
+                              **sources)[wire]
 
 
 def evaluate_run_wires(run_dir: Path, *, split: str = "test", wires: Sequence[str | None] = (None,),
-                       device: str = "auto", batch_size: int = 64) -> dict[str | None, dict[str, Any]]:
+                       device: str = "auto", batch_size: int = 64, sender: ModelSource | None = None,
+                       receivers: Receivers | None = None, data_dir: str | None = None
+                       ) -> dict[str | None, dict[str, Any]]:
     """`evaluate_run` at each wire format (None: unquantised) with one pipeline: the sender reads each
-    example once, and every format quantises the same messages."""
-    pipe = BridgePipeline.from_pretrained(run_dir, device=device)
+    example once, and every format quantises the same messages. `sender` and `receivers` as in
+    `BridgePipeline.from_pretrained` (default: the models it was trained with); `data_dir`: where an
+    embedded or hub task's source files are (default: where training read them), e.g. outside the
+    workspace without the task's corpus package."""
+    pipe = BridgePipeline.from_pretrained(run_dir, sender=sender, receivers=receivers, device=device)
     config = pipe.bridge.config
-    task: Task = load_task(config.task_source or config.task, **config.task_options)
+    options = {**config.task_options, **({"data_dir": data_dir} if data_dir else {})}
+    task: Task = load_task(config.task_source or config.task, **options)
     out: dict[str | None, dict[str, Any]] = {}
     for wire in wires:
         out[wire] = {}

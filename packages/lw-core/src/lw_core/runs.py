@@ -183,16 +183,20 @@ def open_run(
                              log_tail=_log_tail(run_dir / LOG_NAME))
         raise
     except BaseException as exc:
-        # Into the run's log only: the exception goes on to the one place that prints it (`cli_errors`).
-        handler.handle(logging.getLogger("lw").makeRecord("lw", logging.ERROR, __file__, 0, "run failed: %s",
-                                                          (exc,), None))
-        with contextlib.suppress(Exception):
-            (run_dir / "traceback.txt").write_text(traceback.format_exc())
         status = "preempted" if isinstance(exc, SystemExit) and exc.code == PREEMPTED_EXIT_CODE else "failed"
+        if status == "preempted":  # a signal, not a fault: no traceback
+            logging.getLogger("lw").warning("run preempted (stopped by a signal): %s keeps what it wrote; "
+                                            "the same command resumes", run_dir)
+        else:
+            # Into the run's log only: the exception goes on to the one place that prints it (`cli_errors`).
+            handler.handle(logging.getLogger("lw").makeRecord("lw", logging.ERROR, __file__, 0, "run failed: %s",
+                                                              (exc,), None))
+            with contextlib.suppress(Exception):
+                (run_dir / "traceback.txt").write_text(traceback.format_exc())
         # On a full or read-only disk the record cannot be updated either: the original error is the news.
         with contextlib.suppress(OSError) if isinstance(exc, OSError) else contextlib.nullcontext():
             lw_registry.fail_run(
-            run_dir,
+                run_dir,
                 error=f"{type(exc).__name__}: {exc}",
                 category=lw_registry.categorize_error(exc) if status == "failed" else "preempted",
                 status=status,

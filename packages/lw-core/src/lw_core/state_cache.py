@@ -146,8 +146,8 @@ def cached_layer_states(
     missing = [i for i, states in enumerate(found) if states is None]
     if missing:
         names = ",".join(str(layers[i]) for i in missing)
-        log.info("computing %d sender states (%s L%s %s) into %s", len(texts), lm.name, names, identity,
-                 ", ".join(paths[i].name for i in missing))
+        log.info("computing %d sender states (%s L%s %s) into %s/ (%s; `lw-models cache` lists and clears them)",
+                 len(texts), lm.name, names, identity, paths[0].parent, ", ".join(paths[i].name for i in missing))
         computed = compute_layer_states(lm, texts, [layers[i] for i in missing], batch_size=batch_size,
                                         max_tokens=max_tokens, desc=f"{lm.name} L{names} {identity}",
                                         after_batch=after_batch, progress=progress)

