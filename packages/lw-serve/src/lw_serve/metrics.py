@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+import resource
 from collections.abc import Callable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -18,6 +19,7 @@ HELP = {
     "lw_serve_batch_seconds_sum": ("counter", "seconds the worker spent running batches"),
     "lw_serve_queue_items": ("gauge", "items waiting in the batching queue"),
     "lw_serve_ready": ("gauge", "1 while the server takes requests, 0 while it drains"),
+    "lw_serve_peak_rss_bytes": ("gauge", "peak resident memory of the server process so far"),
 }
 
 
@@ -34,6 +36,7 @@ class Metrics:
         self._values: dict[str, dict[str, float]] = defaultdict(dict)
         self._gauges: dict[str, Callable[[], float]] = {}
         self._lock = threading.Lock()
+        self.gauge("lw_serve_peak_rss_bytes", lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
     def add(self, name: str, value: float = 1.0, **labels: str) -> None:
         key = _labels(labels)
