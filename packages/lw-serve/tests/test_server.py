@@ -2,19 +2,17 @@
 and an `lw-serve` process for SIGTERM, which must answer every request already in flight."""
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
-from lw_serve import Limits, Server, load_engine
+from lw_serve import Limits, load_engine
+from lw_serve.threaded import serve_in_thread
 
 
 def _free_port() -> int:
@@ -60,22 +58,8 @@ def engine(run_dir):
     return load_engine(run_dir, "pipeline", device="cpu")
 
 
-@contextlib.contextmanager
 def served(engine, **limits):
-    """The app under uvicorn in a thread on a free loopback port; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(Server(engine, "pipeline", Limits(**limits)).app(), host="127.0.0.1",
-                                           port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    return serve_in_thread(engine, "pipeline", Limits(**limits))
 
 
 async def _many(url, bodies, concurrency):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import resource
 import threading
 from collections import defaultdict
-import resource
 from collections.abc import Callable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
