@@ -40,6 +40,7 @@ class ServeLoadConfig:
     seconds: float = field(default=60.0, metadata={"help": "longest time per target and concurrency"})
     in_process_batch: int = field(default=32, metadata={"help": "batch size of the in-process measurement"})
     api_key: str | None = field(default=None, metadata={"help": "bearer token (default: $LW_SERVE_API_KEY)"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads of the in-process measurement"})
     json: bool = field(default=False, metadata={"help": "print JSON instead of a markdown table"})
 
     def __post_init__(self):
