@@ -31,7 +31,7 @@ class Process:
             [sys.executable, "-m", "lw_serve.cli", str(run_dir), "--port", str(self.port), "--device", "cpu",
              "--threads", "1", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=os.environ | {"PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a loaded 2-core CI machine imports torch slowly
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"lw-serve exited {self.process.returncode}: {self.process.stderr.read()}")
