@@ -29,7 +29,8 @@ def test_the_load_generator_measures_every_target(run_dir, capsys):
     rows = json.loads(capsys.readouterr().out)
     served = [r for r in rows if "concurrency" in r]
     assert [(r["target"], r["concurrency"]) for r in served] == [
-        ("predict", 1), ("predict", 4), ("sender → receiver", 1), ("sender → receiver", 4)]
+        ("predict", 1), ("predict", 4), ("sender → receiver", 1), ("sender → receiver", 4),
+        ("receiver reads the text", 1), ("receiver reads the text", 4)]
     for row in served:
         assert row["sent"] == row["ok"] == 12 and row["failed"] == 0 and row["503"] == 0
         assert 0 < row["p50 ms"] <= row["p90 ms"] <= row["p99 ms"] and row["req/s"] > 0

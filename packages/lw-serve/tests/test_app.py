@@ -53,7 +53,19 @@ def test_each_role_serves_only_its_endpoints(clients):
     assert clients["receiver"].post("/v1/encode", json={"texts": ["a"]}).status_code == 404
     assert clients["receiver"].post("/v1/predict", json={"texts": ["a"]}).status_code == 404
     assert clients["sender"].get("/v1/info").json()["endpoints"] == ["encode"]
-    assert clients["pipeline"].get("/v1/info").json()["endpoints"] == ["decode", "encode", "predict"]
+    assert clients["receiver"].get("/v1/info").json()["endpoints"] == ["decode", "read"]
+    assert clients["pipeline"].get("/v1/info").json()["endpoints"] == ["decode", "encode", "predict", "read"]
+
+
+def test_the_receiver_reads_the_text_itself(clients, engines, texts):
+    r = clients["receiver"].post("/v1/read", json={"texts": texts})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    c = engines["receiver"].bridge.config
+    prefix = engines["receiver"].receiver.embed_texts([c.anchor_before + t + c.anchor_after for t in texts])
+    raw = engines["receiver"].receiver.score_answers(prefix, engines["receiver"].scorer.answer_ids()).logprobs
+    assert body["answers"] == [c.answers[i] for i in raw.argmax(-1).tolist()]
+    assert {"queue", "embed", "receiver"} <= set(body["timings_ms"])
 
 
 def _message(clients, **changes):

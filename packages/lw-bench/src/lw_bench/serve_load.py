@@ -1,8 +1,9 @@
 """`lw-bench serve`: a load generator over HTTP against running `lw-serve` servers.
 
 At each concurrency, `concurrency` clients send one text per request until `requests` requests are
-sent or `seconds` have passed (whichever first), to `/v1/predict` of a pipeline server and to the split
-pair (`/v1/encode` of a sender, its answer posted as it is to `/v1/decode` of a receiver). Reported per
+sent or `seconds` have passed (whichever first), to `/v1/predict` of a pipeline server, to the split
+pair (`/v1/encode` of a sender, its answer posted as it is to `/v1/decode` of a receiver) and to
+`/v1/read` (the receiver reading the text itself, served the same way). Reported per
 target and concurrency: answered, refused (503) and failed requests, requests/s, p50/p90/p99 latency,
 and each server's peak memory; with `--run`, the bridge's in-process batch throughput on the same texts
 and the ratio served / in-process."""
@@ -92,6 +93,13 @@ def predict_sender(url: str) -> Send:
     return send
 
 
+def read_sender(url: str) -> Send:
+    async def send(client: httpx.AsyncClient, text: str) -> int:
+        return (await client.post(url + "/v1/read", json={"texts": [text]})).status_code
+
+    return send
+
+
 def split_sender(sender_url: str, receiver_url: str) -> Send:
     async def send(client: httpx.AsyncClient, text: str) -> int:
         encoded = await client.post(sender_url + "/v1/encode", json={"texts": [text]})
@@ -134,6 +142,8 @@ def bench_serve(config: ServeLoadConfig, texts: Sequence[str]) -> list[dict[str,
     if config.sender_url and config.receiver_url:
         targets.append(("sender → receiver", split_sender(config.sender_url, config.receiver_url),
                         [config.sender_url, config.receiver_url]))
+    reader = config.receiver_url or config.url
+    targets.append(("receiver reads the text", read_sender(reader), [reader]))  # type: ignore[list-item]
     rows = []
     for name, send, urls in targets:
         for concurrency in config.concurrency:
@@ -143,7 +153,7 @@ def bench_serve(config: ServeLoadConfig, texts: Sequence[str]) -> list[dict[str,
         for row in rows[-len(config.concurrency):]:
             row["peak MiB"] = " + ".join(str(m) for m in memory)
     if config.run:
-        served = max(r["req/s"] for r in rows if r["concurrency"] == max(config.concurrency))
+        served = max(r["req/s"] for r in rows if r["concurrency"] == max(config.concurrency) and "text" not in r["target"])
         sample = list(itertools.islice(itertools.cycle(texts), max(config.requests, config.in_process_batch)))
         in_process = in_process_throughput(config.run, sample, config.in_process_batch)
         rows.append({"target": f"in process (batch {config.in_process_batch})", "req/s": round(in_process, 2),

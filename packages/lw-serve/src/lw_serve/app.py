@@ -1,5 +1,6 @@
 """The HTTP face of an `Engine` (Starlette, served by uvicorn): `/v1/predict` (texts → answers),
-`/v1/encode` (texts → wire messages), `/v1/decode` (wire messages → answers), as the role allows; plus
+`/v1/encode` (texts → wire messages), `/v1/decode` (wire messages → answers), `/v1/read` (the receiver
+reading the texts themselves: the path a bridge replaces), as the role allows; plus
 `/v1/info`, `/healthz`, `/readyz`, `/metrics` and, for the whole pipeline, the playground page at `/`.
 Every error is a JSON object `{"error": "<one line>"}`; no traceback reaches a client."""
 
@@ -99,6 +100,8 @@ class Server:
             out["encode"] = e.encode
         if e.has_receiver and not e.bridge.config.receiver_reads_text:
             out["decode"] = lambda items, timings: e.decode(torch.stack(items), timings)
+        if e.has_receiver:
+            out["read"] = e.read
         return out
 
     @contextlib.asynccontextmanager
@@ -121,7 +124,7 @@ class Server:
     def app(self) -> Starlette:
         routes = [Route("/healthz", self.healthz), Route("/readyz", self.readyz), Route("/metrics", self.render_metrics),
                   Route("/v1/info", self.info)]
-        handlers = {"predict": self.predict, "encode": self.encode, "decode": self.decode}
+        handlers = {"predict": self.predict, "encode": self.encode, "decode": self.decode, "read": self.read}
         routes += [Route(f"/v1/{name}", handlers[name], methods=["POST"]) for name in self.endpoints]
         if "predict" in self.endpoints:
             routes.append(Route("/", self.playground))
@@ -209,6 +212,12 @@ class Server:
     async def predict(self, request: Request) -> Response:
         return await self._serve(request, "predict", {"texts"}, self._texts,
                                  lambda _p, texts, done: self._answers(done) | self._sizes(texts, done))
+
+    async def read(self, request: Request) -> Response:
+        return await self._serve(request, "read", {"texts"}, self._texts,
+                                 lambda _p, texts, done: self._answers(done) | {"text_bytes": [len(t.encode()) for t in texts],
+                                                                                "timings_ms": _ms(done.timings),
+                                                                                "batch_items": done.batch_items})
 
     async def encode(self, request: Request) -> Response:
         e = self.engine

@@ -110,11 +110,14 @@ class Engine:
     def decode(self, messages: torch.Tensor, timings: dict[str, float], texts: Sequence[str] | None = None
                ) -> list[Answered]:
         """Answers of messages [B, M, d_z] (`texts` only for a fusion bridge, whose receiver reads them)."""
-        assert self.backend is not None
         start = time.perf_counter()
         device = next(self.bridge.parameters()).device
         prefix = self.scorer.receiver_input(messages.to(device, next(self.bridge.parameters()).dtype), texts)
         timings["adapter"] = time.perf_counter() - start
+        return self._answer(prefix, timings)
+
+    def _answer(self, prefix, timings: dict[str, float]) -> list[Answered]:
+        assert self.backend is not None
         start = time.perf_counter()
         c = self.bridge.config
         if c.kind == "generative":
@@ -126,6 +129,17 @@ class Engine:
         normalised = raw.log_softmax(dim=-1)
         return [Answered(c.answers[int(row.argmax())], [round(v, 6) for v in norm.tolist()])
                 for row, norm in zip(raw, normalised, strict=True)]
+
+    @torch.no_grad()
+    def read(self, texts: Sequence[str], timings: dict[str, float]) -> list[Answered]:
+        """The receiver reading the texts themselves in the bridge's prompt (anchors around the text, no
+        message): the path a bridge replaces, served the same way."""
+        c = self.bridge.config
+        start = time.perf_counter()
+        prompts = [c.anchor_before + e.text + c.anchor_after for e in self._examples(texts)]
+        prefix = self.receiver.embed_texts(prompts)  # type: ignore[union-attr]
+        timings["embed"] = time.perf_counter() - start
+        return self._answer(prefix, timings)
 
     def predict(self, texts: Sequence[str], timings: dict[str, float]) -> list[Answered]:
         reads_text = self.bridge.config.receiver_reads_text
