@@ -155,6 +155,7 @@ def load_engine(run_dir: str | Path, role: str = "pipeline", *, wire: str | None
         raise LwError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
     run_dir = Path(run_dir)
     folder = bridge_folder(run_dir)
+    fmt = WireFormat(wire or run_wire_format(run_dir))  # a bad format fails before any model loads
     torch_device = resolve_device(device)
     bridge = Bridge.from_pretrained(folder, device=torch_device)
     c = bridge.config
@@ -171,7 +172,6 @@ def load_engine(run_dir: str | Path, role: str = "pipeline", *, wire: str | None
             source = receiver_sources(c, None)[index]
             receiver_lm = load_model(source, dtype, str(torch_device))
             check_model("receiver", c.receivers[index], receiver_lm, c.d_receivers[index], c)
-    fmt = WireFormat(wire or run_wire_format(run_dir))
     serving = None if receiver_lm is None else build_backend(backend, receiver_lm, **(backend_options or {}))
     return Engine(bridge, bridge_fingerprint(folder), fmt, sender, receiver_lm, index, serving,
                   has_sender=role != "receiver")
