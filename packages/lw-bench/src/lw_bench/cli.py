@@ -2,7 +2,8 @@
 
 `latency`, `limit`, `scaling`, `wire` and `train` time the same work for every path, from raw text to
 answer; each is a run in the registry (results.json, results.md and a figure in its run directory).
-`all` runs them all. `load` and `scoring` are micro-benchmarks of lw-core."""
+`all` runs them all. `load` and `scoring` are micro-benchmarks of lw-core; `serve` is a load generator
+against running `lw-serve` servers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from lw_core.config import Command, parse_command
 from lw_core.presets import PRESETS
 from lw_registry.text_table import markdown_table
 
+from lw_bench.serve_load import ServeLoadConfig
 from lw_bench.suite import BenchConfig
 
 RUNS = ("latency", "limit", "scaling", "wire", "train")
@@ -54,6 +56,7 @@ COMMANDS = {
     "all": Command("latency, limit, scaling, wire and train (wire only with --run)", BenchConfig),
     "load": Command("cold conversion and warm load time of model presets", LoadConfig),
     "scoring": Command("answer scoring: needed LM-head rows vs full logits", ScoringConfig),
+    "serve": Command("requests/s and p50/p90/p99 of running lw-serve servers at each concurrency", ServeLoadConfig),
 }
 
 
@@ -69,7 +72,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if config.threads:
         torch.set_num_threads(config.threads)
-    if command == "load":
+    if command == "serve":
+        from lw_tasks import load_task
+
+        from lw_bench.serve_load import bench_serve
+
+        rows = bench_serve(config, [e.text for e in load_task(config.task).split("test")])
+    elif command == "load":
         from lw_bench.models_bench import bench_load
 
         rows = (bench_load(config.models, cold=True) if config.cold else []) + bench_load(config.models, cold=False)
@@ -82,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         json.dump(rows, sys.stdout, indent=2)
         print()
     elif rows:
-        print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        print(markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows]))
 
 
 if __name__ == "__main__":

@@ -44,9 +44,14 @@ class BridgeScorer:
 
     def prefix(self, examples: Sequence[Example]):
         """The receiver's input for these examples: anchors and BOS around the message's soft tokens."""
-        soft = self.bridge.soft_tokens(self.messages(examples), self.receiver_index)
+        return self.receiver_input(self.messages(examples), [e.text for e in examples])
+
+    def receiver_input(self, messages: torch.Tensor, texts: Sequence[str] | None = None):
+        """The receiver's input for messages [B, M, d_z] (as they came off the wire); `texts` only for a
+        bridge whose receiver reads the text too (fusion)."""
+        soft = self.bridge.soft_tokens(messages, self.receiver_index)
         self.last_soft_tokens = soft
-        return self.bridge.receiver_inputs(self.receiver, soft, [e.text for e in examples])
+        return self.bridge.receiver_inputs(self.receiver, soft, texts)
 
     @torch.no_grad()
     def generate(self, task: Task, examples: Sequence[Example]) -> list[str]:

@@ -1,0 +1,44 @@
+"""Receiver backends: what runs the frozen receiver on a batch of inputs (soft tokens and anchor text as
+embeddings) and scores the answers. `hf` is the in-process reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+from lw_core import Embedded, FrozenLM, LwError
+
+BACKENDS = ("hf",)
+
+
+class ReceiverBackend(Protocol):
+    name: str
+
+    def score(self, prefix: Embedded, answer_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """[B, A] float32 log-probabilities of each answer's tokens after each input."""
+        ...
+
+    def generate(self, prefix: Embedded, max_new_tokens: int) -> list[str]:
+        ...
+
+
+class HFReceiver:
+    """The receiver in this process through transformers (lw-core's FrozenLM): the reference."""
+
+    name = "hf"
+
+    def __init__(self, lm: FrozenLM):
+        self.lm = lm
+
+    def score(self, prefix: Embedded, answer_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        return self.lm.score_answers(prefix, answer_ids).logprobs.float().cpu()
+
+    def generate(self, prefix: Embedded, max_new_tokens: int) -> list[str]:
+        return self.lm.generate_from(prefix, max_new_tokens)
+
+
+def build_backend(name: str, lm: FrozenLM, **options) -> ReceiverBackend:
+    if name == "hf":
+        return HFReceiver(lm)
+    raise LwError(f"unknown receiver backend {name!r}; known: {', '.join(BACKENDS)}")

@@ -1,0 +1,83 @@
+"""`lw-serve [ROLE] RUN_DIR`: serve a trained bridge over HTTP.
+
+Roles: `pipeline` (the default: `POST /v1/predict`, texts → answers, plus encode and decode), `sender`
+(`POST /v1/encode`: texts → quantised messages at the run's wire format, base64, with the bridge's
+fingerprint) and `receiver` (`POST /v1/decode`: those messages → answers). Binds 127.0.0.1 unless
+`--host`; with `--api-key` (or $LW_SERVE_API_KEY) the /v1 endpoints need `Authorization: Bearer KEY`.
+SIGTERM or Ctrl-C stops taking requests and answers every one already in flight."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+from lw_core import LwError, cli_errors
+from lw_core.config import ArgumentParser, parse_config
+
+from lw_serve.app import Limits, Server
+from lw_serve.backends import BACKENDS
+from lw_serve.engine import ROLES, load_engine
+
+API_KEY_ENV = "LW_SERVE_API_KEY"
+
+
+@dataclass
+class ServeConfig(Limits):
+    run_dir: str = field(default="", metadata={"help": "a run directory written by lw-train (or a bridge folder)",
+                                               "positional": True})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (0.0.0.0 exposes it to the network)"})
+    port: int = field(default=8000, metadata={"help": "TCP port"})
+    api_key: str | None = field(default=None, metadata={
+        "help": f"bearer token the /v1 endpoints require (default: ${API_KEY_ENV} if set, else none)"})
+    wire: str | None = field(default=None, metadata={
+        "help": "wire format of messages: fp32 fp16 int8 int6 int4 (default: the run's first evaluated "
+                "wire format, else fp16)"})
+    receiver: str | None = field(default=None, metadata={"help": "which of the bridge's receivers answers (trained name)"})
+    receiver_backend: str = field(default="hf", metadata={"help": "what runs the receiver", "choices": list(BACKENDS)})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
+    dtype: str | None = field(default=None, metadata={"help": "model dtype (default: the one the bridge trained in)"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
+    drain_seconds: float = field(default=30.0, metadata={"help": "on SIGTERM, longest wait for in-flight requests"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.run_dir:
+            raise LwError("lw-serve: give a RUN_DIR (see lw-serve --help)")
+        if not 0 <= self.port < 65536:
+            raise LwError(f"port must be 0..65535, got {self.port}")
+
+
+def split_role(argv: list[str]) -> tuple[str, list[str]]:
+    """`lw-serve sender RUN_DIR ...` → ("sender", ["RUN_DIR", ...]); no role word means the pipeline."""
+    if argv and argv[0] in ROLES:
+        return argv[0], argv[1:]
+    return "pipeline", argv
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> None:
+    role, rest = split_role(list(sys.argv[1:] if argv is None else argv))
+    parser = ArgumentParser(prog="lw-serve" + ("" if role == "pipeline" else f" {role}"), description=__doc__)
+    config, _ = parse_config(ServeConfig, rest, parser)
+    import torch
+    import uvicorn
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
+    engine = load_engine(config.run_dir, role, wire=config.wire, receiver=config.receiver,
+                         backend=config.receiver_backend, device=config.device, dtype=config.dtype)
+    limits = Limits(**{k: getattr(config, k) for k in Limits.__dataclass_fields__})
+    app = Server(engine, role, limits, api_key).app()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(f"lw-serve: {role} of bridge {engine.fingerprint} ({engine.bridge.config.task}, wire {engine.wire.name}) "
+          f"on http://{config.host}:{config.port}" + (" (bearer token required)" if api_key else ""),
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
+                timeout_graceful_shutdown=int(config.drain_seconds) or None)
+
+
+if __name__ == "__main__":
+    main()
