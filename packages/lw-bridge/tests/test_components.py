@@ -219,3 +219,18 @@ def test_a_run_lands_under_its_records_method_and_an_old_layout_run_is_kept(tmp_
     legacy.mkdir(parents=True)
     (legacy / "run.json").write_text("{}")
     assert default_run_dir(fusion) == legacy
+
+
+def test_generative_targets_end_with_the_line_the_evaluator_keeps():
+    from lw_bridge.losses import teacher_forced_ce
+    from lw_bridge.recipe import ANSWER_END, reference_ids
+    from lw_tasks import Example
+
+    gemma = tiny_gemma3()
+    examples = [Example(id="a", text="t", references=(" abc ", "x")), Example(id="b", text="u", references=("de",))]
+    (targets,) = reference_ids([gemma], examples)
+    assert targets == [gemma.token_ids(" abc") + gemma.token_ids(ANSWER_END), gemma.token_ids(" de") + gemma.token_ids("\n")]
+    prefix = gemma.embed_texts(["q1", "q22"])
+    full, _ = teacher_forced_ce(gemma, prefix, targets)
+    answer_only, _ = teacher_forced_ce(gemma, prefix, [t[:-1] for t in targets])
+    assert full.item() != pytest.approx(answer_only.item())  # the end of line is trained too

@@ -184,12 +184,15 @@ def _word_task() -> Task:
                 max_input_words=16, metrics=("em", "f1"))
 
 
-def test_generative_task_trains_on_the_reference_tokens(env, model_dirs, monkeypatch):
+def test_generative_task_trains_on_the_reference_tokens(env, model_dirs, monkeypatch, capsys):
     task = _word_task()
     monkeypatch.setattr(trainer, "load_task", lambda name, **options: task)
     metrics = trainer.train(_config(model_dirs, "toy-words", env / "gen", answer_tokens=2, max_new_tokens=3,
                                     compare_zero_shot=True))
-    assert {"em", "f1", "val_f1", "first_token_accuracy", "f1_wire_int4", "zero_shot_f1"} <= set(metrics)
+    assert {"em", "f1", "val_f1", "first_token_accuracy", "f1_wire_int4", "zero_shot_f1", "zero_shot_em"} <= set(metrics)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("toy-words test f1: bridge ") and "(EM " in line and "first-token accuracy" in line
+    assert "reading the text" in line
     assert "accuracy" not in metrics and 0 <= metrics["first_token_accuracy"] <= 1
     history = json.loads((env / "gen" / "history.json").read_text())
     assert {"ce/0", "first_token_acc/0"} <= set(history[0]) and "val_first_token_accuracy" in history[5]

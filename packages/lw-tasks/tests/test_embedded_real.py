@@ -21,7 +21,16 @@ EXPECTED = {
     "r8-full": ({"train": 4909, "validation": 500, "test": 2174}, ("280ba1ad014a", "481432a5ba97", "385857fb4f55")),
     "r52": ({"train": 5930, "validation": 500, "test": 1000}, ("278daf8318b2", "a829c42fc9fd", "c70270d815ff")),
     "r52-full": ({"train": 5930, "validation": 500, "test": 2550}, ("278daf8318b2", "a829c42fc9fd", "31651276caff")),
+    "squad-olmes": ({"train": 798, "validation": 100, "test": 100}, ("1eb193130ebd", "8da214d168a3", "3e71b718c64f")),
+    "arc-easy-olmes": ({"train": 2346, "validation": 293, "test": 293}, ("cd3dcc13e929", "e6121a7a5407", "ca7bb59f709e")),
+    "arc-challenge-olmes": ({"train": 1166, "validation": 147, "test": 147},
+                            ("7c14d4b1d7d9", "bdab2d848372", "ede8a3741ff5")),
+    "openbookqa-olmes": ({"train": 802, "validation": 99, "test": 99}, ("cc84c1b28425", "01ba812601c4", "30a0de5f6404")),
+    "csqa-olmes": ({"train": 975, "validation": 123, "test": 123}, ("a581afb6ea24", "2de649df7252", "242ae7fb1853")),
+    "boolq-olmes": ({"train": 2616, "validation": 327, "test": 327}, ("316c0457a14d", "fca7a77506b0", "ce77e25c85e0")),
 }
+ANSWERS = {"rt-sentiment": 2, "20ng": 20, "20ng-full": 20, "r8": 8, "r8-full": 8, "r52": 52, "r52-full": 52,
+           "squad-olmes": 0, "arc-easy-olmes": 4, "arc-challenge-olmes": 4, "openbookqa-olmes": 4, "csqa-olmes": 5, "boolq-olmes": 2}
 
 
 def fingerprint(task, split: str) -> str:
@@ -37,7 +46,10 @@ def test_embedded_task_splits(name):
     keys = {s: {normalize_text(e.text) for e in task.split(s)} for s in SPLITS}
     assert not keys["train"] & keys["test"] and not keys["validation"] & keys["test"] and not keys["train"] & keys["validation"]
     assert all(len(e.text.split()) <= task.max_input_words for s in SPLITS for e in task.split(s))
-    assert len(task.answers) == {"rt": 2, "20": 20, "r8": 8, "r5": 52}[name[:2]]
+    assert len(task.answers) == ANSWERS[name]
+    if task.kind == "generative":  # every reference answer is still in the (truncated) passage
+        assert all(any(normalize_text(r) in normalize_text(e.text) for r in e.references) for s in SPLITS
+                   for e in task.split(s))
 
 
 def test_answer_names_come_from_the_data():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import gzip
 import json
 import random
 from pathlib import Path
@@ -130,6 +131,41 @@ def write_hotpotqa(d: Path) -> None:
         write_jsonl(d / f"{split}.jsonl", rows)
 
 
+# ---- the OLMo eval harness's request files: one line per (question, choice), the question as `doc` ----
+def write_requests(d: Path, folder: str, variant: str, docs: list[dict]) -> None:
+    (d / folder / variant).mkdir(parents=True, exist_ok=True)
+    with gzip.open(d / folder / variant / "requests.jsonl.gz", "wt") as f:
+        for i, doc in enumerate(docs):
+            for choice in doc.get("choices", [None]):
+                request = {"context": doc["query"], "continuation": f" {choice}"}
+                f.write(json.dumps({"request_type": "loglikelihood", "doc": doc, "request": request, "doc_id": i}) + "\n")
+
+
+def olmes_choices_writer(folder: str, variants: tuple[str, ...], n_choices: int):
+    def write(d: Path) -> None:
+        for v, variant in enumerate(variants):
+            docs = [{"id": f"{folder}-{v}-{i}", "query": f"Question: {sentence(v * 1000 + i)}\nAnswer:",
+                     "choices": [f"choice {k} of {i}" for k in range(n_choices)], "gold": i % n_choices}
+                    for i in range(12 * n_choices)]  # fmt: skip
+            docs.append({"id": "odd", "query": "Question: two choices?\nAnswer:", "choices": ["x", "y"], "gold": 0})
+            write_requests(d, folder, variant, docs)
+
+    return write
+
+
+def write_olmes_boolq(d: Path) -> None:
+    docs = [{"idx": i, "query": f"Title -- {sentence(i, 30)}\nQuestion: is it {sentence(i, 3)}?\nAnswer:",
+             "choices": ["yes", "no"], "gold": i % 2} for i in range(40)]  # fmt: skip
+    write_requests(d, "boolq", "val_rc_5shot", docs)
+
+
+def write_olmes_squad(d: Path) -> None:
+    docs = [{"id": f"s{i}", "title": "T", "query": f"Title: T\nBackground: {sentence(i, 20)} the answer is token{i} ."
+             f"\nQuestion: what is {i}?\nAnswer:", "answers_text": [f"token{i}", f"token{i}"], "choices": [f"token{i}"]}
+            for i in range(40)]  # fmt: skip
+    write_requests(d, "squad", "bpb_5shot", docs)
+
+
 # name → (writer, expected answers (None: generative))
 CASES = {
     "rt-sentiment": (write_rt, ["negative", "positive"]),
@@ -156,6 +192,13 @@ CASES = {
     "hellaswag": (write_hellaswag, ["A", "B", "C", "D"]),
     "squad": (write_squad, None),
     "hotpotqa": (write_hotpotqa, None),
+    "squad-olmes": (write_olmes_squad, None),
+    "arc-easy-olmes": (olmes_choices_writer("arc_easy", ("val_rc_5shot", "test_rc_5shot"), 4), ["A", "B", "C", "D"]),
+    "arc-challenge-olmes": (olmes_choices_writer("arc_challenge", ("val_rc_5shot", "test_rc_5shot"), 4),
+                            ["A", "B", "C", "D"]),
+    "openbookqa-olmes": (olmes_choices_writer("openbookqa", ("val_rc_5shot", "test_rc_5shot"), 4), ["A", "B", "C", "D"]),
+    "csqa-olmes": (olmes_choices_writer("csqa", ("val_rc_5shot",), 5), ["A", "B", "C", "D", "E"]),
+    "boolq-olmes": (write_olmes_boolq, ["no", "yes"]),
 }  # fmt: skip
 
 
@@ -302,3 +345,39 @@ def test_missing_corpus_package_advises_what_resolves_anywhere(task, module, adv
     message = str(error.value)
     assert "\n" not in message and all(a in message for a in advice), message
     assert "lw-tasks[data]" not in message
+
+
+def test_olmes_questions_read_once_pooled_and_lettered(tmp_path):
+    olmes_choices_writer("arc_easy", ("val_rc_5shot", "test_rc_5shot"), 4)(tmp_path)
+    task = load_task("arc-easy-olmes", data_dir=str(tmp_path))
+    assert sum(task.sizes().values()) == 96 and task.extra["dropped"] == {"not_4_choices": 2}
+    assert task.sizes() == {"train": 80, "validation": 8, "test": 8}  # val and test pooled, 80/10/10 per class
+    example = next(e for s in SPLITS for e in task.split(s) if e.id == "validation-arc_easy-0-5")
+    assert task.prompt(example).endswith("\nA. choice 0 of 5\nB. choice 1 of 5\nC. choice 2 of 5\nD. choice 3 of 5\nAnswer:")
+    assert task.answers[example.label] == "B"
+
+
+def test_olmes_boolq_and_squad_fields(tmp_path):
+    write_olmes_boolq(tmp_path)
+    write_olmes_squad(tmp_path)
+    boolq = load_task("boolq-olmes", data_dir=str(tmp_path))
+    example = next(e for s in SPLITS for e in boolq.split(s) if e.id == "validation-3")
+    assert example.fields["passage"].startswith("Title -- item 3") and not example.fields["question"].endswith("?")
+    assert boolq.answers[example.label] == "no" and boolq.prompt(example).endswith("?\nAnswer (yes or no):")
+    squad = load_task("squad-olmes", data_dir=str(tmp_path))
+    example = next(e for s in SPLITS for e in squad.split(s) if e.id == "squad-s7")
+    assert example.references == ("token7",) and example.fields["question"] == "what is 7?"
+    assert example.text.startswith("Context: item 7 ") and "Title" not in example.text
+
+
+def test_olmes_bad_file_is_one_line(tmp_path):
+    from lw_core.errors import LwError
+
+    write_requests(tmp_path, "csqa", "val_rc_5shot", [{"id": "q1", "query": "no question here", "choices": ["a"], "gold": 0}])
+    with pytest.raises(LwError, match=r"requests.jsonl.gz: doc q1 has a query not of the form"):
+        load_task("csqa-olmes", data_dir=str(tmp_path))
+    write_requests(tmp_path, "csqa", "val_rc_5shot", [{"id": "q1", "query": "Question: q\nAnswer:", "choices": ["a"], "gold": 3}])
+    with pytest.raises(LwError, match=r"doc q1 has gold 3 outside its choices"):
+        load_task("csqa-olmes", data_dir=str(tmp_path))
+    with pytest.raises(LwError, match=r"data file not found: .*openbookqa/val_rc_5shot/requests.jsonl.gz"):
+        load_task("openbookqa-olmes", data_dir=str(tmp_path))

@@ -70,7 +70,8 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     diversity_weight: float = field(default=0.1, metadata={"help": "weight of the anti-collapse term"})
     diversity_floor: float = field(default=0.1, metadata={"help": "soft-token diversity below which it is penalised"})
     answer_tokens: int = field(default=8, metadata={
-        "help": "generative tasks: reference tokens in the teacher-forced CE (1 = first-token CE)"})
+        "help": "generative tasks: reference tokens in the teacher-forced CE, the answer's end of line counted "
+                "(1 = first-token CE)"})
     max_new_tokens: int = field(default=16, metadata={"help": "generative tasks: greedy tokens generated at evaluation"})
     answer_rule: str = field(default=DEFAULT_ANSWER_RULE, metadata={
         "help": "how answers are trained AND scored (validation, test, lw-eval, pipeline): first-token = the "

@@ -50,10 +50,16 @@ def teacher_logprobs(
     return torch.cat(rows)
 
 
+ANSWER_END = "\n"
+"""What ends a generated answer: the evaluator keeps the first line of what a receiver generates."""
+
+
 def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> list[list[list[int]]]:
     """Generative tasks: each receiver's token ids of each example's first reference, as it follows the
-    prompt (after a space, like the verbalizers of classification tasks)."""
-    return [[r.token_ids(" " + e.references[0].strip()) for e in examples] for r in receivers]
+    prompt (after a space, like the verbalizers of classification tasks), then the end of the line, so
+    the teacher-forced CE also teaches the receiver where the answer stops (the first line is kept)."""
+    return [[r.token_ids(" " + e.references[0].strip()) + r.token_ids(ANSWER_END) for e in examples]
+            for r in receivers]
 
 
 @dataclass

@@ -95,8 +95,12 @@ def print_summary(task: Task, config: TrainConfig, metrics: dict[str, Any], rece
         suffix = receiver_suffix(receivers, r)
         parts = [f"{task.name} test {headline}: bridge {config.sender}→{receiver.name} "
                  f"{metrics[f'{headline}{suffix}']:.4f}"]
+        if task.kind == "generative":  # EM and first-token accuracy beside F1, as LatentWire reports them
+            parts[0] += (f" (EM {metrics[f'em{suffix}']:.4f}, first-token accuracy "
+                         f"{metrics[f'first_token_accuracy{suffix}']:.4f})")
         if f"{zero_shot}{suffix}" in metrics:
-            parts.append(f"{receiver.name} {report.zero_shot_label} {metrics[f'{zero_shot}{suffix}']:.4f}")
+            parts.append(f"{receiver.name} {report.zero_shot_label} {metrics[f'{zero_shot}{suffix}']:.4f}"
+                         + (f" (EM {metrics[f'zero_shot_em{suffix}']:.4f})" if f"zero_shot_em{suffix}" in metrics else ""))
         if metrics.get(f"majority_rate{suffix}") is not None:
             parts.append(f"majority class {metrics[f'majority_rate{suffix}']:.4f}")
         print(" | ".join(parts), flush=True)

@@ -255,6 +255,8 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models,
         if config.compare_zero_shot:
             zs = zero_shot_reference(receiver, task, config.eval_batch_size, config.max_new_tokens, config.progress)
             metrics[f"{report.zero_shot_key}{suffix}"] = zs[headline]
+            if generative:
+                metrics[f"zero_shot_em{suffix}"] = zs["em"]
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     run.metrics.update(metrics)
     run.write_json("metrics.json", metrics)

