@@ -218,8 +218,8 @@ def submit_plan(plan_path: str | Path, *, root: str | Path | None = None, backen
                 retry_cancelled: bool = False, wait: bool = False, poll_seconds: float = 60.0,
                 poll: bool = True) -> int:
     """Expand a plan and run the runs not completed yet (locally, or as SLURM array jobs); the exit code."""
-    from lw_registry.executor import prepare
     from lw_registry.plan import load_plan
+    from lw_registry.prepare import prepare
     from lw_registry.slurm import resolve_profile
 
     plan = load_plan(plan_path)
