@@ -370,8 +370,8 @@ def cancel_run(ref: str, *, root: str | Path | None = None) -> None:
 def results_report(roots: Sequence[str | Path], tasks: Sequence[str] | None, group_by: Sequence[str] | None, *,
                    suite: str | None = None, update: str | None = None, output: str | None = None,
                    archive: str | None = None, figures: str | None = None, no_figures: bool = False) -> str:
-    """The README's results section (lw_registry.publish); unreadable input is a UsageError."""
-    from lw_registry.publish import results_report as build
+    """The README's results section (lw_registry.report.publish); unreadable input is a UsageError."""
+    from lw_registry.report.publish import results_report as build
 
     try:
         return build([Path(r) for r in roots], tasks, group_by, suite=suite, update=update, output=output,
