@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 from lw_registry import read_record
-from lw_registry.slurm import SlurmError, apply_state, map_state, render_script, resolve_profile
+from lw_registry.slurm import apply_state, map_state
+from lw_registry.slurm_profile import SlurmError, render_script, resolve_profile
 
 DEMO = "{python} -m lw_registry.demo --task {task} --method {method} --seed {seed} --run-dir {run_dir}"
 PROFILE = """account = "proj"

@@ -220,7 +220,7 @@ def submit_plan(plan_path: str | Path, *, root: str | Path | None = None, backen
     """Expand a plan and run the runs not completed yet (locally, or as SLURM array jobs); the exit code."""
     from lw_registry.plan import load_plan
     from lw_registry.prepare import prepare
-    from lw_registry.slurm import resolve_profile
+    from lw_registry.slurm_profile import resolve_profile
 
     plan = load_plan(plan_path)
     root = runs_root(root)
@@ -292,7 +292,8 @@ def rerun(records: list[RunRecord], *, root: str | Path | None = None, backend: 
     """Run these runs again in their run dirs (attempt + 1): SLURM ones grouped by plan and saved profile,
     local ones here, one at a time. A run that another process started again since `records` were read
     is skipped with a note (with `must_claim`, a UsageError)."""
-    from lw_registry.slurm import resolve_profile, submit
+    from lw_registry.slurm import submit
+    from lw_registry.slurm_profile import resolve_profile
 
     root = runs_root(root)
     local, slurm = [], {}
