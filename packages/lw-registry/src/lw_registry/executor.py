@@ -21,18 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lw_registry.failures import (
+    categorize_text,
+    killed_category,
+    signal_name,
+    tail_lines,
+)
 from lw_registry.plan import describe
 from lw_registry.record import (
     ENV_ATTEMPT,
     ENV_RUN_DIR,
     _now,
-    categorize_text,
     edit_record,
     git_sha,
-    killed_category,
     read_record,
-    signal_name,
-    tail_lines,
 )
 
 JOB_LOG = "job.log"

@@ -20,14 +20,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lw_registry.record import (
-    RunRecord,
-    _now,
+from lw_registry.failures import (
     categorize_text,
-    edit_record,
     killed_category,
     signal_name,
     tail_lines,
+)
+from lw_registry.record import (
+    RunRecord,
+    _now,
+    edit_record,
     write_json_atomic,
 )
 from lw_registry.slurm_profile import SlurmError, render_script
