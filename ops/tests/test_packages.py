@@ -1,6 +1,6 @@
-"""What CI's per-package runs (`.ci/run`: each package alone, with only what it declares) rely on, checked
-over every package's sources at once: each import of another distribution is declared in the importing
-package's pyproject."""
+"""Checks over every package's sources at once: each import of another distribution is declared in the
+importing package's pyproject (what CI's per-package runs, `.ci/run`, rely on: each package alone, with
+only what it declares), and no source file is longer than MAX_LINES (a longer one holds two jobs)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 PACKAGES = Path(__file__).resolve().parents[2] / "packages"
+MAX_LINES = 400
 REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -77,3 +78,12 @@ def test_the_check_sees_an_undeclared_import_and_accepts_a_lazy_optional_one(tmp
     distributions = {"numpy": ["numpy"], "torch": ["torch"], "matplotlib": ["matplotlib"], "lw_demo": ["lw-demo"]}
     assert undeclared_imports(package, distributions) == [
         "lw-demo/src/lw_demo/a.py:5: torch (torch)", "lw-demo/src/lw_demo/a.py:6: matplotlib (matplotlib)"]
+
+
+def test_no_source_file_is_longer_than_max_lines():
+    sources = [path for path in PACKAGES.glob("*/src/**/*") if path.is_file() and "__pycache__" not in path.parts
+               and path.suffix != ".pyc" and ".egg-info" not in str(path)]
+    assert any(path.suffix == ".py" for path in sources)
+    lengths = {path: len(path.read_bytes().splitlines()) for path in sources}
+    long = [f"{path.relative_to(PACKAGES)}: {n} lines" for path, n in sorted(lengths.items()) if n > MAX_LINES]
+    assert not long, f"source files over {MAX_LINES} lines (split them along their jobs):\n" + "\n".join(long)
