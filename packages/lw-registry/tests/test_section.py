@@ -6,8 +6,7 @@ import json
 import pytest
 from lw_registry.cli import main
 from lw_registry.plan import load_plan
-from lw_registry.publish import section_from
-from lw_registry.results import END, START, current_section
+from lw_registry.report.publish import END, START, current_section, section_from
 
 SUITE = """
 plans = ["plans/main.toml", "plans/abl.toml"]
@@ -168,8 +167,8 @@ def test_a_metric_that_is_not_a_number_names_the_record(repo, capsys, fake_run):
 def test_ablation_findings_compare_within_one_hardware():
     from types import SimpleNamespace
 
-    from lw_registry.results import Group
-    from lw_registry.section import ablation_findings
+    from lw_registry.report.findings import ablation_findings
+    from lw_registry.report.groups import Group
 
     def group(ablation, hardware, *scores):
         return Group((ablation, "3,000 × 120 steps", hardware),

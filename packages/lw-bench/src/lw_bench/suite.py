@@ -20,7 +20,7 @@ from lw_core.models import resolve_device, resolve_dtype
 from lw_core.options import RuntimeOptions, check_parents
 from lw_core.run_dirs import hashed_run_dir
 from lw_core.runs import open_run
-from lw_registry.figures import answers_figure, scaling_figure
+from lw_registry.report.figures import answers_figure, scaling_figure
 from lw_tasks import Task, load_task
 from lw_tasks.options import TaskOptions
 from lw_tasks.registry import task_options

@@ -9,11 +9,11 @@ from lw_core.answer_trie import NORMALISERS
 from lw_core.models import check_model_name
 from lw_core.options import RuntimeOptions, TrainingOptions
 from lw_core.run_dirs import identity_hash
-from lw_core.wire import WireFormat
 from lw_tasks import ANSWER_RULES, DEFAULT_ANSWER_RULE, BudgetOptions, TaskOptions, check_answer_rule
 
 from lw_bridge.bridge import BOS_POLICIES, FUSION_LAYOUTS
 from lw_bridge.encoders import ENCODERS, EncoderConfig
+from lw_bridge.wire import WireFormat
 
 
 @dataclass

@@ -14,14 +14,14 @@ from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError
-from lw_core.fingerprint import fingerprint_mismatch
-from lw_core.wire import WireFormat
 from lw_tasks import Example, Task, evaluate, flat_metrics, load_task, write_eval
 from lw_tasks.splits import truncate_words
 
 from lw_bridge.bridge import CONFIG_NAME, Bridge, BridgeConfig
+from lw_bridge.fingerprint import fingerprint_mismatch
 from lw_bridge.inputs import EncoderInputs
 from lw_bridge.scorer import BridgeScorer
+from lw_bridge.wire import WireFormat
 
 ModelSource = str | os.PathLike | FrozenLM
 """A model folder, a hub id (`org/name`), an embedded preset name, or a model already loaded."""

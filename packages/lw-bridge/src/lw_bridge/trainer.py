@@ -19,7 +19,6 @@ from lw_core.models import BackgroundConversion, cache_dir, model_tag, resolve_d
 from lw_core.runs import open_run, runs_root
 from lw_core.trainer import Best, LoopSettings, train_loop
 from lw_core.training import find_training_state
-from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
 from lw_tasks import (
     Example,
@@ -50,6 +49,7 @@ from lw_bridge.selection import (
     print_summary,
     receiver_suffix,
 )
+from lw_bridge.wire import WireFormat
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
