@@ -145,6 +145,11 @@ def _scaling(parts: _Parts, found: Sequence[Row]) -> list[str]:
     return [*lines, ""]
 
 
+ANSWER_COLUMNS = ("answers", "rule", "scored as", "answer tokens", "trie nodes", "s/step", "peak MiB",
+                  "relative to first")
+"""lw-bench's column order (its results.json stores rows with sorted keys)."""
+
+
 def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
     lines = ["### Training step against the answer-set size", ""]
     bench = latest_bench(found, BENCH_TRAIN, "answer_sizes")
@@ -153,15 +158,16 @@ def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
     row, results = bench
     parts.used.add(row.record.id)
     rows, env = results["answer_sizes"], results.get("environment") or {}
+    columns = [*ANSWER_COLUMNS, *(c for c in rows[0] if c not in ANSWER_COLUMNS)]
     lines += [parts.figure("answers-scaling.png", partial(figures.answers_figure, results),
                            "training step time against the number of answers"), "",
-              markdown_table(list(rows[0]), [list(r.values()) for r in rows]), ""]
-    first = [r for r in rows if r["rule"] == rows[0]["rule"]]
+              markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows]), ""]
+    largest = [r for r in rows if r["answers"] == rows[-1]["answers"]]
     parts.found.append(
         f"- **answer-set size** (lw-bench train --answers, {env.get('task', '?')}, {env.get('device', '?')}, "
-        f"batch {results.get('batch', '?')}): a bridge step with {first[-1]['answers']} answers takes "
-        f"{first[-1]['relative to first']:.2f}x the step with {first[0]['answers']} "
-        f"({first[-1]['s/step']:.2f} s against {first[0]['s/step']:.2f} s, answer rule {first[0]['rule']}).")
+        f"batch {results.get('batch', '?')}): a bridge step with {largest[0]['answers']} answers against one with "
+        f"{rows[0]['answers']}, by answer rule: "
+        + "; ".join(f"{r['rule']} {r['relative to first']:.2f}x ({r['s/step']:.2f} s)" for r in largest) + ".")
     return lines
 
 
