@@ -17,7 +17,8 @@ from lw_core import FrozenLM, LwError, seed_everything
 from lw_core.distributed import single_process_hint
 from lw_core.grid import GridOutcome
 from lw_core.grid import train_grid as run_grid
-from lw_core.models import BackgroundConversion, cache_dir, model_tag, resolve_device, transformers_progress
+from lw_core.models import BackgroundConversion, cache_dir, resolve_device, transformers_progress
+from lw_core.run_dirs import method_label as labelled
 from lw_core.runs import open_run, runs_root
 from lw_core.trainer import LoopSettings
 from lw_core.training import find_training_state
@@ -25,15 +26,14 @@ from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
 from lw_tasks import (
     Example,
-    GenerationScorer,
     Task,
-    ZeroShotScorer,
     evaluate,
     flat_metrics,
     load_task,
     resolve_answer_rule,
     task_options,
     write_eval,
+    zero_shot_scorer,
 )
 
 from lw_bridge.bridge import Bridge, BridgeConfig
@@ -66,9 +66,7 @@ def method_label(config: TrainConfig) -> str:
     name = "bridge-fusion" if config.receiver_reads_text else "bridge"
     if len(config.receivers) > 1:
         return f"{name}-interlingua"
-    if config.receivers == TrainConfig().receivers:
-        return name
-    return f"{name}@{model_tag(config.receivers[0])}"
+    return labelled(name, config.receivers[0], TrainConfig().receivers[0])
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -85,15 +83,15 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16,
                         progress: bool = True) -> dict[str, Any]:
-    """The receiver reading the text prompt, on test: calibrated zero-shot scoring of the answer set
-    (classification) or greedy generation (generative). Cached on disk per receiver and test split."""
+    """The receiver reading the text prompt, on test: the zero-shot method's scorer (`zero_shot_scorer`:
+    calibrated answer-set scoring, or greedy generation on a generative task), as `lw-baseline
+    zero-shot-calibrated` scores it. Cached on disk per receiver and test split."""
     digest = hashlib.sha256("\0".join(f"{e.id}\t{e.text}" for e in task.split("test")).encode()).hexdigest()[:12]
     name = f"{receiver.name}-{task.name}-{digest}-test-{REPORTS[task.kind].cache_tag}"
     path = cache_dir() / "zero_shot" / f"{name.replace('/', '_')}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    scorer = (ZeroShotScorer(receiver, calibrate=True) if task.kind == "classification"
-              else GenerationScorer(receiver, max_new_tokens))
+    scorer = zero_shot_scorer(receiver, task, calibrate=True, max_new_tokens=max_new_tokens)
     result = evaluate(scorer, task, "test", batch_size=batch_size, progress=progress)
     metrics = flat_metrics(result.metrics)
     write_json_atomic(path, metrics)
