@@ -20,6 +20,7 @@ from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
 from lw_core.options import DEFAULT_DTYPE, RuntimeOptions
 from lw_core.registry import Registry
+from lw_core.run_dirs import method_label as labelled
 from lw_core.runs import Run
 from lw_core.seeding import stratified_subset
 from lw_tasks import BudgetOptions, EvalResult, Task, TaskOptions
@@ -167,13 +168,11 @@ def resolve_model(method: Method, config: Any) -> str | None:
 
 
 def method_label(method: Method, config: Any) -> str:
-    """The method's name in records and tables: `name`, or `name@model` when it runs on a model other
-    than its default one (e.g. `zero-shot@smollm2-135m`)."""
+    """The method's name in records and tables (`lw_core.run_dirs.method_label`): `name`, or
+    `name@model` when it runs on a model other than its default one (e.g. `zero-shot@smollm2-135m`)."""
     model = resolve_model(method, config)
-    if model is None:
-        return method.name
-    default = {"sender": config.sender, "receiver": config.receiver}[method.default_model]  # type: ignore[index]
-    return method.name if model == default else f"{method.name}@{model}"
+    default = {"sender": config.sender, "receiver": config.receiver}.get(method.default_model or "")
+    return labelled(method.name, model, default)
 
 
 def budget_view(task: Task, config: BaselineConfig) -> Task:

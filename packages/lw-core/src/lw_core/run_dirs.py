@@ -17,6 +17,7 @@ from lw_registry.files import runs_root
 
 from lw_core.config import config_hash, config_to_dict
 from lw_core.errors import LwError, not_a_folder
+from lw_core.models import model_tag
 
 CONFIG_NAME = "config.json"
 
@@ -35,6 +36,12 @@ def identity_hash(config: Any) -> str:
 def task_slug(task: str) -> str:
     """A task name as a folder name: a data file's stem, a registered task's name."""
     return Path(task).stem if Path(task).suffix else task
+
+
+def method_label(name: str, model: str | None = None, default: str | None = None) -> str:
+    """A method's name in records, run directories and tables: `name`, or `name@MODEL` (the model's
+    tag) when it runs on a model other than its default one (`zero-shot@smollm2-135m`)."""
+    return name if model is None or model == default else f"{name}@{model_tag(model)}"
 
 
 def hashed_run_dir(config: Any, method: str, task: str | None = None) -> Path:

@@ -150,7 +150,7 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
     from lw_core.seeding import seed_everything
 
     from lw_tasks.evaluate import evaluate, flat_metrics, result_from_scores, write_eval
-    from lw_tasks.scoring import ContextualCalibration, ZeroShotScorer, calibrate_scores
+    from lw_tasks.scoring import ContextualCalibration, calibrate_scores, zero_shot_scorer
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -172,7 +172,7 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
         start = time.perf_counter()
         lm = FrozenLM.load(config.model, dtype=config.dtype, device=config.device)
         load_seconds = time.perf_counter() - start
-        scorer = ZeroShotScorer(lm)
+        scorer = zero_shot_scorer(lm, task, calibrate=False)  # calibrated below from the same scores
         raw = evaluate(scorer, task, config.split, batch_size=config.eval_batch_size, limit=config.limit,
                        progress=config.progress)  # fmt: skip
         results = {"none": raw}
