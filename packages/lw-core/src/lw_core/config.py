@@ -1,7 +1,9 @@
 """Dataclass configs and the command lines generated from them: defaults ← `--config` file ← flags.
 
 A config is a dataclass whose fields carry help text in `metadata={"help": ...}` (optionally
-`"choices"`, or `"positional": True` for a positional argument), validated in `__post_init__`.
+`"choices"`, `"positional": True` for a positional argument, and what `lw_core.options.shared_field`
+sets: `"flag"` and `"group"` of a shared option, `"one_value"`, deprecated `"aliases"`), validated in
+`__post_init__`. A parsed config's `threads` is applied (`torch.set_num_threads`).
 `parse_config` builds one command's parser from it; `parse_command` builds a command with
 subcommands (`lw-tasks show`, `lw-bench latency`), each from its own dataclass. Values from files
 and from `field=value` text are converted by the field's annotation, with a one-line error when
@@ -156,9 +158,9 @@ class _OneValue(argparse.Action):
 class _DeprecatedAlias(argparse.Action):
     """An old flag name that still works; it says once on stderr which name to use instead."""
 
-    def __init__(self, option_strings, dest, new: str, one_value: bool = False, **kwargs):
+    def __init__(self, option_strings, dest, new: str, **kwargs):
         super().__init__(option_strings, dest, **kwargs)
-        self.new, self.one_value, self.warned = new, one_value, False
+        self.new, self.warned = new, False
 
     def __call__(self, parser, namespace, values, option_string=None):
         if not self.warned:
