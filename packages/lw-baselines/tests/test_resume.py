@@ -45,7 +45,7 @@ def files(tmp_path_factory):
 
 
 def argv(files, out: Path) -> list[str]:
-    return ["lora", "--task", files["task"], "--sender", files["sender"], "--receiver", files["receiver"],
+    return ["lora", "--task", files["task"], "--sender", files["sender"], "--receivers", files["receiver"],
             "--output-dir", str(out), *OPTIONS]
 
 

@@ -21,15 +21,20 @@ from lw_core.models import model_tag
 
 CONFIG_NAME = "config.json"
 
-NOT_IDENTITY = ("output_dir", "progress")
+NOT_IDENTITY = ("output_dir", "progress", "threads")
 """Config fields that never change a result."""
 
 
 def identity_hash(config: Any) -> str:
-    """The hash of a config's result-changing values."""
+    """The hash of a config's result-changing values. A config whose run ids held a value before it left
+    the identity (`threads` of `lw-tasks eval-zero-shot`, `lw-bench`) says so in `legacy_identity()`,
+    so its existing run directories keep their names."""
     values = config_to_dict(config)
     for name in NOT_IDENTITY:
         values.pop(name, None)
+    legacy = getattr(config, "legacy_identity", None)
+    if legacy is not None:
+        values.update(legacy())
     return config_hash(values)
 
 
