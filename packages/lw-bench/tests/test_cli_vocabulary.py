@@ -73,6 +73,15 @@ def _shared_options(cli: str, config: type) -> dict[str, tuple[str, str, str]]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Parsing `--threads N` sets torch's thread count for the process; later tests (which compare a
+    one-thread subprocess's training with this process's) must not inherit it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def test_every_cli_shows_the_shared_groups_with_identical_names_help_and_defaults():
     seen: dict[str, tuple[str, tuple]] = {}
     for cli, config in CLIS.items():

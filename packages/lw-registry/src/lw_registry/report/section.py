@@ -158,7 +158,7 @@ def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
     row, results = bench
     parts.used.add(row.record.id)
     rows, env = results["answer_sizes"], results.get("environment") or {}
-    columns = [*ANSWER_COLUMNS, *(c for c in rows[0] if c not in ANSWER_COLUMNS)]
+    columns = [*(c for c in ANSWER_COLUMNS if c in rows[0]), *(c for c in rows[0] if c not in ANSWER_COLUMNS)]
     lines += [parts.figure("answers-scaling.png", partial(figures.answers_figure, results),
                            "training step time against the number of answers"), "",
               markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows]), ""]
