@@ -19,6 +19,7 @@ from lw_core.config import ArgumentParser, parse_config
 from lw_serve.app import Limits, Server
 from lw_serve.backends import BACKENDS
 from lw_serve.engine import ROLES, load_engine
+from lw_serve.receiver_gguf import PRECISIONS
 
 API_KEY_ENV = "LW_SERVE_API_KEY"
 
@@ -36,6 +37,11 @@ class ServeConfig(Limits):
                 "wire format, else fp16)"})
     receiver: str | None = field(default=None, metadata={"help": "which of the bridge's receivers answers (trained name)"})
     receiver_backend: str = field(default="hf", metadata={"help": "what runs the receiver", "choices": list(BACKENDS)})
+    gguf: str | None = field(default=None, metadata={
+        "help": "llama-cpp: the receiver's GGUF file (default: derived from its embedded preset at --gguf-precision)"})
+    gguf_precision: str = field(default="f32", metadata={
+        "help": "llama-cpp: precision of the GGUF derived from the preset (f32 holds exactly the HF receiver's "
+                "weights; shipped = the preset's own file)", "choices": list(PRECISIONS)})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
     dtype: str | None = field(default=None, metadata={"help": "model dtype (default: the one the bridge trained in)"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
@@ -68,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(config.threads)
     api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
     engine = load_engine(config.run_dir, role, wire=config.wire, receiver=config.receiver,
-                         backend=config.receiver_backend, device=config.device, dtype=config.dtype)
+                         backend=config.receiver_backend, device=config.device, dtype=config.dtype,
+                         backend_options={"gguf": config.gguf, "gguf_precision": config.gguf_precision,
+                                          "threads": config.threads, "max_batch": config.max_batch})
     limits = Limits(**{k: getattr(config, k) for k in Limits.__dataclass_fields__})
     app = Server(engine, role, limits, api_key).app()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -1,0 +1,72 @@
+"""The llama-cpp receiver backend against the HF receiver on the same input embeddings, on a tiny random
+Gemma3 written as a GGUF here: the same log-probabilities for single- and multi-token answers, batched in
+groups, greedy generation alike, and a GGUF of another model refused in one line. Skipped without
+llama-cpp-python (lw-serve's `llama-cpp` extra)."""
+
+import pytest
+import torch
+from lw_core import LwError
+from lw_core.testing import tiny_gemma3
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (lw-serve[llama-cpp])")
+
+from lw_serve.backends import build_backend  # noqa: E402
+from lw_serve.llama_receiver import LlamaCppReceiver  # noqa: E402
+
+ANSWERS = [[40], [41, 42, 43], [41, 44], [45, 46]]
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_receiver):
+    return tiny_receiver
+
+
+@pytest.fixture(scope="module")
+def gguf_path(tiny_receiver_gguf):
+    return tiny_receiver_gguf
+
+
+def prefixes(lm, lengths=(3, 7, 1, 12, 5)):
+    """BOS, soft tokens at the scale of real embeddings (what a bridge's adapter emits), anchor text."""
+    gen = torch.Generator().manual_seed(0)
+    anchor = torch.tensor(lm.token_ids("\nAnswer:"))
+    rows = [[torch.tensor([lm.tokenizer.bos_token_id]), torch.randn(n, lm.hidden_size, generator=gen) * lm.embedding_rms(),
+             anchor] for n in lengths]
+    return lm.compose(rows)
+
+
+def test_scores_match_the_hf_receiver_on_the_same_embeddings(lm, gguf_path):
+    prefix = prefixes(lm)
+    backend = LlamaCppReceiver(lm, gguf_path, threads=1, max_sequences=2, context=256)  # 3 groups
+    expected = lm.score_answers(prefix, ANSWERS).logprobs.float()
+    got = backend.score(prefix, ANSWERS)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=2e-3), (got - expected).abs().max()
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+
+
+def test_one_group_and_many_give_the_same_scores(lm, gguf_path):
+    prefix = prefixes(lm)
+    one = LlamaCppReceiver(lm, gguf_path, threads=1, max_sequences=8).score(prefix, ANSWERS)
+    many = LlamaCppReceiver(lm, gguf_path, threads=1, max_sequences=1).score(prefix, ANSWERS)
+    assert torch.allclose(one, many, atol=1e-4)
+
+
+def test_greedy_generation_matches_the_hf_receiver(lm, gguf_path):
+    prefix = prefixes(lm, lengths=(2, 6))
+    backend = build_backend("llama-cpp", lm, gguf=str(gguf_path), threads=1, max_batch=4)
+    assert backend.generate(prefix, 6) == lm.generate_from(prefix, 6)
+
+
+def test_a_gguf_of_another_model_is_refused_in_one_line(gguf_path):
+    other = tiny_gemma3()  # another vocabulary and width
+    with pytest.raises(LwError, match=r"tiny-gemma3-f32\.gguf \(hidden 64, vocabulary \d+\) is not receiver"):
+        LlamaCppReceiver(other, gguf_path, threads=1)
+
+
+def test_a_missing_gguf_and_an_input_over_the_context_are_one_line_errors(lm, gguf_path, tmp_path):
+    with pytest.raises(LwError, match=r"--gguf .*nope\.gguf: no such file"):
+        build_backend("llama-cpp", lm, gguf=str(tmp_path / "nope.gguf"))
+    backend = LlamaCppReceiver(lm, gguf_path, threads=1, context=16)
+    with pytest.raises(LwError, match="an input of 14 positions does not fit the llama.cpp context of 16"):
+        backend.score(prefixes(lm, lengths=(4,)), ANSWERS)
