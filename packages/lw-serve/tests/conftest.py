@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,12 @@ def tiny_receiver():
 
 
 @pytest.fixture(scope="session")
+def gguf_of():
+    """A function writing a receiver's weights as an f32 GGUF file."""
+    return write_gguf
+
+
+@pytest.fixture(scope="session")
 def tiny_receiver_gguf(tiny_receiver, tmp_path_factory):
     """The tiny receiver's weights as an f32 GGUF (written as llama.cpp's own HF converter writes Gemma3)."""
     return write_gguf(tiny_receiver, tmp_path_factory.mktemp("gguf") / "tiny-gemma3-f32.gguf")
@@ -58,7 +63,7 @@ def tiny_gemma3_receiver(seed: int = 3) -> FrozenLM:
 def write_gguf(lm: FrozenLM, path: Path) -> Path:
     import gguf
 
-    config, tok = lm.config, lm.tokenizer
+    config = lm.config
     arch = gguf.MODEL_ARCH.GEMMA3
     writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch])
     writer.add_context_length(config.max_position_embeddings)
@@ -74,16 +79,8 @@ def write_gguf(lm: FrozenLM, path: Path) -> Path:
                               if getattr(config, "rope_parameters", None) else config.rope_theta)
     writer.add_sliding_window(config.sliding_window)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    vocab = sorted(tok.get_vocab().items(), key=lambda item: item[1])
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list([t for t, _ in vocab])
-    special = set(tok.all_special_ids)
-    writer.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for _, i in vocab])
-    merges = tok.backend_tokenizer.model.__getstate__()
-    writer.add_token_merges(_merges(merges))
-    writer.add_bos_token_id(tok.bos_token_id)
-    writer.add_eos_token_id(tok.eos_token_id)
+    writer.add_tokenizer_model("no_vocab")  # lw tokenizes with the HF tokenizer; llama.cpp needs only the size
+    writer.add_vocab_size(lm.vocab_size)
     names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
     for name, tensor in lm.model.state_dict().items():
         if name == "lm_head.weight":  # tied to the token embeddings
@@ -98,7 +95,3 @@ def write_gguf(lm: FrozenLM, path: Path) -> Path:
     writer.close()
     return path
 
-
-def _merges(state) -> list[str]:
-    merges = json.loads(state)["merges"]
-    return [m if isinstance(m, str) else " ".join(m) for m in merges]

@@ -11,6 +11,7 @@ from lw_core.testing import tiny_gemma3
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (lw-serve[llama-cpp])")
 
 from lw_serve.backends import build_backend  # noqa: E402
+from lw_serve.engine import load_engine  # noqa: E402
 from lw_serve.llama_receiver import LlamaCppReceiver  # noqa: E402
 
 ANSWERS = [[40], [41, 42, 43], [41, 44], [45, 46]]
@@ -70,3 +71,14 @@ def test_a_missing_gguf_and_an_input_over_the_context_are_one_line_errors(lm, gg
     backend = LlamaCppReceiver(lm, gguf_path, threads=1, context=16)
     with pytest.raises(LwError, match="an input of 14 positions does not fit the llama.cpp context of 16"):
         backend.score(prefixes(lm, lengths=(4,)), ANSWERS)
+
+
+def test_a_served_bridge_answers_alike_on_either_backend(run_dir, texts, gguf_of, tmp_path):
+    hf = load_engine(run_dir, "pipeline", device="cpu")
+    gguf = gguf_of(hf.receiver, tmp_path / "receiver.gguf")
+    llama = load_engine(run_dir, "pipeline", device="cpu", backend="llama-cpp",
+                        backend_options={"gguf": str(gguf), "threads": 1})
+    assert llama.backend.name == "llama-cpp"
+    expected, got = hf.predict(texts, {}), llama.predict(texts, {})
+    assert [a.answer for a in got] == [a.answer for a in expected]
+    assert torch.allclose(torch.tensor([a.scores for a in got]), torch.tensor([a.scores for a in expected]), atol=2e-3)

@@ -42,6 +42,9 @@ class LlamaCppReceiver:
         ll = self.ll = load_llama_cpp()
         ll.llama_backend_init()
         self.gguf, self.tokenizer = Path(gguf), lm.tokenizer
+        eos = lm.model.generation_config.eos_token_id
+        eos = lm.tokenizer.eos_token_id if eos is None else eos
+        self.stop_ids = {eos} if isinstance(eos, int) else set(eos)  # where HF's generate stops
         self.max_sequences, self.context = max_sequences, context
         self.model = ll.llama_model_load_from_file(os.fsencode(self.gguf), ll.llama_model_default_params())
         if not self.model:
@@ -160,14 +163,15 @@ class LlamaCppReceiver:
 
     @torch.no_grad()
     def generate(self, prefix: Embedded, max_new_tokens: int) -> list[str]:
-        """Greedy continuation of each input, one at a time, until an end-of-generation token."""
+        """Greedy continuation of each input, one at a time, until an end-of-sequence token (the HF
+        receiver's generation config's)."""
         outputs = []
         with self.lock:
             for b, n in enumerate(prefix.lengths.tolist()):
                 logprobs, produced = self._prefill(prefix, [b])[0], []
                 for step in range(max_new_tokens):
                     token = int(logprobs.argmax())
-                    if self.ll.llama_vocab_is_eog(self.vocab, token):
+                    if token in self.stop_ids:
                         break
                     produced.append(token)
                     if step + 1 < max_new_tokens:
