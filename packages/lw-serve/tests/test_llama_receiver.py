@@ -27,13 +27,14 @@ def gguf_path(tiny_receiver_gguf):
     return tiny_receiver_gguf
 
 
-def prefixes(lm, lengths=(3, 7, 1, 12, 5)):
-    """BOS, soft tokens at the scale of real embeddings (what a bridge's adapter emits), anchor text."""
-    gen = torch.Generator().manual_seed(0)
+def prefixes(lm, lengths=(3, 7, 1, 12, 5), before="Review: "):
+    """BOS and anchor text, soft tokens at the scale of real embeddings (what a bridge's adapter emits),
+    anchor text."""
+    gen = torch.Generator().manual_seed(sum(lengths))
+    start = torch.tensor([lm.tokenizer.bos_token_id, *lm.token_ids(before)])
     anchor = torch.tensor(lm.token_ids("\nAnswer:"))
-    rows = [[torch.tensor([lm.tokenizer.bos_token_id]), torch.randn(n, lm.hidden_size, generator=gen) * lm.embedding_rms(),
-             anchor] for n in lengths]
-    return lm.compose(rows)
+    return lm.compose([[start, torch.randn(n, lm.hidden_size, generator=gen) * lm.embedding_rms(), anchor]
+                       for n in lengths])
 
 
 def test_scores_match_the_hf_receiver_on_the_same_embeddings(lm, gguf_path):
@@ -44,6 +45,20 @@ def test_scores_match_the_hf_receiver_on_the_same_embeddings(lm, gguf_path):
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=2e-3), (got - expected).abs().max()
     assert torch.equal(got.argmax(-1), expected.argmax(-1))
+
+
+def test_the_inputs_constant_start_is_evaluated_once_and_kept(lm, gguf_path):
+    backend = LlamaCppReceiver(lm, gguf_path, threads=1, max_sequences=8)
+    start = 1 + len(lm.token_ids("Review: "))
+    for lengths in [(3, 7, 1), (2,), (4, 4)]:  # a group sets the shared start; later calls reuse it
+        prefix = prefixes(lm, lengths)
+        assert torch.allclose(backend.score(prefix, ANSWERS), lm.score_answers(prefix, ANSWERS).logprobs, atol=2e-3)
+        assert backend.shared is not None and len(backend.shared) == start
+    other = prefixes(lm, (2, 3), before="Rev")  # another anchor: the shared start is cut back to what agrees
+    assert torch.allclose(backend.score(other, ANSWERS), lm.score_answers(other, ANSWERS).logprobs, atol=2e-3)
+    a, b = lm.token_ids("Review: "), lm.token_ids("Rev")
+    agree = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    assert len(backend.shared) == 1 + agree
 
 
 def test_one_group_and_many_give_the_same_scores(lm, gguf_path):

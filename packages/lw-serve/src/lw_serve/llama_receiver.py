@@ -58,7 +58,9 @@ class LlamaCppReceiver:
                           f"vocabulary {lm.vocab_size})")
         params = ll.llama_context_default_params()
         params.n_ctx = params.n_batch = context
-        params.n_seq_max = 2 * max_sequences  # each input's sequence, and its copy to continue an answer on
+        # each input's sequence, its copy to continue an answer on, and the inputs' shared start
+        params.n_seq_max = 2 * max_sequences + 1
+        self.shared_seq, self.shared = 2 * max_sequences, None
         params.kv_unified = True  # copying a sequence shares its cells
         params.n_threads = params.n_threads_batch = threads or torch.get_num_threads()
         params.no_perf = True
@@ -129,13 +131,37 @@ class LlamaCppReceiver:
         return groups
 
     def _prefill(self, prefix: Embedded, group: list[int]) -> list[torch.Tensor]:
-        """Each row of `group` in its own sequence 0..G-1 (the memory cleared first); the log-probabilities
-        after each row's last position."""
-        self.ll.llama_memory_clear(self.memory, True)
+        """Each row of `group` in its own sequence 0..G-1; the log-probabilities after each row's last
+        position. Each sequence starts as a copy of the shared one (`_shared_prefix`), so only the
+        positions after it are evaluated."""
+        for seq in range(2 * self.max_sequences):
+            self.ll.llama_memory_seq_rm(self.memory, seq, -1, -1)
         lengths = [int(prefix.lengths[b]) for b in group]
         rows = [prefix.embeds[b, :n].float().cpu().numpy() for b, n in zip(group, lengths, strict=True)]
-        firsts = self._decode(range(len(group)), [0] * len(group), rows, [[n - 1] for n in lengths])
+        shared = self._shared_prefix(rows)
+        for seq in range(len(group) if shared else 0):
+            self.ll.llama_memory_seq_cp(self.memory, self.shared_seq, seq, -1, -1)
+        firsts = self._decode(range(len(group)), [shared] * len(group), [r[shared:] for r in rows],
+                              [[n - 1 - shared] for n in lengths])
         return [f[0] for f in firsts]
+
+    def _shared_prefix(self, rows: list[np.ndarray]) -> int:
+        """How many leading positions of `rows` the shared sequence holds: the constant start of every
+        input (BOS and the anchor text before the soft tokens), evaluated once and kept across calls.
+        It is cut back where new rows differ from it, and (re)filled from a group of two or more rows
+        where they all agree; each row's last position always stays outside it."""
+        limit = min(len(r) for r in rows) - 1
+        cached = self.shared if self.shared is not None else (rows[0] if len(rows) > 1 else rows[0][:0])
+        same = 0
+        while same < min(limit, len(cached)) and all(np.array_equal(r[same], cached[same]) for r in rows):
+            same += 1
+        if self.shared is not None and same == len(self.shared):
+            return same
+        self.ll.llama_memory_seq_rm(self.memory, self.shared_seq, same if self.shared is not None else 0, -1)
+        if self.shared is None and same:
+            self._decode([self.shared_seq], [0], [rows[0][:same]], [[]])
+        self.shared = rows[0][:same].copy() if same else None
+        return same
 
     # ---- the backend interface ---------------------------------------------------------------
     @torch.no_grad()
