@@ -41,14 +41,14 @@ def tiny_receiver_gguf(tiny_receiver, tmp_path_factory):
 
 
 def tiny_gemma3_receiver(seed: int = 3) -> FrozenLM:
-    """A 2-layer Gemma3 whose window covers every test input, so sliding and global layers attend alike
-    (llama.cpp fixes Gemma3's layer pattern at five sliding layers to one global)."""
+    """A 2-layer Gemma3 (one sliding-window layer, one global) with random norms."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     tok = tiny_gemma_tokenizer(word_start_merges=True)
     config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                               num_attention_heads=2, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
-                              sliding_window=256, max_position_embeddings=512, tie_word_embeddings=True,
+                              sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+                              max_position_embeddings=512, tie_word_embeddings=True,
                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                               bos_token_id=tok.bos_token_id)
     torch.manual_seed(seed)
@@ -75,9 +75,11 @@ def write_gguf(lm: FrozenLM, path: Path) -> Path:
     writer.add_key_length(config.head_dim)
     writer.add_value_length(config.head_dim)
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-    writer.add_rope_freq_base(config.rope_parameters["full_attention"]["rope_theta"]
-                              if getattr(config, "rope_parameters", None) else config.rope_theta)
+    rope = config.rope_parameters
+    writer.add_rope_freq_base(rope["full_attention"]["rope_theta"])
+    writer.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
     writer.add_sliding_window(config.sliding_window)
+    writer.add_sliding_window_pattern([kind == "sliding_attention" for kind in config.layer_types])
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     writer.add_tokenizer_model("no_vocab")  # lw tokenizes with the HF tokenizer; llama.cpp needs only the size
     writer.add_vocab_size(lm.vocab_size)

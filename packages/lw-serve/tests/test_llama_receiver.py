@@ -84,7 +84,7 @@ def test_a_missing_gguf_and_an_input_over_the_context_are_one_line_errors(lm, gg
     with pytest.raises(LwError, match=r"--gguf .*nope\.gguf: no such file"):
         build_backend("llama-cpp", lm, gguf=str(tmp_path / "nope.gguf"))
     backend = LlamaCppReceiver(lm, gguf_path, threads=1, context=16)
-    with pytest.raises(LwError, match="an input of 14 positions does not fit the llama.cpp context of 16"):
+    with pytest.raises(LwError, match=r"an input of \d+ positions does not fit the llama.cpp context of 16"):
         backend.score(prefixes(lm, lengths=(4,)), ANSWERS)
 
 
