@@ -65,7 +65,7 @@ def test_one_group_and_many_give_the_same_scores(lm, gguf_path):
     prefix = prefixes(lm)
     one = LlamaCppReceiver(lm, gguf_path, threads=1, max_sequences=8).score(prefix, ANSWERS)
     many = LlamaCppReceiver(lm, gguf_path, threads=1, max_sequences=1).score(prefix, ANSWERS)
-    assert torch.allclose(one, many, atol=1e-4)
+    assert torch.allclose(one, many, atol=1e-3)  # llama.cpp's batched kernels sum in another order (3.7e-4 seen)
 
 
 def test_greedy_generation_matches_the_hf_receiver(lm, gguf_path):

@@ -53,7 +53,7 @@ class LlamaCppReceiver:
         self.n_vocab, self.n_embd = ll.llama_vocab_n_tokens(self.vocab), ll.llama_model_n_embd(self.model)
         if (self.n_embd, self.n_vocab) != (lm.hidden_size, lm.vocab_size):
             shape = f"hidden {self.n_embd}, vocabulary {self.n_vocab}"
-            ll.llama_model_free(self.model)
+            self.close()  # frees the model once; __del__ then finds nothing left to free
             raise LwError(f"{self.gguf} ({shape}) is not receiver {lm.name!r} (hidden {lm.hidden_size}, "
                           f"vocabulary {lm.vocab_size})")
         params = ll.llama_context_default_params()
@@ -66,7 +66,7 @@ class LlamaCppReceiver:
         params.no_perf = True
         self.ctx = ll.llama_init_from_model(self.model, params)
         if not self.ctx:
-            ll.llama_model_free(self.model)
+            self.close()
             raise LwError(f"llama.cpp could not create a context of {context} tokens for {self.gguf}")
         self.memory = ll.llama_get_memory(self.ctx)
         self.lock = threading.Lock()
