@@ -43,11 +43,11 @@ def main() -> None:
         soft = torch.nn.Parameter(torch.randn(args.batch_size, args.num_soft_tokens, receiver.hidden_size) * 0.5)
         labels = torch.randint(0, len(ids), (args.batch_size,))
         context = receiver.compose([[torch.tensor(receiver.bos_ids + receiver.token_ids(before))]] * args.batch_size)
-        inputs = lambda: receiver.compose([[row, torch.tensor(receiver.token_ids(after))] for row in soft])  # noqa: E731
+        suffix = torch.tensor(receiver.token_ids(after))
 
-        def step():
-            scores = answer_logits(receiver, inputs(), ids, rule, context)
-            answer_ce(scores, labels).backward()
+        def step(soft=soft, suffix=suffix, ids=ids, rule=rule, context=context, labels=labels):
+            inputs = receiver.compose([[row, suffix] for row in soft])
+            answer_ce(answer_logits(receiver, inputs, ids, rule, context), labels).backward()
 
         step()
         start = time.perf_counter()

@@ -267,7 +267,7 @@ def test_unknown_method_fails_with_one_line(capsys):
 
 
 def test_cli_errors_are_one_line(capsys):
-    for argv in (["lora"], ["all", "--task", "tiny", "--methods", "zero-shot", "nope"], ["text-relay@sender", "--task", "x"]):
+    for argv in (["lora", "--task", "no-such-task"], ["all", "--task", "tiny", "--methods", "zero-shot", "nope"], ["text-relay@sender", "--task", "x"]):
         with pytest.raises(SystemExit):
             main(argv)
         err = capsys.readouterr().err.strip()

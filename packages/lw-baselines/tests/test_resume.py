@@ -45,7 +45,7 @@ def files(tmp_path_factory):
 
 
 def argv(files, out: Path) -> list[str]:
-    return ["lora", "--task", files["task"], "--sender", files["sender"], "--receiver", files["receiver"],
+    return ["lora", "--task", files["task"], "--sender", files["sender"], "--receivers", files["receiver"],
             "--output-dir", str(out), *OPTIONS]
 
 
@@ -69,10 +69,13 @@ def reference(files, tmp_path_factory):
 
 
 def _state(run: Path) -> dict | None:
-    try:
-        return json.loads((run / "checkpoints" / "last" / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return None
+    """The progress in the checkpoint of the grid's furthest learning rate (each has its own folder)."""
+    for folder in ("last-lr1", "last-lr0", "last"):
+        try:
+            return json.loads((run / "checkpoints" / folder / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 @pytest.mark.parametrize("when", ["first-checkpoint", "second-lr"])
@@ -150,7 +153,7 @@ def test_non_finite_loss_stops_with_one_line_error_and_keeps_the_last_good_check
 
     monkeypatch.setattr(LoraTrainable, "loss", nan_at_step_5)
     with pytest.raises(LwError, match=r"^non-finite loss nan at step 5 \(lr 0.001\); the last good checkpoint is kept "
-                                      r"at .*checkpoints/last; lower the learning rate$") as err:
+                                      r"at .*checkpoints/last-lr0; lower the learning rate$") as err:
         run_method(METHODS.get("lora"), _config("lora", common, tmp_path / "nan"), task=task, models=models)
     assert "\n" not in str(err.value)
     record = json.loads((tmp_path / "nan" / "run.json").read_text())
@@ -169,7 +172,7 @@ def test_a_finished_grid_resumes_to_the_same_selection_without_training(receiver
     first = train_and_select(make, task, config, seed=0, batch_size=4, progress=False, checkpoint_dir=tmp_path / "ck")
     assert (first.lr, len(made)) == (1e-3, 2)
     again = train_and_select(make, task, config, seed=0, batch_size=4, progress=False, checkpoint_dir=tmp_path / "ck")
-    assert len(made) == 4  # the last lr's copy (restored, nothing left to train) and a fresh one of the chosen lr
+    assert len(made) == 4  # each lr's copy, restored from its last checkpoint with nothing left to train
     assert (again.lr, again.step, again.history) == (first.lr, first.step, first.history)
     assert again.validation.metrics == first.validation.metrics
     assert again.validation.predictions == first.validation.predictions

@@ -87,7 +87,7 @@ def test_lw_train_and_lw_eval(setup, runs, capsys):
 @pytest.mark.parametrize("method", sorted(FAST))
 def test_lw_baseline(method, setup, runs, capsys):
     _, models, data = setup
-    argv = [method, "--task", data, *COLUMNS, "--sender", models["sender"], "--receiver", models["receiver"],
+    argv = [method, "--task", data, *COLUMNS, "--sender", models["sender"], "--receivers", models["receiver"],
             "--device", "cpu", "--dtype", "fp32", "--no-progress", "--max-validation-examples", "6", *FAST[method]]
     assert baseline_main(argv) == 0
     (run_dir,) = (runs / "my_reviews").glob(f"{method}*/seed0-*")
@@ -104,7 +104,7 @@ def test_the_same_baseline_command_is_recognised_as_done(setup, monkeypatch, cap
     root, models, data = setup
     runs = root / "runs-again"
     monkeypatch.setenv("LW_RUNS", str(runs))
-    argv = ["zero-shot", "--task", data, *COLUMNS, "--receiver", models["receiver"], "--device", "cpu",
+    argv = ["zero-shot", "--task", data, *COLUMNS, "--receivers", models["receiver"], "--device", "cpu",
             "--no-progress", "--max-validation-examples", "5"]
     baseline_main(argv)
     (run_dir,) = (runs / "my_reviews" / "zero-shot").glob("seed0-*")
@@ -116,7 +116,7 @@ def test_the_same_baseline_command_is_recognised_as_done(setup, monkeypatch, cap
 
 def test_lw_tasks_eval_zero_shot(setup, runs, capsys):
     _, models, data = setup
-    tasks_main(["eval-zero-shot", "--task", data, *COLUMNS, "--model", models["receiver"], "--device", "cpu",
+    tasks_main(["eval-zero-shot", "--task", data, *COLUMNS, "--receivers", models["receiver"], "--device", "cpu",
                 "--no-progress"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     record = _record(Path(summary["run_dir"]))
@@ -126,7 +126,7 @@ def test_lw_tasks_eval_zero_shot(setup, runs, capsys):
 
 def test_lw_bench_latency(setup, runs, capsys):
     _, models, data = setup
-    bench_main(["latency", "--task", data, *COLUMNS, "--sender", models["sender"], "--receiver", models["receiver"],
+    bench_main(["latency", "--task", data, *COLUMNS, "--sender", models["sender"], "--receivers", models["receiver"],
                 "--examples", "2", "--layer", "2", "--num-soft-tokens", "2", "--relay-tokens", "2",
                 "--paths", "bridge", "direct", "text-relay", "--repeats", "1", "--warmup", "0", "--batch-sizes", "1",
                 "--throughput-examples", "1", "--device", "cpu", "--no-progress"])

@@ -125,7 +125,7 @@ def user_csv(tmp_path_factory):
 
 def test_cli_latency_and_scaling_write_runs(model_dirs, user_csv, tmp_path, monkeypatch):
     monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
-    common = ["--task", user_csv, "--text-column", "review", "--label-column", "stars", "--sender", model_dirs["sender"], "--receiver", model_dirs["receiver"],
+    common = ["--task", user_csv, "--text-column", "review", "--label-column", "stars", "--sender", model_dirs["sender"], "--receivers", model_dirs["receiver"],
               "--layer", "2", "--num-soft-tokens", "4", "--examples", "4", "--repeats", "2", "--warmup", "1",
               "--device", "cpu", "--no-progress"]
     main(["latency", *common, "--batch-sizes", "1", "2", "--throughput-examples", "2", "--relay-tokens", "3",

@@ -219,7 +219,7 @@ def test_lw_eval_reevaluates_a_run_on_your_own_data_file(env, model_dirs, toy_ta
     again = json.loads(capsys.readouterr().out)
     assert again[model_dirs["receiver"]]["accuracy"] == metrics["accuracy"]
     assert (env / "run" / "metrics_test_reeval.json").is_file()
-    eval_main([str(env / "run"), "--wire", "int8", "--device", "cpu"])
+    eval_main([str(env / "run"), "--wire-formats", "int8", "--device", "cpu"])
     assert json.loads(capsys.readouterr().out)[model_dirs["receiver"]]["accuracy"] == metrics["accuracy_wire_int8"]
 
 

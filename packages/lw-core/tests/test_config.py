@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
-from lw_core.config import Command, build_config, config_argv, parse_command, parse_config
+import torch
+from lw_core.config import (
+    ArgumentParser,
+    Command,
+    add_config_arguments,
+    build_config,
+    config_argv,
+    parse_command,
+    parse_config,
+)
 from lw_core.errors import LwError
-from lw_core.options import RuntimeOptions, TrainingOptions
+from lw_core.options import ModelOptions, RuntimeOptions, TrainingOptions, shared_field
+from lw_core.run_dirs import identity_hash
 
 
 @dataclass
@@ -87,3 +99,50 @@ def test_config_argv_rebuilds_the_config():
     argv = config_argv(config)
     assert parse_config(Demo, argv)[0] == config
     assert "--batch-size" not in argv  # defaults are left out
+
+
+@dataclass
+class Shared(RuntimeOptions):
+    """A config taking the model group field by field: one receiver behind `--receivers`, an old spelling."""
+
+    receiver: str = shared_field(ModelOptions, "receivers", default="r0", one_value=True, aliases=["receiver"])
+
+
+def test_a_shared_field_keeps_the_groups_flag_and_help():
+    parser = ArgumentParser(prog="p")
+    add_config_arguments(parser, Shared)
+    (action,) = [a for a in parser._actions if a.dest == "receiver" and a.help != argparse.SUPPRESS]
+    assert action.option_strings == ["--receivers"]
+    assert action.help.startswith(dataclasses.fields(ModelOptions)[1].metadata["help"])
+    assert "models" in [g.title for g in parser._action_groups if action in g._group_actions]
+
+
+def test_one_value_behind_a_list_flag_and_the_old_spelling_warns_once(capsys):
+    assert parse_config(Shared, ["--receivers", "m"])[0].receiver == "m"
+    assert capsys.readouterr().err == ""
+    assert parse_config(Shared, ["--receiver", "m", "--receiver", "n"], ArgumentParser(prog="p"))[0].receiver == "n"
+    assert capsys.readouterr().err == "p: --receiver is deprecated; use --receivers\n"
+    with pytest.raises(LwError, match="--receivers: this command takes exactly one value, got 2: a b"):
+        parse_config(Shared, ["--receivers", "a", "b"])
+    assert config_argv(build_config(Shared, {"receiver": "m"})) == ["--receivers", "m"]
+
+
+def test_a_config_file_may_name_the_flag(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('receivers = ["m"]\n')
+    assert parse_config(Shared, ["--config", str(path)])[0].receiver == "m"
+    path.write_text('receiver = "n"\n')
+    assert parse_config(Shared, ["--config", str(path)])[0].receiver == "n"
+
+
+def test_threads_is_applied_when_parsed_and_changes_no_run_id():
+    before = torch.get_num_threads()
+    wanted = 2 if before != 2 else 3
+    try:
+        config, _ = parse_config(Shared, ["--threads", str(wanted)])
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
+    assert identity_hash(config) == identity_hash(Shared())
+    with pytest.raises(LwError, match="threads: must be at least 1, got 0"):
+        parse_config(Shared, ["--threads", "0"])

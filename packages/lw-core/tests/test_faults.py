@@ -84,15 +84,6 @@ def test_a_disk_filling_during_a_checkpoint_is_one_line_and_keeps_the_previous_o
     assert load_training_state(last, optimizer, scheduler).state == {"step": 1}
 
 
-def test_a_disk_filling_while_caching_sender_states_leaves_no_half_file(tmp_path, monkeypatch, capsys):
-    from lw_core import state_cache
-
-    monkeypatch.setattr("safetensors.torch.save_file", _full_disk_safetensors)
-    err = _one_line_exit(capsys, lambda: state_cache._save(tmp_path / "states" / "x.safetensors", [torch.ones(2, 3)]))
-    assert err.startswith(f"error: cannot write {tmp_path / 'states'}/") and err.endswith(FULL)
-    assert list((tmp_path / "states").iterdir()) == []
-
-
 # ---- 4: the disk is already full ------------------------------------------------------------------
 @dataclass
 class _Config:

@@ -4,7 +4,8 @@ import signal
 from dataclasses import dataclass
 
 import pytest
-from lw_core.runs import PREEMPTED_EXIT_CODE, exit_on_sigterm, open_run
+from lw_core.preemption import PREEMPTED_EXIT_CODE, exit_on_sigterm
+from lw_core.runs import open_run
 from lw_registry import read_record
 
 

@@ -1,5 +1,6 @@
 """lw-core's training loop on a toy regression: selection on validation, resume equal to an
-uninterrupted run, the NaN stop, and preemption (checkpoint, then exit 143)."""
+uninterrupted run, the NaN stop, and preemption (checkpoint, then exit 143); and the learning-rate
+grid over it."""
 
 import dataclasses
 import logging
@@ -11,6 +12,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 from lw_core.errors import LwError
+from lw_core.grid import EpochOrder, rate_folder, train_grid
+from lw_core.preemption import PREEMPTED_EXIT_CODE
 from lw_core.trainer import Best, LoopSettings, Recipe, Validation, train_loop
 from lw_core.training import find_training_state, load_training_state
 
@@ -175,3 +178,91 @@ def test_a_non_finite_loss_stops_and_names_the_kept_checkpoint(tmp_path):
     with pytest.raises(LwError, match=r"^loss nan after 4 steps; kept .*/last$"):
         train_loop(toy.recipe(), _settings(tmp_path / "last"), Accelerator(cpu=True))
     assert len(toy.history) == 4
+
+
+# ---- the learning-rate grid (lw_core.grid): the pure data order (the batch of a step depends on
+# (seed, step) only, the same batches as the stateful orders it replaced), selection across the grid,
+# a resumed grid equal to an uninterrupted one, and SIGTERM between two learning rates.
+
+
+def _stream_order(size: int, batch_size: int, seed: int, steps: int) -> list[list[int]]:
+    """The trained baselines' order before the grid: permutations drawn one after another from one
+    generator, consumed `batch_size` at a time (state carried from step to step)."""
+    generator, pending, out = torch.Generator().manual_seed(seed), [], []
+    for _ in range(steps):
+        if len(pending) < batch_size:
+            pending += torch.randperm(size, generator=generator).tolist()
+        out.append(pending[:batch_size])
+        del pending[:batch_size]
+    return out
+
+
+def _reseeded_order(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+    """The bridge's order before the grid (`lw_bridge.recipe.batch_indices`)."""
+    position = step * batch_size
+    return [int(torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + p // n))[p % n])
+            for p in range(position, position + batch_size)]
+
+
+@pytest.mark.parametrize(("size", "batch_size"), [(10, 4), (12, 4), (7, 7), (30, 8)])
+def test_epoch_orders_equal_the_orders_they_replaced_and_are_pure(size, batch_size):
+    drawn = EpochOrder(size, batch_size, seed=3, reseeded=False)
+    assert [drawn.batch(t) for t in range(20)] == _stream_order(size, batch_size, 3, 20)
+    assert EpochOrder(size, batch_size, seed=3, reseeded=False).batch(17) == drawn.batch(17)  # no replay needed
+    reseeded = EpochOrder(size, batch_size, seed=3, reseeded=True)
+    assert [reseeded.batch(t) for t in range(20)] == [_reseeded_order(t, batch_size, size, 3) for t in range(20)]
+    for t in range(0, 20, 3):  # every epoch is a permutation
+        epoch = sorted(int(i) for i in drawn.epoch(t))
+        assert epoch == list(range(size))
+
+
+def test_rate_folder_keeps_the_bridge_layout(tmp_path):
+    assert rate_folder(tmp_path, 0, 1) == tmp_path / "last"
+    assert [rate_folder(tmp_path, i, 3).name for i in range(3)] == ["last-lr0", "last-lr1", "last-lr2"]
+
+
+def _grid(tmp_path, rates, toys, signal_at=None):
+    def recipe_for(index, lr, folder):
+        toys.append(Toy(signal_at=signal_at if index == 1 else None))
+        return toys[-1].recipe()
+
+    return train_grid(rates, recipe_for, dataclasses.replace(SETTINGS, progress=False), Accelerator(cpu=True),
+                      tmp_path)
+
+
+def test_the_grid_picks_the_best_rate_and_a_resumed_grid_trains_nothing_again(tmp_path):
+    rates = [1e-4, 0.05, 1e-5]
+    toys = []
+    outcome = _grid(tmp_path / "ck", rates, toys)
+    assert outcome.lr == 0.05 and outcome.index == 1
+    assert toys[1].kept and not toys[2].kept  # a later, worse rate keeps nothing
+    assert all(find_training_state(rate_folder(tmp_path / "ck", i, 3)) for i in range(3))
+    again = []
+    resumed = _grid(tmp_path / "ck", rates, again)
+    assert (resumed.best, resumed.lr) == (outcome.best, outcome.lr)
+    assert all(toy.calls == 0 for toy in again)
+
+
+def test_sigterm_in_a_rate_checkpoints_and_the_same_grid_resumes_to_the_same_outcome(tmp_path):
+    rates = [1e-4, 0.05]
+    straight = _grid(tmp_path / "straight", rates, [])
+    with pytest.raises(SystemExit) as stopped:
+        _grid(tmp_path / "ck", rates, [], signal_at=5)
+    assert stopped.value.code == PREEMPTED_EXIT_CODE
+    assert find_training_state(tmp_path / "ck" / "last-lr1") is not None
+    resumed = _grid(tmp_path / "ck", rates, [])
+    assert (resumed.best, resumed.lr, resumed.index) == (straight.best, straight.lr, straight.index)
+
+
+def test_sigterm_at_the_end_of_a_rate_stops_before_the_next(tmp_path):
+    toys = []
+
+    def recipe_for(index, lr, folder):
+        toys.append(Toy(signal_at=SETTINGS.steps if index == 0 else None))
+        return toys[-1].recipe()
+
+    with pytest.raises(SystemExit) as stopped:
+        train_grid([1e-4, 0.05], recipe_for, dataclasses.replace(SETTINGS, progress=False), Accelerator(cpu=True),
+                   tmp_path)
+    assert stopped.value.code == PREEMPTED_EXIT_CODE and len(toys) == 1
+    assert find_training_state(tmp_path / "last-lr1") is None

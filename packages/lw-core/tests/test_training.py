@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 from lw_core.errors import LwError
+from lw_core.preemption import PreemptionFlag
 from lw_core.training import (
-    PreemptionFlag,
     cosine_schedule,
     find_training_state,
     load_training_state,

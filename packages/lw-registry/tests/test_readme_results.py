@@ -5,8 +5,7 @@ suite's plans (no runs root, no torch), it must be the same text."""
 from pathlib import Path
 
 import pytest
-from lw_registry.publish import ARCHIVE_DIR, section_from
-from lw_registry.results import current_section
+from lw_registry.report.publish import ARCHIVE_DIR, current_section, section_from
 
 REPO = Path(__file__).resolve().parents[3]
 COMMAND = "uv run lw-registry report --suite ops/plans/suite.toml --update README.md"

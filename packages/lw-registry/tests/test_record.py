@@ -10,7 +10,8 @@ from lw_registry import (
     start_run,
     update_record,
 )
-from lw_registry.record import FILE_MODE, categorize_text
+from lw_registry.failures import categorize_text
+from lw_registry.record import FILE_MODE
 
 
 def test_lifecycle_running_completed(tmp_path):

@@ -3,7 +3,8 @@ seeds, grouped by any record fields, written between markers with `--update`.
 (Ported from lw-baselines' deleted scripts/results_table.py tests; same assertions.)"""
 
 from lw_registry.cli import main
-from lw_registry.results import END, START, results_table
+from lw_registry.report.publish import END, START
+from lw_registry.report.tables import results_table
 
 
 def _rows(text: str, prefix: str = "| ") -> list[str]:
@@ -88,7 +89,7 @@ def test_group_by_any_record_field(tmp_path, capsys, fake_run):
 
 
 def test_reduced_precision_runs_are_rows_of_their_own():
-    from lw_registry.results import hardware
+    from lw_registry.report.records import hardware
 
     assert hardware({"device": "cpu", "dtype": "fp32"}) == "CPU"
     assert hardware({"device": "cpu", "dtype": "bf16"}) == "CPU bf16"

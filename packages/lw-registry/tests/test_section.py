@@ -6,8 +6,7 @@ import json
 import pytest
 from lw_registry.cli import main
 from lw_registry.plan import load_plan
-from lw_registry.publish import section_from
-from lw_registry.results import END, START, current_section
+from lw_registry.report.publish import END, START, current_section, section_from
 
 SUITE = """
 plans = ["plans/main.toml", "plans/abl.toml"]
@@ -103,7 +102,7 @@ def test_section_tables_findings_figures_and_missing(repo):
     assert ("- `main` (plans/main.toml): 3 of 8 runs not completed: r8/bridge/seed1, r8/lora/seed0, r8/lora/seed1"
             in text) and "`abl`" not in text.split("### Not run yet")[1]
     assert ("- **answer-set size** (lw-bench train --answers, r52, cpu, batch 32): a bridge step with 52 answers "
-            "takes 2.40x the step with 2 (1.20 s against 0.50 s, answer rule first-token).") in text
+            "against one with 2, by answer rule: first-token 2.40x (1.20 s); full 2.50x (2.00 s).") in text
     assert "| 52 | full | 2.0 | 2.5 |" in text
     for name in ("accuracy-rt-sentiment", "accuracy-r8", "bytes-rt-sentiment", "latency-scaling", "answers-scaling"):
         assert f"](docs/results/{name}.png)" in text
@@ -168,8 +167,8 @@ def test_a_metric_that_is_not_a_number_names_the_record(repo, capsys, fake_run):
 def test_ablation_findings_compare_within_one_hardware():
     from types import SimpleNamespace
 
-    from lw_registry.results import Group
-    from lw_registry.section import ablation_findings
+    from lw_registry.report.findings import ablation_findings
+    from lw_registry.report.groups import Group
 
     def group(ablation, hardware, *scores):
         return Group((ablation, "3,000 × 120 steps", hardware),

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 from lw_registry import read_record
-from lw_registry.slurm import SlurmError, apply_state, map_state, render_script, resolve_profile
+from lw_registry.slurm import apply_state, map_state
+from lw_registry.slurm_profile import SlurmError, render_script, resolve_profile
 
 DEMO = "{python} -m lw_registry.demo --task {task} --method {method} --seed {seed} --run-dir {run_dir}"
 PROFILE = """account = "proj"
@@ -277,8 +278,9 @@ def test_processes_run_the_command_under_torchrun(root, tmp_path, cluster, run_c
 def test_run_one_puts_the_launcher_before_the_command(root, tmp_path):
     import sys
 
-    from lw_registry.executor import register, run_one
+    from lw_registry.executor import run_one
     from lw_registry.plan import load_plan
+    from lw_registry.prepare import register
 
     plan = tmp_path / "plan.yaml"
     plan.write_text(json.dumps({"name": "l", "seeds": [0], "tasks": ["t"], "methods": ["m"],

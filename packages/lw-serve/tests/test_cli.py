@@ -28,5 +28,5 @@ def test_a_bad_command_line_is_one_error_line(argv, message, capsys):
 
 def test_a_wrong_wire_format_is_one_line(run_dir, capsys):
     with pytest.raises(SystemExit):
-        main([str(run_dir), "--wire", "int3", "--device", "cpu"])
+        main([str(run_dir), "--wire-formats", "int3", "--device", "cpu"])
     assert capsys.readouterr().err.strip() == "error: unknown wire format 'int3'; known: fp32, fp16, int8, int6, int4"

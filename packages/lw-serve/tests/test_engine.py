@@ -49,7 +49,7 @@ def test_stage_timings_are_reported(engines, texts):
 def test_a_message_with_nan_is_refused(engines):
     message = torch.zeros(1, 4, 8)
     message[0, 1, 2] = float("nan")
-    from lw_core.wire import WireFormat, to_bytes
+    from lw_bridge.wire import WireFormat, to_bytes
 
     engine = engines["receiver"]
     engine.wire = WireFormat("fp16")

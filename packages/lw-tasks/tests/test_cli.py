@@ -68,7 +68,7 @@ def test_eval_zero_shot_is_a_run(reviews, tiny_model_dir, tmp_path, capsys, monk
     # zero-shot@MODEL and zero-shot-calibrated@MODEL, instead of one run with `calibrated_*` metrics.
     monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
     main(["eval-zero-shot", "--task", str(reviews), "--text-column", "review", "--label-column", "stars",
-          "--model", str(tiny_model_dir), "--split", "validation", "--no-progress"])  # fmt: skip
+          "--receivers", str(tiny_model_dir), "--split", "validation", "--no-progress"])  # fmt: skip
     plain, calibrated_summary = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:]]
     assert plain["n"] == 4 and 0 <= plain["accuracy"] <= 1 and 0 <= calibrated_summary["accuracy"] <= 1
     run_dir, calibrated_dir = Path(plain["run_dir"]), Path(calibrated_summary["run_dir"])

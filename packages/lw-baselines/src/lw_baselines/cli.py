@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from lw_core.config import Command, parse_command
 from lw_core.errors import LwError, cli_errors, unknown_name
-from lw_core.runs import exit_on_sigterm
+from lw_core.preemption import exit_on_sigterm
 
 from lw_baselines.common import METHODS, BaselineConfig, _help
 from lw_baselines.runner import SUITE, make_config, parse_spec, run_method, run_suite, summary_table

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
-from lw_core.options import DEFAULT_DTYPE, RuntimeOptions
+from lw_core.options import DEFAULT_DTYPE, DEFAULT_RECEIVER, ModelOptions, RuntimeOptions, shared_field
 from lw_core.registry import Registry
+from lw_core.run_dirs import method_label as labelled
 from lw_core.runs import Run
 from lw_core.seeding import stratified_subset
 from lw_tasks import BudgetOptions, EvalResult, Task, TaskOptions
@@ -38,10 +39,9 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 class BaselineConfig(RuntimeOptions, BudgetOptions, TaskOptions):
     """Fields every method takes (`lw-baseline METHOD --help` lists the method's own on top)."""
 
-    task: str = field(default="", metadata=_help(
-        "task name (`lw-tasks list`) or your own .csv/.jsonl/.json/.parquet/.yaml/.toml file; required"))
-    sender: str = field(default="smollm2-135m", metadata=_help("sender model: preset, folder or hub id"))
-    receiver: str = field(default="gemma3-270m", metadata=_help("receiver model: preset, folder or hub id"))
+    sender: str = shared_field(ModelOptions, "sender")
+    receiver: str = shared_field(ModelOptions, "receivers", default=DEFAULT_RECEIVER, one_value=True,
+                                 aliases=["receiver"])
     max_test_examples: int | None = field(
         default=None, metadata=_help("cut the test split to a fixed stratified subset (smoke runs only)")
     )
@@ -167,13 +167,11 @@ def resolve_model(method: Method, config: Any) -> str | None:
 
 
 def method_label(method: Method, config: Any) -> str:
-    """The method's name in records and tables: `name`, or `name@model` when it runs on a model other
-    than its default one (e.g. `zero-shot@smollm2-135m`)."""
+    """The method's name in records and tables (`lw_core.run_dirs.method_label`): `name`, or
+    `name@model` when it runs on a model other than its default one (e.g. `zero-shot@smollm2-135m`)."""
     model = resolve_model(method, config)
-    if model is None:
-        return method.name
-    default = {"sender": config.sender, "receiver": config.receiver}[method.default_model]  # type: ignore[index]
-    return method.name if model == default else f"{method.name}@{model}"
+    default = {"sender": config.sender, "receiver": config.receiver}.get(method.default_model or "")
+    return labelled(method.name, model, default)
 
 
 def budget_view(task: Task, config: BaselineConfig) -> Task:

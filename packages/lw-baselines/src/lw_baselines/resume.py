@@ -2,22 +2,20 @@
 and step so far with its validation result and trainable state) goes into lw-core's resumable
 checkpoint and back.
 
-The runner opens `checkpoints_in(run_dir / "checkpoints" / "train")` around a method's run, so every
-trained method checkpoints into its own hashed run directory without taking a new argument; the same
-command then resumes there."""
+The runner opens `checkpoints_in(run_dir / "checkpoints")` around a method's run, so every trained
+method checkpoints into its own hashed run directory (a folder per learning rate,
+`lw_core.grid.rate_folder`) without taking a new argument; the same command then resumes there."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from lw_core.errors import LwError
-from lw_core.training import STATE_NAME
 from lw_tasks import EvalResult
 
 CHECKPOINT_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lw_baselines_checkpoints", default=None)
@@ -33,14 +31,6 @@ def checkpoints_in(directory: str | Path | None) -> Iterator[None]:
         yield
     finally:
         CHECKPOINT_DIR.reset(token)
-
-
-def peek_state(directory: Path) -> dict[str, Any]:
-    """A checkpoint's progress (JSON) without loading anything else."""
-    try:
-        return json.loads((directory / STATE_NAME).read_text())
-    except (OSError, ValueError) as err:
-        raise LwError(f"corrupt training checkpoint {directory}: {err}; delete it to start over") from None
 
 
 def check_grid(directory: Path, state: dict[str, Any], grid: list[float], steps: int, eval_every: int) -> None:

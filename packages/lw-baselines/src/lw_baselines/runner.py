@@ -114,7 +114,7 @@ def run_method(
         elif method.default_model is None:
             models.get(config.sender), models.get(config.receiver)
         start = time.perf_counter()
-        with checkpoints_in(run.dir / "checkpoints" / "last"):  # trained methods resume there
+        with checkpoints_in(run.dir / "checkpoints"):  # trained methods resume there
             outcome = method.run(ctx)
         train_seconds = time.perf_counter() - start
         draws = outcome.draws or [(outcome.scorer, outcome.validation)]

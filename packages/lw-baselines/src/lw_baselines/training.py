@@ -11,7 +11,6 @@ learning rate and the step across the grid. Test is never looked at.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,19 +21,11 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from lw_core.errors import LwError
+from lw_core.grid import EpochOrder, train_grid
 from lw_core.lm import FrozenLM
 from lw_core.options import TrainingOptions
-from lw_core.trainer import (
-    Best,
-    LoopSettings,
-    LoopState,
-    Recipe,
-    StepResult,
-    Validation,
-    stop_for_preemption,
-    train_loop,
-)
-from lw_core.training import Checkpoint, PreemptionFlag, find_training_state
+from lw_core.trainer import LoopSettings, Recipe, StepResult, Validation
+from lw_core.training import Checkpoint
 from lw_tasks import EvalResult, Example, Task, evaluate
 
 from lw_baselines.common import _help
@@ -43,7 +34,6 @@ from lw_baselines.resume import (
     best_record,
     check_grid,
     pack,
-    peek_state,
     unpack_best,
     unpack_params,
 )
@@ -115,27 +105,10 @@ class Selection:
     """The trainable of the chosen learning rate's run (its state may be a later step's)."""
 
 
-class EpochOrder:
-    """The training examples in reshuffled epochs drawn from one generator, `batch_size` at a time."""
-
-    def __init__(self, size: int, batch_size: int, seed: int):
-        self.size, self.batch_size = size, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.pending: list[int] = []
-
-    def next_batch(self, step: int) -> list[int]:
-        """The next batch (`train_loop` asks once per step, in order; the order is checkpointed)."""
-        if len(self.pending) < self.batch_size:
-            self.pending += torch.randperm(self.size, generator=self.generator).tolist()
-        batch = self.pending[: self.batch_size]
-        del self.pending[: self.batch_size]
-        return batch
-
-
 class GridSearch:
-    """The learning-rate grid: each learning rate is one `train_loop` from the same initialisation and
-    data order, and validation picks (lr, step) over all of them. The loop's checkpoint holds the grid's
-    progress (the current learning rate, the history, the best so far with its state and validation)."""
+    """The trained baselines' side of lw-core's learning-rate grid (`lw_core.grid.train_grid`): each
+    learning rate's recipe (`OneRate`) and the selection across them (the best (lr, step) so far with its
+    state and validation, held in every rate's checkpoint, so a resumed grid has it)."""
 
     def __init__(self, make: Callable[[], Trainable], task: Task, settings: TrainFields, *, seed: int,
                  batch_size: int, progress: bool, folder: Path | None):
@@ -147,19 +120,17 @@ class GridSearch:
         self.best_index = -1
 
     def run(self) -> Selection:
-        first = 0
-        found = find_training_state(self.folder) if self.folder is not None else None
-        if found is not None:
-            saved = peek_state(found)
-            check_grid(found, saved, self.learning_rates, self.settings.steps, self.settings.eval_every)
-            first = saved["lr_index"]
-        preemption = PreemptionFlag() if self.folder is not None else contextlib.nullcontext(None)
-        with preemption as flag:
-            bar = None  # the grid's best so far: a step of the next learning rate must beat it to be kept
-            for index in range(first, len(self.learning_rates)):
-                bar = OneRate(self, index).train(resume=index == first, bar=bar, preemption=flag).best
-                if flag is not None and flag.requested and index + 1 < len(self.learning_rates):
-                    stop_for_preemption(f"the end of lr {self.learning_rates[index]:g}")
+        from accelerate import Accelerator
+
+        made = {0: OneRate(self, 0)}  # the first rate's trainable says where training runs
+        device = made[0].params[0].device
+        settings = self.settings
+        loop = LoopSettings(steps=settings.steps, lr=self.learning_rates[0], weight_decay=settings.weight_decay,
+                            warmup=settings.warmup, grad_clip=settings.grad_clip, eval_every=settings.eval_every,
+                            checkpoint_every=settings.eval_every, description="train", progress=self.progress,
+                            leave_progress=False, ema=settings.ema)
+        train_grid(self.learning_rates, lambda index, lr, folder: (made.pop(index, None) or OneRate(self, index)).recipe(),
+                   loop, Accelerator(cpu=device.type == "cpu"), self.folder)
         assert self.best is not None
         if self.best.trainable is None:  # chosen before a resume: a fresh copy of its kind (its state is `best.state`)
             with torch.random.fork_rng():
@@ -175,27 +146,17 @@ class OneRate:
     def __init__(self, grid: GridSearch, index: int):
         self.grid, self.index, self.lr = grid, index, grid.learning_rates[index]
         self.train_examples = grid.task.split("train")
-        self.order = EpochOrder(len(self.train_examples), grid.settings.batch_size, grid.seed)
+        self.order = EpochOrder(len(self.train_examples), grid.settings.batch_size, grid.seed, reseeded=False)
         torch.manual_seed(grid.seed)  # the same initialisation for every learning rate
         self.trainable = grid.make()
         self.params = self.trainable.parameters()
         self.running: float | None = None
         self.spent, self.started = 0.0, time.perf_counter()
 
-    def train(self, *, resume: bool, bar: Best | None, preemption: PreemptionFlag | None) -> LoopState:
-        from accelerate import Accelerator
-
-        grid, settings = self.grid, self.grid.settings
-        recipe = Recipe(parameters=self.params, batch=self.order.next_batch, loss=self.loss, validate=self.validate,
-                        keep_best=self.keep_best, non_finite=self.non_finite, after_step=self.log_step,
-                        state=self.state, tensors=lambda: pack(self.params, grid.best), restore=self.restore,
-                        generators={"data": self.order.generator})
-        loop = LoopSettings(steps=settings.steps, lr=self.lr, weight_decay=settings.weight_decay,
-                            warmup=settings.warmup, grad_clip=settings.grad_clip, eval_every=settings.eval_every,
-                            checkpoint_every=settings.eval_every, checkpoint_dir=grid.folder, resume=resume, best=bar,
-                            description=f"train lr={self.lr:g}", progress=grid.progress, leave_progress=False,
-                            ema=settings.ema)
-        return train_loop(recipe, loop, Accelerator(cpu=self.params[0].device.type == "cpu"), preemption)
+    def recipe(self) -> Recipe:
+        return Recipe(parameters=self.params, batch=self.order.batch, loss=self.loss, validate=self.validate,
+                      keep_best=self.keep_best, non_finite=self.non_finite, after_step=self.log_step,
+                      state=self.state, tensors=lambda: pack(self.params, self.grid.best), restore=self.restore)
 
     def loss(self, model: None, idx: Sequence[int]) -> tuple[torch.Tensor, dict[str, float]]:
         return self.trainable.loss(self.grid.task, [self.train_examples[i] for i in idx]), {}
@@ -229,18 +190,21 @@ class OneRate:
     def state(self) -> dict[str, Any]:
         grid = self.grid
         return {"grid": grid.learning_rates, "steps": grid.settings.steps, "eval_every": grid.settings.eval_every,
-                "lr_index": self.index, "lr": self.lr, "order": self.order.pending, "running": self.running,
-                "seconds": self.seconds(), "history": grid.history, "best": best_record(grid.best, grid.best_index)}
+                "lr_index": self.index, "lr": self.lr, "running": self.running, "seconds": self.seconds(),
+                "history": grid.history, "best": best_record(grid.best, grid.best_index)}
 
     def restore(self, checkpoint: Checkpoint) -> None:
         grid, saved = self.grid, checkpoint.state
+        check_grid(checkpoint.path, saved, grid.learning_rates, grid.settings.steps, grid.settings.eval_every)
         unpack_params(self.params, checkpoint.tensors, checkpoint.path)
-        grid.history, self.order.pending = saved["history"], saved["order"]
+        grid.history = saved["history"]
         self.running, self.spent = saved["running"], saved["seconds"]
         if saved["best"] is not None:
             state, validation = unpack_best(saved["best"], checkpoint.tensors, like=self.trainable.state())
-            grid.best_index = saved["best"]["lr_index"]
-            owner = self.trainable if grid.best_index == self.index else None
+            index = saved["best"]["lr_index"]
+            # the trainable of the best's rate: this one, or an earlier rate's replayed before this one
+            owner = self.trainable if index == self.index else (grid.best.trainable if grid.best_index == index else None)
+            grid.best_index = index
             grid.best = Selection(saved["best"]["lr"], saved["best"]["step"], state, validation, grid.history, owner)
 
 
@@ -251,10 +215,10 @@ def train_and_select(
     """Train one fresh copy per learning rate; pick (lr, step) on validation.
 
     With a checkpoint folder (`checkpoint_dir`, else the runner's `checkpoints_in`), the whole grid is
-    resumable: a checkpoint after every validation (and on SIGTERM / SIGUSR1, which then exits 143,
-    recorded as preempted) holds the current learning rate's trainable, optimizer, scheduler, data
-    order and RNG states, the history and the best (lr, step) so far with its validation result. The
-    same call resumes there: finished learning rates keep their results, the current one continues
-    from its last checkpoint, and the result equals an uninterrupted run's."""
+    resumable: each learning rate checkpoints into its own folder (`lw_core.grid.rate_folder`) after
+    every validation (and on SIGTERM / SIGUSR1, which then exits 143, recorded as preempted): its
+    trainable, optimizer, scheduler and RNG states, the history and the best (lr, step) so far with its
+    validation result. The same call resumes there: finished learning rates load their last checkpoint,
+    the current one continues from its own, and the result equals an uninterrupted run's."""
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else CHECKPOINT_DIR.get()
     return GridSearch(make, task, settings, seed=seed, batch_size=batch_size, progress=progress, folder=folder).run()

@@ -11,9 +11,9 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-import torch
 from lw_core import FrozenLM, cli_errors
 from lw_core.config import Command, parse_command
+from lw_core.options import ThreadOptions
 from lw_core.presets import PRESETS
 from lw_registry.text_table import markdown_table
 
@@ -24,8 +24,7 @@ RUNS = ("latency", "limit", "scaling", "wire", "train")
 
 
 @dataclass
-class BenchOptions:
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)", "min": 1})
+class BenchOptions(ThreadOptions):
     json: bool = field(default=False, metadata={"help": "print JSON instead of a markdown table"})
 
 
@@ -70,14 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             run_benchmark(config, name)
         return
-    if config.threads:
-        torch.set_num_threads(config.threads)
     if command == "serve":
-        from lw_tasks import load_task
-
         from lw_bench.serve_load import bench_serve
 
-        rows = bench_serve(config, [e.text for e in load_task(config.task).split("test")])
+        rows = bench_serve(config, [e.text for e in config.load_task().split("test")])
     elif command == "load":
         from lw_bench.models_bench import bench_load
 

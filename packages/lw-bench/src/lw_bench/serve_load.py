@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 from lw_core import LwError
+from lw_core.options import ThreadOptions, check_parents
+from lw_tasks.options import TaskOptions
 
 from lw_bench.measure import percentiles
 
@@ -29,7 +31,9 @@ Send = Callable[[httpx.AsyncClient, str], Awaitable[int]]
 
 
 @dataclass
-class ServeLoadConfig:
+class ServeLoadConfig(TaskOptions, ThreadOptions):
+    """The task options say whose test texts are sent; `--threads`: those of the in-process measurement."""
+
     url: str | None = field(default=None, metadata={"help": "a pipeline server (lw-serve RUN_DIR), e.g. http://127.0.0.1:8000"})
     sender_url: str | None = field(default=None, metadata={"help": "a sender server (lw-serve sender RUN_DIR)"})
     receiver_url: str | None = field(default=None, metadata={"help": "its receiver server (lw-serve receiver RUN_DIR)"})
@@ -38,13 +42,11 @@ class ServeLoadConfig:
                 "--receiver-backend llama-cpp): each measured as --url is, its targets named by its backend"})
     run: str | None = field(default=None, metadata={
         "help": "the served run dir: also measure its in-process batch throughput on the same texts"})
-    task: str = field(default="rt-sentiment", metadata={"help": "task whose test texts are sent"})
     concurrency: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "concurrent clients"})
     requests: int = field(default=200, metadata={"help": "most requests per target and concurrency"})
     seconds: float = field(default=60.0, metadata={"help": "longest time per target and concurrency"})
     in_process_batch: int = field(default=32, metadata={"help": "batch size of the in-process measurement"})
     api_key: str | None = field(default=None, metadata={"help": "bearer token (default: $LW_SERVE_API_KEY)"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads of the in-process measurement"})
     json: bool = field(default=False, metadata={"help": "print JSON instead of a markdown table"})
 
     def __post_init__(self):
@@ -54,6 +56,7 @@ class ServeLoadConfig:
             raise LwError("lw-bench serve: the split pair needs both --sender-url and --receiver-url")
         if self.requests < 1 or self.seconds <= 0 or any(c < 1 for c in self.concurrency):
             raise LwError("lw-bench serve: --requests, --seconds and each --concurrency must be positive")
+        check_parents(self, ServeLoadConfig)
 
 
 async def run_level(send: Send, texts: Sequence[str], concurrency: int, requests: int, seconds: float,

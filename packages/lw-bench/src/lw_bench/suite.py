@@ -17,10 +17,17 @@ from lw_bridge.pipeline import bridge_folder
 from lw_core import FrozenLM
 from lw_core.errors import LwError
 from lw_core.models import resolve_device, resolve_dtype
-from lw_core.options import RuntimeOptions, check_parents
+from lw_core.options import (
+    DEFAULT_RECEIVER,
+    ModelOptions,
+    RuntimeOptions,
+    apply_threads,
+    check_parents,
+    shared_field,
+)
 from lw_core.run_dirs import hashed_run_dir
 from lw_core.runs import open_run
-from lw_registry.figures import answers_figure, scaling_figure
+from lw_registry.report.figures import answers_figure, scaling_figure
 from lw_tasks import Task, load_task
 from lw_tasks.options import TaskOptions
 from lw_tasks.registry import task_options
@@ -54,9 +61,11 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 @dataclass
 class BenchConfig(TaskOptions, RuntimeOptions):
     run: str | None = field(default=None, metadata=_help(
-        "a trained bridge run dir: its bridge, sender, receiver and task are used (default: a fresh bridge)"))
-    sender: str = field(default="smollm2-135m", metadata=_help("sender (ignored with --run)"))
-    receiver: str = field(default="gemma3-270m", metadata=_help("receiver (ignored with --run)"))
+        "a trained bridge run dir: its bridge, sender, receiver and task are used, not --sender / --receivers "
+        "/ --task (default: a fresh bridge)"))
+    sender: str = shared_field(ModelOptions, "sender")  # --run: the run's
+    receiver: str = shared_field(ModelOptions, "receivers", default=DEFAULT_RECEIVER, one_value=True,
+                                 aliases=["receiver"])
     layer: int = field(default=15, metadata=_help("fresh bridge: sender layer"))
     num_soft_tokens: int = field(default=8, metadata=_help("fresh bridge: K soft tokens (also prompt tuning's K)"))
     paths: list[str] = field(default_factory=lambda: list(PATHS), metadata=_help(
@@ -82,7 +91,6 @@ class BenchConfig(TaskOptions, RuntimeOptions):
         "`train`: instead of the methods, time the bridge's step with answer sets of these sizes (the task's "
         "answers, then other embedded tasks' label names), under each answer rule; e.g. 2 8 20 52 77"))
     precisions: list[str] = field(default_factory=lambda: list(PRECISIONS), metadata=_help("wire precisions"))
-    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's)", min=1))
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.paths if p not in PATHS]
@@ -96,6 +104,10 @@ class BenchConfig(TaskOptions, RuntimeOptions):
         if any(a < 2 for a in self.answers):
             raise ValueError(f"answer-set sizes must be >= 2, got {self.answers}")
         check_parents(self, BenchConfig)
+
+    def legacy_identity(self) -> dict[str, Any]:
+        """`threads` was part of a benchmark's run id before it became a runtime option."""
+        return {"threads": self.threads}
 
 
 @dataclass
@@ -183,8 +195,7 @@ def command(config: BenchConfig, name: str) -> Path:
     """Run one benchmark subcommand (`latency`, `limit`, `scaling`, `wire`, `train`) as a tracked run."""
     if name == "wire" and not config.run:
         raise LwError("`lw-bench wire` needs --run RUN_DIR: accuracy at each precision needs a trained bridge")
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    apply_threads(config)  # also when called from Python, not the command line
     task_name = config.scaling_task if name == "scaling" else None
     setup = load_setup(config, task_name)
     directory = hashed_run_dir(config, f"bench-{name}", setup.task.name)

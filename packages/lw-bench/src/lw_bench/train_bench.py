@@ -46,6 +46,18 @@ def _steps_per_second(step: Callable[[Sequence[Example]], torch.Tensor], paramet
     return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
+def _bridge_step(bridge: Bridge, receiver: FrozenLM, inputs: EncoderInputs, answer_ids: list[list[int]],
+                 config: TrainConfig, device: torch.device) -> Callable[[Sequence[Example]], torch.Tensor]:
+    """lw-train's loss on a batch (labels taken modulo the number of answers, so any answer set fits)."""
+    def step(batch):
+        states, mask = pad_states(inputs.get(batch), device)
+        soft, head = bridge(states, mask)
+        labels = torch.tensor([e.label % len(answer_ids) for e in batch], device=device)
+        return bridge_loss(soft, bridge, [receiver], [answer_ids], labels, config, None, head_logits=head,
+                           texts=[e.text for e in batch])[0]
+    return step
+
+
 def answer_pool(task: Task, size: int) -> list[str]:
     """`size` distinct answer strings: the task's verbalizers, then those of `POOL_TASKS` (real label
     names: a user's many-label set looks like them)."""
@@ -88,13 +100,7 @@ def bench_answers(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Brid
             config = TrainConfig(task=task.name, num_soft_tokens=bridge.config.num_soft_tokens, answer_rule=rule,
                                  answer_normaliser=normaliser)
 
-            def step(batch, config=config, ids=ids, size=size):
-                states, mask = pad_states(inputs.get(batch), device)
-                soft, _ = bridge(states, mask)
-                labels = torch.tensor([e.label % size for e in batch], device=device)
-                return bridge_loss(soft, bridge, [receiver], [ids], labels, config, None,
-                                   texts=[e.text for e in batch])[0]
-
+            step = _bridge_step(bridge, receiver, inputs, ids, config, device)
             with PeakMemory(device) as memory:
                 rate = _steps_per_second(step, bridge.parameters(), batches, device)
             scored = resolve_answer_rule(rule, ids)
@@ -119,31 +125,24 @@ def bench_train(task: Task, sender: FrozenLM, receiver: FrozenLM, bridge: Bridge
     device = receiver.device
     config = TrainConfig(task=task.name, num_soft_tokens=bridge.config.num_soft_tokens,
                          answer_rule=bridge.config.answer_rule)
-    answers = [[receiver.token_ids(v) for v in bridge.config.verbalizers]]
+    answers = [receiver.token_ids(v) for v in bridge.config.verbalizers]
     bridge.train()
-
-    def bridge_step(inputs: EncoderInputs):
-        def step(batch):
-            states, mask = pad_states(inputs.get(batch), device)
-            soft, head = bridge(states, mask)
-            labels = torch.tensor([e.label for e in batch], device=device)
-            return bridge_loss(soft, bridge, [receiver], answers, labels, config, None, head_logits=head,
-                               texts=[e.text for e in batch])[0]
-        return step
 
     rows = []
     for method in methods:
         if method == "bridge (cached states)":
             cached = EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template, progress=False)
             cached.get(examples)  # computed before the clock, as lw-train's cache does once per split
-            rate = _steps_per_second(bridge_step(cached), bridge.parameters(), batches, device)
+            step = _bridge_step(bridge, receiver, cached, answers, config, device)
+            rate = _steps_per_second(step, bridge.parameters(), batches, device)
         elif method == "bridge (no cache)":
             class Uncached(EncoderInputs):
                 def get(self, batch):
                     return self.compute(batch)
 
             uncached = Uncached(sender, bridge.config.layer, bridge.config.sender_template, progress=False)
-            rate = _steps_per_second(bridge_step(uncached), bridge.parameters(), batches, device)
+            step = _bridge_step(bridge, receiver, uncached, answers, config, device)
+            rate = _steps_per_second(step, bridge.parameters(), batches, device)
         elif method == "lora":
             trainable = LoraTrainable(receiver, LoraMethodConfig(task=task.name), dora=False)
             rate = _steps_per_second(lambda b, t=trainable: t.loss(task, b), trainable.parameters(), batches, device)

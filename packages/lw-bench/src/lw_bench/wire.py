@@ -10,7 +10,7 @@ from typing import Any
 
 from lw_bridge import Bridge
 from lw_bridge.pipeline import bridge_folder, evaluate_run_wires
-from lw_core.wire import WireFormat
+from lw_bridge.wire import WireFormat
 
 PRECISIONS = ("fp32", "fp16", "int8", "int6", "int4")
 

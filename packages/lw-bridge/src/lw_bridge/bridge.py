@@ -73,7 +73,7 @@ class BridgeConfig:
     """Training only: a linear classifier over the answers reads the message (an auxiliary loss that
     gives the encoder a direct gradient); predictions always come from the receivers."""
     fingerprints: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    """By model name: what the sender and receivers trained with were (lw_core.fingerprint); a pipeline
+    """By model name: what the sender and receivers trained with were (lw_bridge.fingerprint); a pipeline
     given other models checks them against this."""
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import torch
 from lw_core import FrozenLM, LwError
-from lw_core.fingerprint import fingerprint
 from lw_core.models import DTYPES
 from lw_tasks import Task, task_options
 from lw_tasks.task import template_fields
 
 from lw_bridge.bridge import BridgeConfig, anchors_from_template
 from lw_bridge.config import TrainConfig
+from lw_bridge.fingerprint import fingerprint
 
 
 @dataclass

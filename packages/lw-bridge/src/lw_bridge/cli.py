@@ -10,6 +10,8 @@ from pathlib import Path
 
 from lw_core.config import ArgumentParser, parse_config
 from lw_core.errors import LwError, cli_errors
+from lw_core.options import DeviceOptions, ModelOptions, ScoringOptions, shared_field
+from lw_tasks import TaskOptions
 
 from lw_bridge.config import TrainConfig
 
@@ -24,20 +26,23 @@ def train_main(argv: list[str] | None = None) -> None:
 
 
 @dataclass
-class EvalConfig:
-    run_dir: str = field(metadata={"help": "a run directory written by lw-train (or a bridge folder)",
-                                   "positional": True})
+class EvalConfig(ScoringOptions):
+    run_dir: str = field(default="", metadata={"help": "a run directory written by lw-train (or a bridge folder)",
+                                               "positional": True})
     split: str = field(default="test", metadata={"help": "split to evaluate",
                                                  "choices": ["train", "validation", "test"]})
-    wire: str | None = field(default=None, metadata={"help": "quantise the message: fp16 | int8 | int6 | int4"})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
-    eval_batch_size: int = field(default=64, metadata={"help": "examples per evaluation batch"})
-    sender: str | None = field(default=None, metadata={
-        "help": "sender model: preset, folder or hub id; None: the one the bridge was trained with"})
-    receivers: list[str] | None = field(default=None, metadata={
-        "help": "receiver model(s), in the bridge's receiver order; None: those it was trained with"})
-    data_dir: str | None = field(default=None, metadata={
-        "help": "embedded / hub tasks: a folder holding the task's source files; None: as at training"})
+    wire: str | None = field(default=None, metadata={
+        "help": "quantise the message: fp16 | int8 | int6 | int4 (lw-train's --wire-formats, one of them)",
+        "flag": "wire_formats", "one_value": True, "aliases": ["wire"]})
+    dtype: str | None = shared_field(DeviceOptions, "dtype", default=None)
+    sender: str | None = shared_field(ModelOptions, "sender", default=None)
+    receivers: list[str] | None = shared_field(ModelOptions, "receivers", default=None)
+    data_dir: str | None = shared_field(TaskOptions, "data_dir")
+
+    def __post_init__(self) -> None:
+        if not self.run_dir:
+            raise ValueError("give a RUN_DIR (a run directory written by lw-train, or a bridge folder)")
+        super().__post_init__()
 
 
 @cli_errors
@@ -48,7 +53,8 @@ def eval_main(argv: list[str] | None = None) -> None:
 
     metrics = evaluate_run(Path(config.run_dir), split=config.split, wire=config.wire, device=config.device,
                            batch_size=config.eval_batch_size, sender=config.sender, receivers=config.receivers,
-                           data_dir=config.data_dir)
+                           data_dir=config.data_dir, dtype=config.dtype, progress=config.progress,
+                           output_dir=config.output_dir)
     json.dump(metrics, sys.stdout, indent=2)
     print()
 

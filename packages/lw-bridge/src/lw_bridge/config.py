@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 from lw_core.answer_trie import NORMALISERS
 from lw_core.models import check_model_name
-from lw_core.options import RuntimeOptions, TrainingOptions
+from lw_core.options import ModelOptions, RuntimeOptions, TrainingOptions, shared_field
 from lw_core.run_dirs import identity_hash
-from lw_core.wire import WireFormat
 from lw_tasks import ANSWER_RULES, DEFAULT_ANSWER_RULE, BudgetOptions, TaskOptions, check_answer_rule
 
 from lw_bridge.bridge import BOS_POLICIES, FUSION_LAYOUTS
 from lw_bridge.encoders import ENCODERS, EncoderConfig
+from lw_bridge.wire import WireFormat
 
 
 @dataclass
@@ -25,9 +25,8 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     lr: list[float] = field(default_factory=lambda: [1e-3], metadata={
         "help": "peak learning rate (AdamW); several = a grid, as the baselines' `--lr`: each trains from the "
                 "same initialisation and data order, and validation picks (lr, step) across them"})
-    sender: str = field(default="smollm2-135m", metadata={"help": "sender model: preset, folder or hub id"})
-    receivers: list[str] = field(default_factory=lambda: ["gemma3-270m"],
-                                 metadata={"help": "receiver model(s); several = interlingua (one adapter each)"})
+    sender: str = shared_field(ModelOptions, "sender")
+    receivers: list[str] = shared_field(ModelOptions, "receivers")
     layer: int = field(default=15, metadata={"help": "sender layer whose hidden states the encoder reads"})
     layers: list[int] = field(default_factory=list, metadata={
         "help": "read several sender layers instead (e.g. 8 15 22), mixed per token by a learned softmax "
@@ -87,7 +86,7 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     sender_batch_size: int = field(default=32, metadata={"help": "batch size when caching sender states"})
     wire_formats: list[str] = field(default_factory=list, metadata={
         "help": "also report test accuracy with the message quantised to these wire formats (fp16 int8 int6 int4); "
-                "`lw-eval RUN_DIR --wire int4` does it for a finished run"})
+                "`lw-eval RUN_DIR --wire-formats int4` does it for a finished run"})
     compare_zero_shot: bool = field(default=True, metadata={
         "help": "also report the receiver's calibrated zero-shot test accuracy (cached after the first run)"})
 

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 from lw_core import FrozenLM
-from lw_core.state_cache import cached_layer_states, compute_layer_states
 from lw_tasks import Example, Task
 
 from lw_bridge.encoders import bytes_of
+from lw_bridge.state_cache import cached_layer_states, compute_layer_states
 
 
 def pad_states(states: Sequence[torch.Tensor], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

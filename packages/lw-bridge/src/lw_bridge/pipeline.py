@@ -14,14 +14,14 @@ from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError
-from lw_core.fingerprint import fingerprint_mismatch
-from lw_core.wire import WireFormat
 from lw_tasks import Example, Task, evaluate, flat_metrics, load_task, write_eval
 from lw_tasks.splits import truncate_words
 
 from lw_bridge.bridge import CONFIG_NAME, Bridge, BridgeConfig
+from lw_bridge.fingerprint import fingerprint_mismatch
 from lw_bridge.inputs import EncoderInputs
 from lw_bridge.scorer import BridgeScorer
+from lw_bridge.wire import WireFormat
 
 ModelSource = str | os.PathLike | FrozenLM
 """A model folder, a hub id (`org/name`), an embedded preset name, or a model already loaded."""
@@ -164,34 +164,37 @@ class BridgePipeline:
 
 
 def evaluate_run(run_dir: Path, *, split: str = "test", wire: str | None = None, device: str = "auto",
-                 batch_size: int = 64, **sources: Any) -> dict[str, Any]:
+                 batch_size: int = 64, **options: Any) -> dict[str, Any]:
     """Re-evaluate a saved run's bridge on a split through the shared evaluator; writes
     `metrics_{split}_reeval*.json` into the run directory and returns the flat metrics per receiver.
-    `sources`: `evaluate_run_wires`' sender, receivers and data_dir."""
+    `options`: `evaluate_run_wires`' sender, receivers, data_dir, dtype, progress and output_dir."""
     return evaluate_run_wires(run_dir, split=split, wires=[wire], device=device, batch_size=batch_size,
-                              **sources)[wire]
+                              **options)[wire]
 
 
 def evaluate_run_wires(run_dir: Path, *, split: str = "test", wires: Sequence[str | None] = (None,),
                        device: str = "auto", batch_size: int = 64, sender: ModelSource | None = None,
-                       receivers: Receivers | None = None, data_dir: str | None = None
+                       receivers: Receivers | None = None, data_dir: str | None = None, dtype: str | None = None,
+                       progress: bool = True, output_dir: str | Path | None = None
                        ) -> dict[str | None, dict[str, Any]]:
     """`evaluate_run` at each wire format (None: unquantised) with one pipeline: the sender reads each
     example once, and every format quantises the same messages. `sender` and `receivers` as in
     `BridgePipeline.from_pretrained` (default: the models it was trained with); `data_dir`: where an
     embedded or hub task's source files are (default: where training read them), e.g. outside the
-    workspace without the task's corpus package."""
-    pipe = BridgePipeline.from_pretrained(run_dir, sender=sender, receivers=receivers, device=device)
+    workspace without the task's corpus package; `dtype`: default the one the bridge trained in;
+    `output_dir`: where the metrics and predictions are written (default: the run directory, when it is one)."""
+    pipe = BridgePipeline.from_pretrained(run_dir, sender=sender, receivers=receivers, device=device, dtype=dtype)
     config = pipe.bridge.config
     options = {**config.task_options, **({"data_dir": data_dir} if data_dir else {})}
     task: Task = load_task(config.task_source or config.task, **options)
+    target = Path(output_dir) if output_dir else Path(run_dir)
     out: dict[str | None, dict[str, Any]] = {}
     for wire in wires:
         out[wire] = {}
         for name in config.receivers:
-            result = evaluate(pipe.scorer(name, wire), task, split, batch_size=batch_size)
+            result = evaluate(pipe.scorer(name, wire), task, split, batch_size=batch_size, progress=progress)
             tag = f"{split}_reeval" + (f"_{wire}" if wire else "") + ("" if name == config.receivers[0] else f"_{name}")
-            if (Path(run_dir) / "run.json").is_file():
-                write_eval(result, run_dir, tag)
+            if output_dir or (target / "run.json").is_file():
+                write_eval(result, target, tag)
             out[wire][name] = flat_metrics(result.metrics)
     return out

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from lw_core import FrozenLM, LwError
+from lw_core.grid import EpochOrder
 from lw_core.trainer import Recipe, StepResult, Validation
 from lw_core.training import Checkpoint
 from lw_tasks import EvalResult, Example, Task, ZeroShotScorer, evaluate, write_eval
@@ -22,19 +23,6 @@ from lw_bridge.inputs import EncoderInputs, pad_states
 from lw_bridge.objective import bridge_loss
 from lw_bridge.scorer import BridgeScorer
 from lw_bridge.selection import first_token_accuracy, mean_nll, receiver_suffix
-
-
-def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
-    """The examples of global step `step`: a pure function of (step, seed), so a resumed run sees the
-    same batches as an uninterrupted one."""
-    out, position = [], step * batch_size
-    orders: dict[int, torch.Tensor] = {}
-    for p in range(position, position + batch_size):
-        epoch = p // n
-        if epoch not in orders:
-            orders[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        out.append(int(orders[epoch][p % n]))
-    return out
 
 
 def teacher_logprobs(
@@ -101,6 +89,7 @@ class BridgeRecipe:
                 )
                 for r in self.receivers
             ]
+        self.order = EpochOrder(len(self.train_examples), self.config.batch_size, self.config.seed, reseeded=True)
         self.scorers = [BridgeScorer(self.bridge, self.inputs, r, i) for i, r in enumerate(self.receivers)]
 
     def recipe(self) -> Recipe:
@@ -119,7 +108,7 @@ class BridgeRecipe:
         )
 
     def batch(self, step: int) -> list[int]:
-        return batch_indices(step, self.config.batch_size, len(self.train_examples), self.config.seed)
+        return self.order.batch(step)
 
     def loss(self, model: torch.nn.Module, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         model.train()

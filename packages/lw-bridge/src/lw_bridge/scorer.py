@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import torch
 from lw_core import FrozenLM
-from lw_core.wire import WireFormat, quantize
 from lw_tasks import Example, Task, apply_answer_rule, first_line
 
 from lw_bridge.bridge import Bridge
 from lw_bridge.inputs import EncoderInputs, pad_states
+from lw_bridge.wire import WireFormat, quantize
 
 
 class BridgeScorer:

@@ -15,23 +15,24 @@ from typing import TYPE_CHECKING, Any
 import torch
 from lw_core import FrozenLM, LwError, seed_everything
 from lw_core.distributed import single_process_hint
-from lw_core.models import BackgroundConversion, cache_dir, model_tag, resolve_device, transformers_progress
+from lw_core.grid import GridOutcome
+from lw_core.grid import train_grid as run_grid
+from lw_core.models import BackgroundConversion, cache_dir, resolve_device, transformers_progress
+from lw_core.run_dirs import method_label as labelled
 from lw_core.runs import open_run, runs_root
-from lw_core.trainer import Best, LoopSettings, train_loop
+from lw_core.trainer import LoopSettings
 from lw_core.training import find_training_state
-from lw_core.wire import WireFormat
 from lw_registry import write_json_atomic
 from lw_tasks import (
     Example,
-    GenerationScorer,
     Task,
-    ZeroShotScorer,
     evaluate,
     flat_metrics,
     load_task,
     resolve_answer_rule,
     task_options,
     write_eval,
+    zero_shot_scorer,
 )
 
 from lw_bridge.bridge import Bridge, BridgeConfig
@@ -50,6 +51,7 @@ from lw_bridge.selection import (
     print_summary,
     receiver_suffix,
 )
+from lw_bridge.wire import WireFormat
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -64,9 +66,7 @@ def method_label(config: TrainConfig) -> str:
     name = "bridge-fusion" if config.receiver_reads_text else "bridge"
     if len(config.receivers) > 1:
         return f"{name}-interlingua"
-    if config.receivers == TrainConfig().receivers:
-        return name
-    return f"{name}@{model_tag(config.receivers[0])}"
+    return labelled(name, config.receivers[0], TrainConfig().receivers[0])
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -83,15 +83,15 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16,
                         progress: bool = True) -> dict[str, Any]:
-    """The receiver reading the text prompt, on test: calibrated zero-shot scoring of the answer set
-    (classification) or greedy generation (generative). Cached on disk per receiver and test split."""
+    """The receiver reading the text prompt, on test: the zero-shot method's scorer (`zero_shot_scorer`:
+    calibrated answer-set scoring, or greedy generation on a generative task), as `lw-baseline
+    zero-shot-calibrated` scores it. Cached on disk per receiver and test split."""
     digest = hashlib.sha256("\0".join(f"{e.id}\t{e.text}" for e in task.split("test")).encode()).hexdigest()[:12]
     name = f"{receiver.name}-{task.name}-{digest}-test-{REPORTS[task.kind].cache_tag}"
     path = cache_dir() / "zero_shot" / f"{name.replace('/', '_')}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    scorer = (ZeroShotScorer(receiver, calibrate=True) if task.kind == "classification"
-              else GenerationScorer(receiver, max_new_tokens))
+    scorer = zero_shot_scorer(receiver, task, calibrate=True, max_new_tokens=max_new_tokens)
     result = evaluate(scorer, task, "test", batch_size=batch_size, progress=progress)
     metrics = flat_metrics(result.metrics)
     write_json_atomic(path, metrics)
@@ -150,46 +150,36 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 @dataclass
 class GridResult:
-    """The learning-rate grid's outcome: the best (lr, step) across it and every run's history."""
+    """The learning-rate grid's outcome (lw-core's `train_grid`), where its best bridge is, and every run's history."""
 
-    best: Best
-    lr: float
+    outcome: GridOutcome
     best_dir: Path
     history: list[dict[str, Any]]
-    train_seconds: float
 
 
 def train_grid(config: TrainConfig, task: Task, bconfig: BridgeConfig, models: Models, inputs: EncoderInputs,
                train_examples: list[Example], val_examples: list[Example], run_dir: Path, accelerator: Accelerator
                ) -> GridResult:
-    """One `train_loop` per learning rate of `config.lr`, each from the same initialisation and data order,
-    its own resumable checkpoint folder; a step is kept (in `checkpoints/best`) only when its validation
-    beats every earlier one of the grid, so a resumed grid continues where it stopped."""
+    """lw-core's grid over `config.lr` with the bridge's recipe; a step is kept (in `checkpoints/best`)
+    only when its validation beats every earlier one of the grid."""
     best_dir = run_dir / "checkpoints" / "best"
-    bar: Best | None = None
-    chosen, history, seconds = config.lr[0], [], 0.0
-    for index, lr in enumerate(config.lr):
+    recipes: list[BridgeRecipe] = []
+
+    def recipe_for(index: int, lr: float, folder: Path | None):
         seed_everything(config.seed)
         bridge = Bridge(bconfig).to(accelerator.device)
-        checkpoint_dir = run_dir / "checkpoints" / ("last" if len(config.lr) == 1 else f"last-lr{index}")
-        if find_training_state(checkpoint_dir) is None and config.standardize_states and models.sender is not None:
+        if find_training_state(folder) is None and config.standardize_states and models.sender is not None:
             fit_input_statistics(bridge.encoder, inputs.get(train_examples))  # a checkpoint holds its own
-        recipe = BridgeRecipe(config, task, bridge, models.receivers, inputs, train_examples, val_examples,
-                              best_dir=best_dir, run_dir=run_dir, device=accelerator.device, lr=lr)
-        described = f"bridge {task.name}" + (f" lr={lr:g}" if len(config.lr) > 1 else "")
-        settings = LoopSettings(steps=config.steps, lr=lr, weight_decay=config.weight_decay,
-                                warmup=config.warmup, grad_clip=config.grad_clip, eval_every=config.eval_every,
-                                checkpoint_every=config.checkpoint_every, checkpoint_dir=checkpoint_dir, best=bar,
-                                description=described, progress=config.progress, ema=config.ema)
-        loop = train_loop(recipe.recipe(), settings, accelerator)
-        if loop.best != bar:
-            chosen = lr
-        bar, seconds = loop.best, seconds + loop.train_seconds
-        history += recipe.history
-        if len(config.lr) > 1:
-            log.info("lr %g: best validation so far %.4f at step %d (lr %g)", lr, bar.score, bar.step, chosen)
-    assert bar is not None
-    return GridResult(bar, chosen, best_dir, history, seconds)
+        recipes.append(BridgeRecipe(config, task, bridge, models.receivers, inputs, train_examples, val_examples,
+                                    best_dir=best_dir, run_dir=run_dir, device=accelerator.device, lr=lr))
+        return recipes[-1].recipe()
+
+    settings = LoopSettings(steps=config.steps, lr=config.lr[0], weight_decay=config.weight_decay,
+                            warmup=config.warmup, grad_clip=config.grad_clip, eval_every=config.eval_every,
+                            checkpoint_every=config.checkpoint_every, description=f"bridge {task.name}",
+                            progress=config.progress, ema=config.ema)
+    outcome = run_grid(config.lr, recipe_for, settings, accelerator, run_dir / "checkpoints")
+    return GridResult(outcome, best_dir, [h for recipe in recipes for h in recipe.history])
 
 
 def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models, inputs: EncoderInputs,
@@ -202,12 +192,12 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models,
     numel = bridge.config.encoder.message_numel
     metrics: dict[str, Any] = {
         "trainable_params": bridge.trainable_parameters(),
-        "train_seconds": round(grid.train_seconds, 1),
-        "seconds_per_step": round(grid.train_seconds / max(1, len(grid.history)), 3),
+        "train_seconds": round(grid.outcome.train_seconds, 1),
+        "seconds_per_step": round(grid.outcome.train_seconds / max(1, len(grid.history)), 3),
         "cache_seconds": round(cache_seconds, 1),
-        "best_step": grid.best.step,
-        "best_lr": grid.lr,
-        "val_accuracy_best": grid.best.score,
+        "best_step": grid.outcome.best.step,
+        "best_lr": grid.outcome.lr,
+        "val_accuracy_best": grid.outcome.best.score,
         "text_bytes_mean": round(sum(texts_bytes) / len(texts_bytes), 1),
         **layer_weights(bridge),
         **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},

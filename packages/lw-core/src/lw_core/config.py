@@ -1,7 +1,9 @@
 """Dataclass configs and the command lines generated from them: defaults ← `--config` file ← flags.
 
 A config is a dataclass whose fields carry help text in `metadata={"help": ...}` (optionally
-`"choices"`, or `"positional": True` for a positional argument), validated in `__post_init__`.
+`"choices"`, `"positional": True` for a positional argument, and what `lw_core.options.shared_field`
+sets: `"flag"` and `"group"` of a shared option, `"one_value"`, deprecated `"aliases"`), validated in
+`__post_init__`. A parsed config's `threads` is applied (`torch.set_num_threads`).
 `parse_config` builds one command's parser from it; `parse_command` builds a command with
 subcommands (`lw-tasks show`, `lw-bench latency`), each from its own dataclass. Values from files
 and from `field=value` text are converted by the field's annotation, with a one-line error when
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 from lw_registry.files import read_mapping
 
 from lw_core.errors import LwError
+from lw_core.options import apply_threads
 
 C = TypeVar("C")
 
@@ -122,7 +125,9 @@ def build_config(cls: type[C], values: dict[str, Any]) -> C:
         raise LwError(f"invalid {cls.__name__}: {err}") from None
 
 
-GROUP_TITLES = {"TaskOptions": "task options", "BudgetOptions": "data budget", "RuntimeOptions": "runtime options",
+GROUP_TITLES = {"TaskOptions": "task options", "BudgetOptions": "data budget", "ThreadOptions": "runtime options",
+                "DeviceOptions": "runtime options", "ScoringOptions": "runtime options",
+                "RuntimeOptions": "runtime options", "ModelOptions": "models",
                 "TrainingOptions": "training options", "TrainFields": "training options"}
 
 
@@ -132,31 +137,73 @@ def _owner(cls: type, name: str) -> str:
     return next(c.__name__ for c in reversed(cls.__mro__) if name in vars(c).get("__annotations__", {}))
 
 
+def flag_name(f: dataclasses.Field) -> str:
+    """A field's command-line name: `--receivers` for a field declared with `shared_field(..., "receivers")`."""
+    return "--" + f.metadata.get("flag", f.name).replace("_", "-")
+
+
+def _default_text(default: Any) -> str:
+    return " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+
+
+class _OneValue(argparse.Action):
+    """A list flag (`--receivers`) on a command that takes exactly one value."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) != 1:
+            parser.error(f"{option_string}: this command takes exactly one value, got {len(values)}: {' '.join(values)}")
+        setattr(namespace, self.dest, values[0])
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old flag name that still works; it says once on stderr which name to use instead."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new, self.warned = new, False
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not self.warned:
+            print(f"{parser.prog}: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+            self.warned = True
+        setattr(namespace, self.dest, values)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """One `--field-name` flag per dataclass field; defaults are left unset so files can fill them.
     Fields of the shared option groups are listed under their group's title in `--help`."""
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        title = GROUP_TITLES.get(_owner(cls, f.name))
+        meta = dict(f.metadata)
+        title = GROUP_TITLES.get(meta.get("group") or _owner(cls, f.name))
         target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
         kind, is_list, _ = field_kind(f.type)
-        meta = dict(f.metadata)
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": meta.get("help", "")}
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
-        if default is not dataclasses.MISSING:
-            kwargs["help"] += f" (default: {default})"
+        if default is not dataclasses.MISSING and default != "":
+            kwargs["help"] += f" (default: {_default_text(default)})"
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = kind if kind in (int, float, str) else str
-            if is_list:
+            if is_list or meta.get("one_value"):
                 kwargs["nargs"] = "+"
+            if meta.get("one_value"):
+                kwargs["action"] = _OneValue
             if "choices" in meta:
                 kwargs["choices"] = meta["choices"]
         if meta.get("positional"):
             target.add_argument(f.name, **kwargs | {"nargs": "?" if default is not dataclasses.MISSING else None})
-        else:
-            target.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+            continue
+        if meta.get("one_value"):
+            kwargs["metavar"] = flag_name(f).removeprefix("--").upper().replace("-", "_")
+        target.add_argument(flag_name(f), dest=f.name, **kwargs)
+        for alias in meta.get("aliases", ()):
+            alias_kwargs = {k: v for k, v in kwargs.items() if k in ("type", "choices", "nargs", "default", "metavar")}
+            if meta.get("one_value"):
+                alias_kwargs.pop("nargs")
+            parser.add_argument("--" + alias.replace("_", "-"), dest=f.name, action=_DeprecatedAlias, new=flag_name(f),
+                                help=argparse.SUPPRESS, **alias_kwargs)
 
 
 def _add_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -165,10 +212,27 @@ def _add_config_flag(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(cls: type[C], args: argparse.Namespace) -> C:
     """`cls` from the parsed namespace: defaults ← the `--config` file ← the flags given."""
-    values: dict[str, Any] = load_config_file(args.config) if getattr(args, "config", None) else {}
+    values: dict[str, Any] = _by_field_name(cls, load_config_file(args.config)) if getattr(args, "config", None) else {}
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values.update({k: v for k, v in vars(args).items() if k in names})
-    return build_config(cls, values)
+    config = build_config(cls, values)
+    apply_threads(config)
+    return config
+
+
+def _by_field_name(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """A config file's values keyed by field name: a file may use the flag's name (`receivers: [m]` for a
+    command whose field is `receiver`), as on the command line."""
+    renamed = {f.metadata["flag"]: f for f in dataclasses.fields(cls) if f.metadata.get("flag", f.name) != f.name}
+    out = {}
+    for key, value in values.items():
+        f = renamed.get(key)
+        if f is not None and f.metadata.get("one_value") and isinstance(value, list):
+            if len(value) != 1:
+                raise LwError(f"{key}: this command takes exactly one value, got {value!r}")
+            value = value[0]
+        out[f.name if f is not None else key] = value
+    return out
 
 
 def parse_config(
@@ -190,11 +254,11 @@ def config_argv(config: Any, prefix: Sequence[str] = ()) -> list[str]:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
         if value == default or (value is None and default is dataclasses.MISSING):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = flag_name(f)
         if f.metadata.get("positional"):
             argv.append(str(value))
         elif isinstance(value, bool):
-            argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            argv.append(flag if value else "--no-" + flag.removeprefix("--"))
         elif isinstance(value, (list, tuple)):
             argv += [flag, *map(str, value)]
         elif value is not None:

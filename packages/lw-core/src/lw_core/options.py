@@ -1,13 +1,16 @@
 """Option groups every command shares; a command's config inherits the groups it needs.
 
-`RuntimeOptions`: where and how a command runs. `TrainingOptions`: the optimisation recipe of a
-trained method. Task options (which data, which columns, how much of it) live in `lw_tasks.options`,
-next to the task budgets they default to.
+The runtime group, nested so each command takes what applies to it: `ThreadOptions` (`--threads`)
+⊂ `DeviceOptions` (`--device`, `--dtype`) ⊂ `ScoringOptions` (`--eval-batch-size`, `--output-dir`,
+`--progress`) ⊂ `RuntimeOptions` (`--seed`: a run). `ModelOptions`: `--sender`, `--receivers`.
+`TrainingOptions`: the optimisation recipe of a trained method. Task options (which data, which
+columns, how much of it) live in `lw_tasks.options`, next to the task budgets they default to.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 from lw_core.models import DEVICES, DTYPE_CHOICES
 
@@ -30,24 +33,85 @@ def positive(config: object, *names: str) -> None:
             raise ValueError(f"{name} must be >= 1, got {value}")
 
 
+DEFAULT_SENDER = "smollm2-135m"
+DEFAULT_RECEIVER = "gemma3-270m"
+
+
 @dataclass
-class RuntimeOptions:
-    seed: int = field(default=0, metadata={"help": "run seed (initialisation, data order, training subset, draws)"})
+class ThreadOptions:
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (torch.set_num_threads; none = torch's own choice)", "min": 1})
+
+    def __post_init__(self) -> None:
+        positive(self, "threads")
+        check_parents(self, ThreadOptions)
+
+
+@dataclass
+class DeviceOptions(ThreadOptions):
     device: str = field(default="auto", metadata={"help": f"{' | '.join(DEVICES)} | cuda:N"})
     dtype: str = field(default=DEFAULT_DTYPE, metadata={
-        "help": "model dtype; auto = bf16 where the hardware has native bf16 (recent CPUs, GPUs), else fp32",
+        "help": "model dtype; auto = bf16 where the hardware has native bf16 (recent CPUs, GPUs), else fp32; "
+                "commands reading a saved bridge (lw-eval, lw-serve) default to the dtype it trained in",
         "choices": list(DTYPE_CHOICES)})
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None and self.dtype not in DTYPE_CHOICES:  # None: a saved bridge's own (lw-eval)
+            raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {self.dtype!r}")
+        check_parents(self, DeviceOptions)
+
+
+@dataclass
+class ScoringOptions(DeviceOptions):
     eval_batch_size: int = field(default=64, metadata={"help": "examples per scoring / evaluation batch"})
     output_dir: str | None = field(default=None, metadata={
-        "help": "run directory (default: $LW_RUNS/<task>/<method>/seed<S>-<config hash>, so the same command "
-                "resumes or is recognised as done)"})
+        "help": "where results are written (default: a new run's $LW_RUNS/<task>/<method>/seed<S>-<config hash>, "
+                "so the same command resumes or is recognised as done; lw-eval: the run directory it reads)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_CHOICES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {self.dtype!r}")
         positive(self, "eval_batch_size")
-        check_parents(self, RuntimeOptions)
+        check_parents(self, ScoringOptions)
+
+
+@dataclass
+class RuntimeOptions(ScoringOptions):
+    seed: int = field(default=0, metadata={"help": "run seed (initialisation, data order, training subset, draws)"})
+
+
+@dataclass
+class ModelOptions:
+    sender: str = field(default=DEFAULT_SENDER, metadata={
+        "help": "sender model: preset, folder or hub id (lw-eval: default the one the bridge trained with)"})
+    receivers: list[str] = field(default_factory=lambda: [DEFAULT_RECEIVER], metadata={
+        "help": "receiver model(s): preset, folder or hub id; lw-train: several = interlingua (one adapter each); "
+                "lw-eval: in the bridge's receiver order, default those it trained with; other commands take one"})
+
+
+def shared_field(group: type, name: str, **changes: Any) -> Any:
+    """Field `name` of option group `group` for a config that cannot inherit the group: the same flag,
+    help and group in `--help`. `changes`: `default`, `one_value` (a single-valued field behind a list
+    flag such as `--receivers`: exactly one value), `aliases` (old flag names that still work and warn
+    once), `positional`. The config's own field name may differ from `name` (its run ids stay stable)."""
+    source = {f.name: f for f in fields(group)}[name]
+    metadata = dict(source.metadata) | {"flag": name, "group": group.__name__}
+    metadata |= {k: changes.pop(k) for k in ("one_value", "aliases", "positional") if k in changes}
+    if "default" in changes:
+        return field(default=changes.pop("default"), metadata=metadata)
+    if changes:
+        raise TypeError(f"shared_field: unknown change(s) {', '.join(changes)}")
+    if source.default_factory is not MISSING:
+        return field(default_factory=source.default_factory, metadata=metadata)
+    return field(default=source.default, metadata=metadata)
+
+
+def apply_threads(config: object) -> None:
+    """Set torch's CPU thread count when the config names one (every command that takes `--threads`)."""
+    threads = getattr(config, "threads", None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @dataclass

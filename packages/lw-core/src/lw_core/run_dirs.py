@@ -17,24 +17,36 @@ from lw_registry.files import runs_root
 
 from lw_core.config import config_hash, config_to_dict
 from lw_core.errors import LwError, not_a_folder
+from lw_core.models import model_tag
 
 CONFIG_NAME = "config.json"
 
-NOT_IDENTITY = ("output_dir", "progress")
+NOT_IDENTITY = ("output_dir", "progress", "threads")
 """Config fields that never change a result."""
 
 
 def identity_hash(config: Any) -> str:
-    """The hash of a config's result-changing values."""
+    """The hash of a config's result-changing values. A config whose run ids held a value before it left
+    the identity (`threads` of `lw-tasks eval-zero-shot`, `lw-bench`) says so in `legacy_identity()`,
+    so its existing run directories keep their names."""
     values = config_to_dict(config)
     for name in NOT_IDENTITY:
         values.pop(name, None)
+    legacy = getattr(config, "legacy_identity", None)
+    if legacy is not None:
+        values.update(legacy())
     return config_hash(values)
 
 
 def task_slug(task: str) -> str:
     """A task name as a folder name: a data file's stem, a registered task's name."""
     return Path(task).stem if Path(task).suffix else task
+
+
+def method_label(name: str, model: str | None = None, default: str | None = None) -> str:
+    """A method's name in records, run directories and tables: `name`, or `name@MODEL` (the model's
+    tag) when it runs on a model other than its default one (`zero-shot@smollm2-135m`)."""
+    return name if model is None or model == default else f"{name}@{model_tag(model)}"
 
 
 def hashed_run_dir(config: Any, method: str, task: str | None = None) -> Path:

@@ -6,9 +6,7 @@ import contextlib
 import json
 import logging
 import platform
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, is_dataclass
@@ -21,29 +19,8 @@ from lw_registry.files import missing_folders, remove_created
 from lw_registry.files import runs_root as runs_root  # the one runs-root reader, re-exported
 
 from lw_core.config import config_hash, config_to_dict
+from lw_core.preemption import PREEMPTED_EXIT_CODE
 from lw_core.run_dirs import CONFIG_NAME, check_same_config, identity_hash, runtime_facts, train_budget
-
-PREEMPTED_EXIT_CODE = 143
-"""Exit code of a process stopped by SIGTERM (SLURM's preemption / time-limit signal): its run is
-recorded as preempted, not failed."""
-
-
-@contextlib.contextmanager
-def exit_on_sigterm() -> Iterator[None]:
-    """Within this block SIGTERM raises `SystemExit(143)`, so an open run records that it was stopped
-    (preempted) and keeps what it wrote, instead of dying with its record still at "running"."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _exit(signum, frame):
-        raise SystemExit(PREEMPTED_EXIT_CODE)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 LOG_NAME = "log.txt"
 _LIBRARIES = ("torch", "transformers", "accelerate", "peft", "safetensors", "numpy", "polars")

@@ -15,7 +15,7 @@ the rest the same way for all of them:
   calls `keep_best`;
 - a resumable checkpoint (`save_training_state`: the recipe's files, tensors and JSON state, the
   optimizer, schedule and every RNG state) every `checkpoint_every` steps, at the last step and on
-  SIGTERM / SIGUSR1, which then exits with `PREEMPTED_EXIT_CODE`; the same call resumes from it;
+  SIGTERM / SIGUSR1 (`lw_core.preemption`), which then exits with code 143; the same call resumes from it;
 - a non-finite loss on any process stops every process with an LwError that names the kept checkpoint.
 """
 
@@ -27,16 +27,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from lw_core.errors import LwError
+from lw_core.preemption import PreemptionFlag, stop_for_preemption
 from lw_core.training import (
-    PREEMPTED_EXIT_CODE,
     Checkpoint,
-    PreemptionFlag,
     cosine_schedule,
     find_training_state,
     load_training_state,
@@ -206,11 +205,6 @@ class LoopState:
         if state.get("best_step") is not None:
             best = Best(state["best_step"], state["best_val"], state.get("best_nll"))
         return LoopState(state["step"], best, state.get("train_seconds", 0.0))
-
-
-def stop_for_preemption(where: str) -> NoReturn:
-    log.warning("preemption signal: checkpointed at %s; the same command resumes", where)
-    raise SystemExit(PREEMPTED_EXIT_CODE)
 
 
 def any_process(accelerator: Accelerator, flag: bool | torch.Tensor) -> bool:

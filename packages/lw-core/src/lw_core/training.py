@@ -1,8 +1,6 @@
 """Training machinery under `lw_core.trainer.train_loop`, the loop of every trained method:
 
 - `cosine_schedule`: linear warm-up (training from the first step) then cosine decay to zero;
-- `PreemptionFlag`: SIGTERM / SIGUSR1 (SLURM's warning before a time limit or preemption) ask the
-  trainer to checkpoint after the current step and exit with code 143, which marks the run preempted;
 - `save_training_state` / `find_training_state` / `load_training_state`: a resumable checkpoint of
   the trainable tensors (safetensors), optimizer and scheduler state, every RNG state (python, numpy,
   torch, CUDA, and any named torch.Generator; torch.save, loaded with weights_only=True) and the
@@ -18,8 +16,6 @@ import os
 import pickle
 import random
 import shutil
-import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +25,10 @@ import numpy as np
 import torch
 
 from lw_core.errors import LwError
-from lw_core.runs import PREEMPTED_EXIT_CODE
 from lw_core.storage import named_write_errors, save_tensors, save_torch, write_bytes
 
 __all__ = [
-    "PREEMPTED_EXIT_CODE",
     "Checkpoint",
-    "PreemptionFlag",
     "cosine_schedule",
     "find_training_state",
     "load_training_state",
@@ -71,31 +64,6 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_f
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-# ---- preemption ----------------------------------------------------------------------------------
-class PreemptionFlag:
-    """Within this block SIGTERM / SIGUSR1 set `requested` instead of killing the process; the
-    trainer checks it after each step, checkpoints and raises `SystemExit(PREEMPTED_EXIT_CODE)`."""
-
-    signals = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self):
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> PreemptionFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.signals:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 # ---- RNG states ----------------------------------------------------------------------------------

@@ -6,21 +6,23 @@ The polars table (`load_table`) is imported on first use.
 
 from typing import Any
 
+from lw_registry.failures import (
+    ERROR_CATEGORIES,
+    categorize_error,
+    categorize_text,
+    tail_lines,
+)
 from lw_registry.record import (
     ACTIVE_STATUSES,
-    ERROR_CATEGORIES,
     FINAL_STATUSES,
     RECORD_NAME,
     STATUSES,
     RunRecord,
-    categorize_error,
-    categorize_text,
     edit_record,
     fail_run,
     finish_run,
     read_record,
     start_run,
-    tail_lines,
     update_record,
     write_json_atomic,
     write_record,

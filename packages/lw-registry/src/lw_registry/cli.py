@@ -240,7 +240,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lw_registry.report import markdown_report
+    from lw_registry.report.run_table import markdown_report
 
     if args.layout == "results" or args.update or args.suite:
         print(orchestrate.results_report([runs_root(args.root), *args.also_root], args.task, args.group_by,

@@ -218,9 +218,9 @@ def submit_plan(plan_path: str | Path, *, root: str | Path | None = None, backen
                 retry_cancelled: bool = False, wait: bool = False, poll_seconds: float = 60.0,
                 poll: bool = True) -> int:
     """Expand a plan and run the runs not completed yet (locally, or as SLURM array jobs); the exit code."""
-    from lw_registry.executor import prepare
     from lw_registry.plan import load_plan
-    from lw_registry.slurm import resolve_profile
+    from lw_registry.prepare import prepare
+    from lw_registry.slurm_profile import resolve_profile
 
     plan = load_plan(plan_path)
     root = runs_root(root)
@@ -292,7 +292,8 @@ def rerun(records: list[RunRecord], *, root: str | Path | None = None, backend: 
     """Run these runs again in their run dirs (attempt + 1): SLURM ones grouped by plan and saved profile,
     local ones here, one at a time. A run that another process started again since `records` were read
     is skipped with a note (with `must_claim`, a UsageError)."""
-    from lw_registry.slurm import resolve_profile, submit
+    from lw_registry.slurm import submit
+    from lw_registry.slurm_profile import resolve_profile
 
     root = runs_root(root)
     local, slurm = [], {}
@@ -370,8 +371,8 @@ def cancel_run(ref: str, *, root: str | Path | None = None) -> None:
 def results_report(roots: Sequence[str | Path], tasks: Sequence[str] | None, group_by: Sequence[str] | None, *,
                    suite: str | None = None, update: str | None = None, output: str | None = None,
                    archive: str | None = None, figures: str | None = None, no_figures: bool = False) -> str:
-    """The README's results section (lw_registry.publish); unreadable input is a UsageError."""
-    from lw_registry.publish import results_report as build
+    """The README's results section (lw_registry.report.publish); unreadable input is a UsageError."""
+    from lw_registry.report.publish import results_report as build
 
     try:
         return build([Path(r) for r in roots], tasks, group_by, suite=suite, update=update, output=output,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from lw_core import LwError, cli_errors
 from lw_core.config import ArgumentParser, parse_config
+from lw_core.options import DeviceOptions, ThreadOptions, shared_field
 
 from lw_serve.app import Limits, Server
 from lw_serve.backends import BACKENDS
@@ -34,7 +35,7 @@ class ServeConfig(Limits):
         "help": f"bearer token the /v1 endpoints require (default: ${API_KEY_ENV} if set, else none)"})
     wire: str | None = field(default=None, metadata={
         "help": "wire format of messages: fp32 fp16 int8 int6 int4 (default: the run's first evaluated "
-                "wire format, else fp16)"})
+                "wire format, else fp16)", "flag": "wire_formats", "one_value": True, "aliases": ["wire"]})
     receiver: str | None = field(default=None, metadata={"help": "which of the bridge's receivers answers (trained name)"})
     receiver_backend: str = field(default="hf", metadata={"help": "what runs the receiver", "choices": list(BACKENDS)})
     gguf: str | None = field(default=None, metadata={
@@ -42,9 +43,9 @@ class ServeConfig(Limits):
     gguf_precision: str = field(default="f32", metadata={
         "help": "llama-cpp: precision of the GGUF derived from the preset (f32 holds exactly the HF receiver's "
                 "weights; shipped = the preset's own file)", "choices": list(PRECISIONS)})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
-    dtype: str | None = field(default=None, metadata={"help": "model dtype (default: the one the bridge trained in)"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
+    device: str = shared_field(DeviceOptions, "device")
+    dtype: str | None = shared_field(DeviceOptions, "dtype", default=None)
+    threads: int | None = shared_field(ThreadOptions, "threads")
     drain_seconds: float = field(default=30.0, metadata={"help": "on SIGTERM, longest wait for in-flight requests"})
 
     def __post_init__(self):
@@ -67,11 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     role, rest = split_role(list(sys.argv[1:] if argv is None else argv))
     parser = ArgumentParser(prog="lw-serve" + ("" if role == "pipeline" else f" {role}"), description=__doc__)
     config, _ = parse_config(ServeConfig, rest, parser)
-    import torch
     import uvicorn
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
     api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
     engine = load_engine(config.run_dir, role, wire=config.wire, receiver=config.receiver,
                          backend=config.receiver_backend, device=config.device, dtype=config.dtype,

@@ -16,9 +16,9 @@ from lw_bridge.bridge import CONFIG_NAME, WEIGHTS_NAME, Bridge
 from lw_bridge.inputs import EncoderInputs, pad_states
 from lw_bridge.pipeline import bridge_folder, check_model, load_model, receiver_sources
 from lw_bridge.scorer import BridgeScorer
+from lw_bridge.wire import WireFormat, from_bytes, quantize, to_bytes
 from lw_core import FrozenLM, LwError
 from lw_core.models import resolve_device, transformers_progress
-from lw_core.wire import WireFormat, from_bytes, quantize, to_bytes
 from lw_tasks import Example
 from lw_tasks.splits import truncate_words
 

@@ -17,6 +17,7 @@ from lw_tasks.scoring import (
     first_line,
     parse_answer,
     resolve_answer_rule,
+    zero_shot_scorer,
 )
 from lw_tasks.spec import RawData, RawRow, TaskSpec, build_task
 from lw_tasks.splits import SPLIT_SEED
@@ -55,6 +56,7 @@ __all__ = [
     "load_task",
     "parse_answer",
     "resolve_answer_rule",
+    "zero_shot_scorer",
     "result_from_scores",
     "task_names",
     "task_options",

@@ -3,7 +3,7 @@
     lw-tasks list
     lw-tasks show rt-sentiment
     lw-tasks show my_reviews.csv --text-column review --label-column stars
-    lw-tasks eval-zero-shot --task 20ng --model smollm2-135m
+    lw-tasks eval-zero-shot --task 20ng --receivers smollm2-135m
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from lw_core.config import Command, parse_command
 from lw_core.errors import LwError, cli_errors
-from lw_core.options import RuntimeOptions
+from lw_core.options import DEFAULT_RECEIVER, ModelOptions, RuntimeOptions, apply_threads, shared_field
 from lw_core.run_dirs import hashed_run_dir
 from lw_registry.text_table import terminal_table
 
@@ -56,9 +56,7 @@ def cmd_list(config: ListConfig) -> None:
 # ---- show ---------------------------------------------------------------------------------------
 @dataclass
 class ShowConfig(TaskOptions):
-    task: str = field(default="rt-sentiment", metadata={
-        "help": "a task name (see `lw-tasks list`) or a .csv/.jsonl/.json/.parquet/.yaml/.toml file",
-        "positional": True})
+    task: str = shared_field(TaskOptions, "task", positional=True)
     json: bool = field(default=False, metadata={"help": "print the summary as JSON"})
 
 
@@ -115,14 +113,13 @@ def cmd_show(config: ShowConfig) -> None:
 # ---- eval-zero-shot ----------------------------------------------------------------------------
 @dataclass
 class ZeroShotConfig(TaskOptions, RuntimeOptions):
-    model: str = field(default="gemma3-270m", metadata={"help": "model preset, local folder or hub id"})
+    model: str = shared_field(ModelOptions, "receivers", default=DEFAULT_RECEIVER, one_value=True, aliases=["model"])
     split: str = field(default="test", metadata={"help": "split to evaluate", "choices": list(SPLITS)})
     calibration: str = field(
         default="both",
         metadata={"help": "none, contextual, or both from the same forward passes", "choices": ["none", "contextual", "both"]},
     )
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples of the split"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -132,8 +129,10 @@ class ZeroShotConfig(TaskOptions, RuntimeOptions):
             raise ValueError(f"calibration must be none, contextual or both, got {self.calibration!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+    def legacy_identity(self) -> dict[str, Any]:
+        """`threads` (0: torch's default) was part of the run id before it became a runtime option."""
+        return {"threads": self.threads or 0}
 
 
 METHODS = {"none": "zero-shot", "contextual": "zero-shot-calibrated"}
@@ -144,16 +143,14 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
     """Evaluate `config.model` zero-shot on `config.task`: one run per calibration (`both` scores once
     and records two runs, `zero-shot@MODEL` and `zero-shot-calibrated@MODEL`, with the metric names of
     `lw-baseline`'s runs). Prints and returns each run's metrics with its `run_dir` and `method`."""
-    import torch
     from lw_core.lm import FrozenLM
     from lw_core.runs import open_run
     from lw_core.seeding import seed_everything
 
     from lw_tasks.evaluate import evaluate, flat_metrics, result_from_scores, write_eval
-    from lw_tasks.scoring import ContextualCalibration, ZeroShotScorer, calibrate_scores
+    from lw_tasks.scoring import ContextualCalibration, calibrate_scores, zero_shot_scorer
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    apply_threads(config)  # also when called from Python, not the command line
     task = config.load_task()
     if task.kind != "classification":
         raise LwError(f"eval-zero-shot scores answer sets; task {task.name!r} is generative (use GenerationScorer)")
@@ -172,7 +169,7 @@ def run_zero_shot(config: ZeroShotConfig, argv: Sequence[str] | None = None) -> 
         start = time.perf_counter()
         lm = FrozenLM.load(config.model, dtype=config.dtype, device=config.device)
         load_seconds = time.perf_counter() - start
-        scorer = ZeroShotScorer(lm)
+        scorer = zero_shot_scorer(lm, task, calibrate=False)  # calibrated below from the same scores
         raw = evaluate(scorer, task, config.split, batch_size=config.eval_batch_size, limit=config.limit,
                        progress=config.progress)  # fmt: skip
         results = {"none": raw}

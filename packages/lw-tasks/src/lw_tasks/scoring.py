@@ -268,3 +268,13 @@ class GenerationScorer:
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         self.generate(task, examples)
         return one_hot_scores([parse_answer(o, task) for o in self.last_outputs], len(task.answers))
+
+
+def zero_shot_scorer(lm, task: Task, *, calibrate: bool, max_new_tokens: int = 16) -> ZeroShotScorer | GenerationScorer:
+    """The zero-shot method's scorer, the one every command scores zero-shot with (`lw-baseline
+    zero-shot[-calibrated]`, lw-train's reference row, `lw-tasks eval-zero-shot`): the model reads the
+    task's prompt with the text and scores the answer set (contextually calibrated or not), or, on a
+    generative task, answers greedily."""
+    if task.kind == "generative":
+        return GenerationScorer(lm, max_new_tokens)
+    return ZeroShotScorer(lm, calibrate=calibrate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lw_tasks import ZeroShotScorer
+from lw_tasks import zero_shot_scorer
 
 from lw_baselines.common import Context, Method, Outcome, SingleModelConfig, register
 
@@ -15,11 +15,11 @@ class ZeroShotConfig(SingleModelConfig):
 
 
 def run_zero_shot(ctx: Context) -> Outcome:
-    return Outcome(scorer=ZeroShotScorer(ctx.lm), selected={"calibrated": False})
+    return Outcome(scorer=zero_shot_scorer(ctx.lm, ctx.task, calibrate=False), selected={"calibrated": False})
 
 
 def run_zero_shot_calibrated(ctx: Context) -> Outcome:
-    return Outcome(scorer=ZeroShotScorer(ctx.lm, calibrate=True), selected={"calibrated": True})
+    return Outcome(scorer=zero_shot_scorer(ctx.lm, ctx.task, calibrate=True), selected={"calibrated": True})
 
 
 SEES = "the task prompt with the full (budget-truncated) input text"

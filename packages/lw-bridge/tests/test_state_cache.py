@@ -1,11 +1,20 @@
+import pytest
 import torch
-from lw_core.state_cache import (
+from lw_bridge import state_cache
+from lw_bridge.state_cache import (
     cached_layer_states,
     cached_states,
     compute_layer_states,
     compute_states,
     states_key,
 )
+from lw_core.errors import cli_errors
+from lw_core.testing import tiny_gemma3, tiny_llama
+
+
+@pytest.fixture(scope="module", params=["tiny-llama", "tiny-gemma3"])
+def lm(request):
+    return {"tiny-llama": tiny_llama, "tiny-gemma3": tiny_gemma3}[request.param]()
 
 
 def test_cached_states_match_computed_and_are_reused(lm, tmp_path, monkeypatch):
@@ -58,3 +67,19 @@ def test_several_layers_in_one_pass_equal_one_layer_at_a_time(lm, tmp_path, monk
     assert len(calls) == 2 and all(torch.equal(a, b) for a, b in zip(again[0], per_layer[0], strict=True))
     direct = compute_layer_states(lm, texts, [0, 3])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(direct[1], compute_states(lm, texts, 3), strict=True))
+
+
+def test_a_disk_filling_while_caching_sender_states_leaves_no_half_file(tmp_path, monkeypatch, capsys):
+    """A full disk mid-write is one `error:` line naming the folder, and no half-written file stays."""
+    full = "No space left on device"
+
+    def full_disk(*args, **kwargs):
+        raise Exception(f"Error while serializing: I/O error: {full} (os error 28)")  # safetensors' own type
+
+    monkeypatch.setattr("safetensors.torch.save_file", full_disk)
+    with pytest.raises(SystemExit) as stopped:
+        cli_errors(lambda: state_cache._save(tmp_path / "states" / "x.safetensors", [torch.ones(2, 3)]))()
+    err = capsys.readouterr().err
+    assert stopped.value.code != 0 and err.count("\n") == 1, err
+    assert err.startswith(f"error: cannot write {tmp_path / 'states'}/") and err.strip().endswith(full)
+    assert list((tmp_path / "states").iterdir()) == []

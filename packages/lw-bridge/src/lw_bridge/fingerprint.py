@@ -14,7 +14,6 @@ import json
 from typing import Any
 
 import torch
-
 from lw_core.lm import FrozenLM
 
 PROBE_TEXT = "The quick brown fox, 1234 naïve 日本語 résumé.\nAnswer: positive"

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-
 from lw_core.errors import LwError
 
 FORMATS = ("fp32", "fp16", "int8", "int6", "int4")

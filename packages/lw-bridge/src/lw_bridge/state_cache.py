@@ -16,14 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from tqdm.auto import tqdm
-
 from lw_core.errors import LwError
 from lw_core.lm import FrozenLM
 from lw_core.models import cache_dir
 from lw_core.storage import save_tensors
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
 
 log = logging.getLogger("lw.states")
 

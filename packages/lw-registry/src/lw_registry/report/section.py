@@ -1,37 +1,29 @@
-"""The README's results section, computed from run records: what we found (sentences computed from the
-tables), a table per task, accuracy against message bytes, latency against input length, the ablation
-tables and the suite's runs not completed yet. Figures are described here (file name, what to draw) and
-drawn by lw_registry.figures; lw_registry.publish writes the section, the figures and the archive.
+"""The README's results section, assembled from run records: what we found (lw_registry.report.findings),
+a table per task, accuracy against message bytes, latency against input length, the training step
+against the answer-set size, the ablation tables and the suite's runs not completed yet. Figures are
+described here (file name, what to draw) and drawn by lw_registry.report.figures; lw_registry.report.publish
+writes the section, the figures and the archive.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lw_registry import figures
-from lw_registry.results import (
-    DEFAULT_GROUP_BY,
-    METRIC_LABELS,
-    Group,
-    Row,
-    group_rows,
-    result_rows,
-    tables_markdown,
-)
+from lw_registry.report import figures
+from lw_registry.report.findings import ablation_findings, bytes_series, task_findings, wire_findings
+from lw_registry.report.groups import DEFAULT_GROUP_BY, Group, group_rows, label
+from lw_registry.report.records import Row, result_rows
+from lw_registry.report.tables import METRIC_LABELS, tables_markdown
 from lw_registry.suite import DEFAULT_METRIC, Suite, missing_runs
 from lw_registry.text_table import markdown_table
 
 BENCH_SCALING = "bench-scaling"
 BENCH_TRAIN = "bench-train"
-TEXT_READERS = ("zero-shot", "lora")
-"""Methods drawn at the input text's size in the bytes figure: the receiver reading the whole text,
-untrained and fine-tuned."""
 NAMES_SHOWN = 4
 
 
@@ -40,108 +32,6 @@ class Section:
     text: str
     figures: list[tuple[str, Callable[[Path], str]]]  # (file name, draw(path))
     used: list[Row]  # the records the section is computed from (the archive's content)
-
-
-def label(group: Group) -> str:
-    """`lora (3,000 × 100 steps, CPU)`: a row's first key, the others in brackets."""
-    rest = ", ".join(str(k) for k in group.key[1:] if k is not None)
-    return f"{group.key[0]} ({rest})" if rest else str(group.key[0])
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
-def _versus(best: Group, other: Group) -> str:
-    gap = best.mean - other.mean
-    stds = [s for s in (best.std, other.std) if s is not None]
-    noise = "; no std (single runs)" if not stds else (
-        "; within one std" if gap <= max(stds) else f"; more than the larger std ({max(stds):.3f})")
-    return f"{gap:.3f} above {label(other)} at {other.text()}{noise}"
-
-
-def _is_bridge(group: Group) -> bool:
-    return str(group.key[0]).startswith("bridge")
-
-
-def task_findings(task: str, groups: Sequence[Group]) -> str:
-    """Which row is best on a task, by how much over the next, and where the best bridge row stands."""
-    ranked = sorted(groups, key=lambda g: -g.mean)
-    best = ranked[0]
-    metric = METRIC_LABELS.get(best.metric, best.metric)
-    text = f"- **{task}** ({metric}): best is {label(best)} at {best.text()}"
-    text += f", {_versus(best, ranked[1])}" if len(ranked) > 1 else ", the only row"
-    # where the other kind stands (the bridge, or the best method without it) unless it is the runner-up
-    rival = next((g for g in ranked[1:] if _is_bridge(g) != _is_bridge(best)), None)
-    if rival is not None and rival is not ranked[1]:
-        what = "bridge row" if _is_bridge(rival) else "row without the bridge"
-        text += f". The best {what}, {label(rival)} at {rival.text()}, is {best.mean - rival.mean:.3f} below it"
-    return text + "."
-
-
-def wire_findings(task: str, groups: Sequence[Group]) -> list[str]:
-    """Per bridge row with quantised scores: accuracy at its smallest wire format against unquantised."""
-    lines = []
-    for group in groups:
-        points = wire_points(group)
-        if points:
-            size, accuracy, fmt = min(points)
-            full = _mean(group.values("accuracy"))
-            lines.append(f"- **{task}**, {label(group)}: accuracy {accuracy:.3f} with the message at {fmt} "
-                         f"({size:,.0f} bytes) against {full:.3f} unquantised.")
-    return lines
-
-
-def ablation_findings(task: str, groups: Sequence[Group]) -> list[str]:
-    """Per hardware, the ablations that moved the score most, up and down, against that hardware's
-    `default` (keys are (ablation, …, hardware): a bf16 row is never compared with an fp32 default)."""
-    lines = []
-    for hardware in dict.fromkeys(g.key[-1] for g in groups):
-        same = [g for g in groups if g.key[-1] == hardware]
-        default = next((g for g in same if g.key[0] == "default"), None)
-        others = sorted((g for g in same if g is not default), key=lambda g: g.mean)
-        if default is None or not others:
-            continue
-        worst, best = others[0], others[-1]
-        where = f" ({hardware})" if len({g.key[-1] for g in groups}) > 1 else ""
-        text = f"- **{task}** ablations{where}, against default at {default.text()}: "
-        text += f"{best.key[0]} scores {best.mean - default.mean:+.3f} at {best.text()}"
-        if worst is not best:
-            text += f", {worst.key[0]} {worst.mean - default.mean:+.3f} at {worst.text()}"
-        lines.append(text + ".")
-    return lines
-
-
-def wire_points(group: Group) -> list[tuple[float, float, str]]:
-    """(bytes, mean accuracy, format) for each wire format the group's runs were scored at."""
-    metrics = group.runs[0].metrics
-    out = []
-    for key, size in metrics.items():
-        fmt = key.removeprefix("wire_bytes_")
-        accuracy = _mean(group.values(f"accuracy_wire_{fmt}"))
-        if key.startswith("wire_bytes_") and isinstance(size, (int, float)) and accuracy is not None:
-            out.append((float(size), accuracy, fmt))
-    return sorted(out)
-
-
-def bytes_series(groups: Sequence[Group]) -> dict[str, list[tuple[float, float, str]]]:
-    """The bytes figure's series: each bridge row at its wire formats, each text relay at its message,
-    and the receiver reading the text at the text's size; empty without a bridge row scored on the wire."""
-    series = {label(g): wire_points(g) for g in groups if wire_points(g)}
-    if not series:
-        return {}
-    text_bytes = []
-    for group in groups:
-        relay, accuracy = _mean(group.values("message_bytes")), _mean(group.values("accuracy"))
-        if relay is not None and accuracy is not None:
-            series[label(group)] = [(relay, accuracy, "")]
-        text_bytes += group.values("text_bytes_mean") + group.values("input_bytes")
-    if text_bytes:
-        for group in groups:
-            accuracy = _mean(group.values("accuracy"))
-            if group.key[0] in TEXT_READERS and accuracy is not None:
-                series[f"{label(group)}: reads the text"] = [(statistics.fmean(text_bytes), accuracy, "")]
-    return series
 
 
 def latest_bench(found: Sequence[Row], method: str, key: str) -> tuple[Row, dict[str, Any]] | None:
@@ -255,6 +145,11 @@ def _scaling(parts: _Parts, found: Sequence[Row]) -> list[str]:
     return [*lines, ""]
 
 
+ANSWER_COLUMNS = ("answers", "rule", "scored as", "answer tokens", "trie nodes", "s/step", "peak MiB",
+                  "relative to first")
+"""lw-bench's column order (its results.json stores rows with sorted keys)."""
+
+
 def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
     lines = ["### Training step against the answer-set size", ""]
     bench = latest_bench(found, BENCH_TRAIN, "answer_sizes")
@@ -263,15 +158,16 @@ def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
     row, results = bench
     parts.used.add(row.record.id)
     rows, env = results["answer_sizes"], results.get("environment") or {}
+    columns = [*(c for c in ANSWER_COLUMNS if c in rows[0]), *(c for c in rows[0] if c not in ANSWER_COLUMNS)]
     lines += [parts.figure("answers-scaling.png", partial(figures.answers_figure, results),
                            "training step time against the number of answers"), "",
-              markdown_table(list(rows[0]), [list(r.values()) for r in rows]), ""]
-    first = [r for r in rows if r["rule"] == rows[0]["rule"]]
+              markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows]), ""]
+    largest = [r for r in rows if r["answers"] == rows[-1]["answers"]]
     parts.found.append(
         f"- **answer-set size** (lw-bench train --answers, {env.get('task', '?')}, {env.get('device', '?')}, "
-        f"batch {results.get('batch', '?')}): a bridge step with {first[-1]['answers']} answers takes "
-        f"{first[-1]['relative to first']:.2f}x the step with {first[0]['answers']} "
-        f"({first[-1]['s/step']:.2f} s against {first[0]['s/step']:.2f} s, answer rule {first[0]['rule']}).")
+        f"batch {results.get('batch', '?')}): a bridge step with {largest[0]['answers']} answers against one with "
+        f"{rows[0]['answers']}, by answer rule: "
+        + "; ".join(f"{r['rule']} {r['relative to first']:.2f}x ({r['s/step']:.2f} s)" for r in largest) + ".")
     return lines
 
 

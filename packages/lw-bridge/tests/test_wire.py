@@ -1,7 +1,7 @@
 import pytest
 import torch
+from lw_bridge.wire import FORMATS, WireFormat, from_bytes, quantize, to_bytes
 from lw_core import LwError
-from lw_core.wire import FORMATS, WireFormat, from_bytes, quantize, to_bytes
 
 
 @pytest.mark.parametrize("name", FORMATS)

@@ -14,10 +14,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from lw_registry.results import completed_records, current_section, update_between_markers
-from lw_registry.section import Section, build_section, relative_path
+from lw_registry.report.records import completed_records
+from lw_registry.report.section import Section, build_section, relative_path
 from lw_registry.suite import load_suite
 
+START, END = "<!-- results:start -->", "<!-- results:end -->"
 ARCHIVE_DIR = Path("results/records")
 FIGURES_DIR = Path("docs/results")
 ARCHIVED_FILES = ("run.json", "env.json", "results.json")
@@ -111,3 +112,21 @@ def results_report(roots: Sequence[Path], tasks: Sequence[str] | None = None, gr
         Path(output).write_text(section.text)
         return "\n".join([*notes, f"wrote {output}"])
     return section.text.rstrip("\n") + "".join(f"\n{n}" for n in notes)
+
+
+def current_section(path: Path, start: str = START, end: str = END) -> str:
+    """What stands between the markers in `path`; ValueError without them."""
+    content = path.read_text()
+    if start not in content or end not in content:
+        raise ValueError(f"{path} has no {start} ... {end} markers")
+    return content.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def update_between_markers(path: Path, text: str, start: str = START, end: str = END) -> None:
+    """Replace what stands between the markers in `path` (written atomically); ValueError without them."""
+    current_section(path, start, end)
+    head, rest = path.read_text().split(start, 1)
+    tail = rest.split(end, 1)[1]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(f"{head}{start}\n{text.rstrip()}\n{end}{tail}")
+    tmp.replace(path)

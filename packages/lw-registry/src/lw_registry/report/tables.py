@@ -1,0 +1,61 @@
+"""Rendering the results tables (markdown): one table per task with the task's headline metric (accuracy
+unless a suite says otherwise), mean ± std over seeds, trainable parameters, training time, inference
+time per example and message bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lw_registry.report.groups import DEFAULT_GROUP_BY, Group, group_rows
+from lw_registry.report.records import Budget, completed_records, result_rows
+from lw_registry.text_table import markdown_table
+
+HEADERS = {"config.max_train_examples": "train budget", "budget": "train budget", "hardware": "hardware",
+           "method": "method"}
+METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+SUMMARY_HEADERS = ("seeds", "trainable params", "train time (s)", "inference (ms / example)", "message bytes")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def task_table(groups: Sequence[Group], group_by: Sequence[str]) -> str:
+    """One task's table (markdown): the group keys, then the summary columns."""
+    metric = groups[0].metric
+    headers = [HEADERS.get(k, k.removeprefix("params.")) for k in group_by]
+    headers += [f"{METRIC_LABELS.get(metric, metric)} (mean ± std)", "validation", *SUMMARY_HEADERS]
+    # key columns after the first are right-aligned when they hold numbers (the train budget)
+    align = "l" + "".join("r" if any(isinstance(g.key[i], (int, float, Budget)) for g in groups) else "l"
+                          for i in range(1, len(group_by))) + "r" * (len(SUMMARY_HEADERS) + 2)
+    text = markdown_table(headers, [[*map(_cell, g.key), *g.cells()] for g in groups], align=align)
+    majority = [r.metrics["majority_rate"] for g in groups for r in g.runs if r.metrics.get("majority_rate")]
+    return text + (f"\n\nMajority-class rate of the test split: {majority[0]:.3f}." if majority else "")
+
+
+def tables_markdown(grouped: Mapping[str, Sequence[Group]], tasks: Sequence[str], group_by: Sequence[str],
+                    heading: str = "### {task}", after: Callable[[str], list[str]] | None = None) -> list[str]:
+    """A heading and a table per task (`_no completed runs_` where it has none), as lines; `after(task)`
+    adds lines under a task's table."""
+    lines = []
+    for task in tasks:
+        lines += [heading.format(task=task), ""]
+        if not grouped.get(task):
+            lines += ["_no completed runs_", ""]
+            continue
+        lines += [task_table(grouped[task], group_by), "", *(after(task) if after else [])]
+    return lines
+
+
+def results_table(roots: Path | Sequence[Path], tasks: Sequence[str] | None = None,
+                  group_by: Sequence[str] = DEFAULT_GROUP_BY,
+                  metric: Callable[[str | None], str] = lambda task: "accuracy") -> str:
+    """The results table per task, rows grouped by `group_by` (markdown)."""
+    roots = [roots] if isinstance(roots, Path) else list(roots)
+    grouped = group_rows(result_rows(completed_records(roots), metric), group_by, metric)
+    return "\n".join(tables_markdown(grouped, tasks or sorted(grouped), group_by))
