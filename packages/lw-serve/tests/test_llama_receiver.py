@@ -3,8 +3,11 @@ Gemma3 written as a GGUF here: the same log-probabilities for single- and multi-
 groups, greedy generation alike, and a GGUF of another model refused in one line. Skipped without
 llama-cpp-python (lw-serve's `llama-cpp` extra)."""
 
+import json
+
 import pytest
 import torch
+from lw_bridge.testing import train_tiny_run
 from lw_core import LwError
 from lw_core.testing import tiny_gemma3
 
@@ -12,7 +15,7 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (lw-s
 
 from lw_serve.backends import build_backend  # noqa: E402
 from lw_serve.engine import load_engine  # noqa: E402
-from lw_serve.llama_receiver import LlamaCppReceiver  # noqa: E402
+from lw_serve.llama_receiver import LlamaCppReceiver, check_attention_scale  # noqa: E402
 
 ANSWERS = [[40], [41, 42, 43], [41, 44], [45, 46]]
 
@@ -83,12 +86,23 @@ def test_a_gguf_of_another_model_is_refused_in_one_line(gguf_path):
 def test_a_missing_gguf_and_an_input_over_the_context_are_one_line_errors(lm, gguf_path, tmp_path):
     with pytest.raises(LwError, match=r"--gguf .*nope\.gguf: no such file"):
         build_backend("llama-cpp", lm, gguf=str(tmp_path / "nope.gguf"))
-    backend = LlamaCppReceiver(lm, gguf_path, threads=1, context=16)
+    backend = LlamaCppReceiver(lm, gguf_path, threads=1, max_sequences=2, context=16)
     with pytest.raises(LwError, match=r"an input of \d+ positions does not fit the llama.cpp context of 16"):
         backend.score(prefixes(lm, lengths=(4,)), ANSWERS)
 
 
-def test_a_served_bridge_answers_alike_on_either_backend(run_dir, texts, gguf_of, tmp_path):
+def test_a_gemma3_scaling_attention_unlike_llama_cpp_is_refused_in_one_line(lm):
+    other = tiny_gemma3()  # query_pre_attn_scalar 256 (the HF default), head_dim 16
+    with pytest.raises(LwError, match=r"scales attention by 1/sqrt\(256\) .* llama.cpp's gemma3 by 1/sqrt\(16\)"):
+        check_attention_scale(other)
+    check_attention_scale(lm)  # query_pre_attn_scalar = head_dim, as in the real Gemma3
+
+
+def test_a_served_bridge_answers_alike_on_either_backend(texts, gguf_of, tmp_path):
+    run_dir = train_tiny_run(tmp_path / "train", wire_formats=["int8"])
+    receiver = tmp_path / "train" / "models" / "receiver" / "config.json"  # scaled as llama.cpp scales
+    config = json.loads(receiver.read_text())
+    receiver.write_text(json.dumps(config | {"query_pre_attn_scalar": config["head_dim"]}))
     hf = load_engine(run_dir, "pipeline", device="cpu")
     gguf = gguf_of(hf.receiver, tmp_path / "receiver.gguf")
     llama = load_engine(run_dir, "pipeline", device="cpu", backend="llama-cpp",
@@ -97,3 +111,19 @@ def test_a_served_bridge_answers_alike_on_either_backend(run_dir, texts, gguf_of
     expected, got = hf.predict(texts, {}), llama.predict(texts, {})
     assert [a.answer for a in got] == [a.answer for a in expected]
     assert torch.allclose(torch.tensor([a.scores for a in got]), torch.tensor([a.scores for a in expected]), atol=2e-3)
+
+
+@pytest.mark.parametrize(("context", "max_sequences", "threads", "message"), [
+    (16, 32, 1, r"context of 16 tokens is too small for 32 inputs per batch: it needs at least 65"),
+    (0, 1, 1, r"context of 0 tokens is too small"),
+    (8192, 0, 1, r"1\.\.127 inputs per batch \(--max-batch\), got 0"),
+    (8192, 128, 1, r"1\.\.127 inputs per batch \(--max-batch\), got 128"),
+    (8192, 4, 0, r"at least 1 thread, got 0"),
+])
+def test_values_llama_cpp_would_abort_on_are_refused_before_it_runs(lm, gguf_path, context, max_sequences,
+                                                                     threads, message):
+    with pytest.raises(LwError, match=message):
+        LlamaCppReceiver(lm, gguf_path, threads=threads, max_sequences=max_sequences, context=context)
+    smallest = LlamaCppReceiver(lm, gguf_path, threads=1, max_sequences=16, context=33)  # the least it accepts
+    prefix = prefixes(lm, lengths=(1,))
+    assert torch.allclose(smallest.score(prefix, [[40]]), lm.score_answers(prefix, [[40]]).logprobs, atol=2e-3)

@@ -31,6 +31,39 @@ def load_llama_cpp():
     return llama_cpp
 
 
+MAX_SEQUENCES = (256 - 1) // 2
+"""llama.cpp holds at most 256 sequences (LLAMA_MAX_SEQ); each input needs two, plus the shared start."""
+
+
+def check_context(context: int, max_sequences: int, threads: int | None) -> None:
+    """Refuse, in one line, the values llama.cpp would abort the process on (a C assertion, which Python
+    cannot catch): a context must hold one output per sequence (its batch is the context, and
+    `llama_init_from_model` asserts `n_seq_max <= n_batch`), and at most 256 sequences exist."""
+    if not 1 <= max_sequences <= MAX_SEQUENCES:
+        raise LwError(f"llama.cpp scores 1..{MAX_SEQUENCES} inputs per batch (--max-batch), got {max_sequences}")
+    if threads is not None and threads < 1:
+        raise LwError(f"llama.cpp needs at least 1 thread, got {threads}")
+    sequences = 2 * max_sequences + 1
+    if context < sequences:
+        raise LwError(f"a llama.cpp context of {context} tokens is too small for {max_sequences} inputs per batch: "
+                      f"it needs at least {sequences} (two sequences per input and the shared start)")
+
+
+def check_attention_scale(lm: FrozenLM) -> None:
+    """llama.cpp's gemma3 graph scales queries by 1/√head_dim (1/√(d/heads) at 62 layers) and reads no
+    `query_pre_attn_scalar` from a GGUF: refuse an HF Gemma3 receiver that scales by another value (the
+    real Gemma3 models scale as llama.cpp does), whose scores llama.cpp would silently change."""
+    config = lm.config
+    scalar = getattr(config, "query_pre_attn_scalar", None)
+    if scalar is None or getattr(config, "model_type", "") not in ("gemma3", "gemma3_text"):
+        return
+    heads, layers = config.num_attention_heads, config.num_hidden_layers
+    expected = config.hidden_size // heads if layers == 62 else config.head_dim
+    if scalar != expected:
+        raise LwError(f"receiver {lm.name!r} scales attention by 1/sqrt({scalar}) (query_pre_attn_scalar) but "
+                      f"llama.cpp's gemma3 by 1/sqrt({expected}): its scores would differ from the HF receiver's")
+
+
 class LlamaCppReceiver:
     """A receiver GGUF on llama.cpp, checked against the HF receiver's shape (hidden size, vocabulary).
     Inputs are scored `max_sequences` at a time, each group in one `llama_decode`; calls are serialised."""
@@ -39,6 +72,7 @@ class LlamaCppReceiver:
 
     def __init__(self, lm: FrozenLM, gguf: str | os.PathLike, *, threads: int | None = None,
                  max_sequences: int = 32, context: int = 8192):
+        check_context(context, max_sequences, threads)
         ll = self.ll = load_llama_cpp()
         ll.llama_backend_init()
         self.gguf, self.tokenizer = Path(gguf), lm.tokenizer
@@ -56,6 +90,11 @@ class LlamaCppReceiver:
             self.close()  # frees the model once; __del__ then finds nothing left to free
             raise LwError(f"{self.gguf} ({shape}) is not receiver {lm.name!r} (hidden {lm.hidden_size}, "
                           f"vocabulary {lm.vocab_size})")
+        try:
+            check_attention_scale(lm)
+        except LwError:
+            self.close()
+            raise
         params = ll.llama_context_default_params()
         params.n_ctx = params.n_batch = context
         # each input's sequence, its copy to continue an answer on, and the inputs' shared start
