@@ -1,8 +1,9 @@
 """Receiver backends against the HF reference on the same soft tokens: a task split's texts through one
 bridge's sender side and adapter, then the HF receiver and llama.cpp (one GGUF per precision) each score
-the answers after exactly the same input embeddings.
+the answers after exactly the same input embeddings (and a vLLM server, with --vllm-url).
 
     python -m lw_serve.parity [--run RUN_DIR] [--precisions f32 f16 q8_0 shipped] [--limit N] [--json]
+    python -m lw_serve.parity --no-llama-cpp --vllm-url http://127.0.0.1:8100 [--limit N]
 
 Without `--run`, a freshly initialised default bridge for the task (seeded): backend parity needs real
 soft tokens at a trained bridge's scale, not a trained bridge."""
@@ -35,6 +36,11 @@ class ParityConfig:
     limit: int | None = field(default=None, metadata={"help": "score only the split's first N examples"})
     precisions: list[str] = field(default_factory=lambda: ["f32", "f16", "q8_0", "shipped"], metadata={
         "help": "GGUF precisions of the receiver compared against hf", "choices": list(PRECISIONS)})
+    llama_cpp: bool = field(default=True, metadata={"help": "compare llama.cpp at --precisions (needs llama-cpp-python)"})
+    vllm_url: str | None = field(default=None, metadata={
+        "help": "also compare a vLLM server (--enable-prompt-embeds) serving the receiver's weights"})
+    vllm_logprobs: int = field(default=4096, metadata={
+        "help": "vllm: top log-probabilities per position (the server's --max-logprobs must allow it)"})
     batch: int = field(default=32, metadata={"help": "inputs scored together"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads (torch and llama.cpp)"})
     seed: int = field(default=0, metadata={"help": "seed of the fresh bridge"})
@@ -62,18 +68,28 @@ def inputs(engine: Engine, examples: list[Example], batch: int):
         yield engine.decode_input(engine.messages(texts, {}), texts)
 
 
-def compare(engine: Engine, examples: list[Example], precisions: list[str], batch: int, threads: int | None
-            ) -> list[dict[str, Any]]:
+def backends(engine: Engine, config: ParityConfig) -> list[tuple[str, Any]]:
+    """hf (the reference), then llama.cpp at each precision and a vLLM server, as configured."""
     from lw_serve.backends import build_backend
 
+    out = [("hf", engine.backend)]
+    if config.llama_cpp:
+        out += [(f"llama-cpp {p}", build_backend("llama-cpp", engine.receiver, gguf_precision=p,
+                                                 threads=config.threads, max_batch=config.batch))
+                for p in config.precisions]
+    if config.vllm_url:
+        out.append(("vllm", build_backend("vllm", engine.receiver, vllm_url=config.vllm_url,
+                                          vllm_logprobs=config.vllm_logprobs, max_batch=config.batch)))
+    return out
+
+
+def compare(engine: Engine, examples: list[Example], receivers: list[tuple[str, Any]], batch: int
+            ) -> list[dict[str, Any]]:
     prefixes = list(inputs(engine, examples, batch))
     answer_ids = engine.scorer.answer_ids()
     labels = torch.tensor([-1 if e.label is None else e.label for e in examples])
-    backends = [("hf", engine.backend)] + [
-        (f"llama-cpp {p}", build_backend("llama-cpp", engine.receiver, gguf_precision=p, threads=threads,
-                                         max_batch=batch)) for p in precisions]
     rows, reference = [], None
-    for name, backend in backends:
+    for name, backend in receivers:
         start = time.perf_counter()
         scores = torch.cat([backend.score(prefix, answer_ids) for prefix in prefixes])
         seconds = time.perf_counter() - start
@@ -98,7 +114,7 @@ def parity(config: ParityConfig) -> list[dict[str, Any]]:
         run = config.run or fresh_bridge(config.task, Path(scratch) / "bridge", config.seed)
         engine = load_engine(run, "pipeline", wire="fp32", device="cpu")
         with torch.no_grad():
-            return compare(engine, examples, config.precisions, config.batch, config.threads)
+            return compare(engine, examples, backends(engine, config), config.batch)
 
 
 @cli_errors
