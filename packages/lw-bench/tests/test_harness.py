@@ -63,7 +63,10 @@ def test_bridge_path_answers_like_the_bridge_scorer(pair):
     test = task.split("test")
     inputs = EncoderInputs(sender, bridge.config.layer, bridge.config.sender_template)
     expected = BridgeScorer(bridge, inputs, receiver).score(task, test).argmax(-1).tolist()
-    assert BridgePath(task, sender, receiver, bridge)(test, StageClock()) == expected
+    path = BridgePath(task, sender, receiver, bridge)
+    assert path(test, StageClock()) == expected
+    prefilled = path.context  # the receiver's constant start, prefilled on the first call
+    assert prefilled is not None and path(test[:1], StageClock()) == expected[:1] and path.context is prefilled
 
 
 def test_direct_path_answers_like_zero_shot(pair):

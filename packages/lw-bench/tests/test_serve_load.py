@@ -47,3 +47,13 @@ def test_a_load_without_targets_is_one_line(capsys):
         from lw_bench.serve_load import ServeLoadConfig
 
         ServeLoadConfig(url="http://x", sender_url="http://y")
+
+
+def test_servers_on_other_backends_are_measured_beside_the_first(run_dir, capsys):
+    engine = load_engine(run_dir, "pipeline", device="cpu")
+    with serve_in_thread(engine) as url, serve_in_thread(engine) as other:
+        bench_main(["serve", "--url", url, "--backend-url", other, "--task", str(run_dir.parent / "toy.csv"),
+                    "--concurrency", "2", "--requests", "4", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["target"] for r in rows] == ["predict (hf)", "receiver reads the text (hf)"] * 2
+    assert all(r["ok"] == 4 for r in rows)

@@ -3,7 +3,7 @@ forward per answer: scores within 1e-4 in fp32, the same argmax, the same gradie
 
 import pytest
 import torch
-from lw_core import LwError
+from lw_core import Embedded, LwError
 from lw_core.answer_trie import AnswerTrie
 
 ANSWER_SETS = {
@@ -72,3 +72,19 @@ def test_answer_normaliser_is_a_softmax_over_the_trie(lm):
                           torch.log_softmax(exact, -1), atol=1e-5)
     with pytest.raises(LwError, match="unknown answer normaliser"):
         lm.score_answers(prefix, single, normaliser="top-k")
+
+
+@pytest.mark.parametrize("answers", list(ANSWER_SETS.values()), ids=list(ANSWER_SETS))
+@pytest.mark.parametrize("soft", [3, 14], ids=["tree-attention", "past-the-window"])
+def test_a_shared_context_prefilled_once_scores_as_the_joined_input(lm, answers, soft):
+    gen = torch.Generator().manual_seed(soft)
+    context = lm.embed_texts(["a b c"])
+    rest = lm.compose([[torch.randn(soft, lm.hidden_size, generator=gen), torch.tensor(lm.token_ids("x y"))]
+                       for _ in range(3)])
+    joined = lm.join(Embedded(context.embeds.expand(3, -1, -1), context.mask.expand(3, -1)), rest)
+    prefilled = lm.prefill_context(context)
+    expected = lm.score_answers(joined, answers).token_logprobs
+    for _ in range(2):  # the cache is copied, never extended: a second call reads the same context
+        assert torch.allclose(lm.score_answers(rest, answers, context=prefilled).token_logprobs, expected, atol=1e-4)
+    with pytest.raises(LwError, match="equal lengths"):
+        lm.score_answers(lm.embed_texts(["a", "b c d"]), answers, context=prefilled)

@@ -17,6 +17,7 @@ def test_the_role_word_is_optional():
     (["x", "--max-queue", "4", "--max-batch", "8"], "error: max_queue (4) must hold at least one full batch (8)"),
     (["x", "--port", "70000"], "error: port must be 0..65535, got 70000"),
     (["x", "--receiver-backend", "tgi"], "error: lw-serve: argument --receiver-backend: invalid choice: 'tgi'"),
+    (["x", "--gguf-precision", "q2"], "error: lw-serve: argument --gguf-precision: invalid choice: 'q2'"),
 ])
 def test_a_bad_command_line_is_one_error_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

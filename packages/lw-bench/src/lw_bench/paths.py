@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +54,9 @@ class ReadsText:
 class BridgePath:
     """Sender prefill to layer L → encoder → message → adapter → K soft tokens → receiver prefill over
     anchors and soft tokens (and the text, in fusion mode) → answer scores by the bridge's answer rule.
-    No cached sender states: the sender runs every call."""
+    No cached sender states: the sender runs every call. The receiver's constant start (BOS and the
+    anchor before the soft tokens) is prefilled once, on the first call, and its KV cache reused by every
+    later call and batch (not in fusion mode, whose start holds the text)."""
 
     name = "bridge"
 
@@ -65,6 +68,16 @@ class BridgePath:
         self.inputs = EncoderInputs(sender, config.layer, config.sender_template, config.max_sender_tokens,
                                     batch_size=4096, progress=False)  # one sender pass per call
         self.scorer = BridgeScorer(bridge, self.inputs, receiver, receiver_index)
+        self.context = None  # the receiver's constant start, prefilled (FrozenLM.prefill_context)
+
+    def receiver_input(self, soft: torch.Tensor, examples: Sequence[Example]) -> tuple[Any, Embedded]:
+        """The shared start's KV (None in fusion mode) and what the receiver reads after it."""
+        context, rest = self.bridge.receiver_parts(self.receiver, soft, [e.text for e in examples])
+        if self.bridge.config.receiver_reads_text or context is None:
+            return None, self.receiver.join(context, rest)
+        if self.context is None:
+            self.context = self.receiver.prefill_context(Embedded(context.embeds[:1], context.mask[:1]))
+        return self.context, rest
 
     @property
     def deepest_layer(self) -> int:
@@ -79,15 +92,16 @@ class BridgePath:
         with clock.stage("adapter"):
             soft = self.bridge.soft_tokens(message, self.receiver_index)
         with clock.stage(RECEIVER_STAGE):
-            prefix = self.bridge.receiver_inputs(self.receiver, soft, [e.text for e in examples])
-            scores = self.receiver.score_answers(prefix, self.scorer.answer_ids()).logprobs
+            context, prefix = self.receiver_input(soft, examples)
+            scores = self.receiver.score_answers(prefix, self.scorer.answer_ids(), context=context).logprobs
         return _argmax(scores)
 
 
 class BridgeFloor:
     """The physical floor of the bridge path: the sender's prefill to its deepest layer read and the
-    receiver's prefill over what it reads (anchors + K soft tokens), as bare forward passes on inputs
-    prepared outside the clock."""
+    receiver's prefill over what it reads (K soft tokens and the anchor after them, read after the
+    constant start's KV as the bridge path reads them; the whole input in fusion mode), as bare forward
+    passes on inputs prepared outside the clock."""
 
     name = "bridge floor"
     trained = False
@@ -102,11 +116,14 @@ class BridgeFloor:
         sender_inputs = Embedded(path.sender.embed(ids), mask)
         k, width = config.num_soft_tokens, path.receiver.hidden_size
         soft = torch.zeros(len(examples), k, width, device=path.receiver.device, dtype=path.receiver.dtype)
-        prefix = path.bridge.receiver_inputs(path.receiver, soft, [e.text for e in examples])
+        context, prefix = path.receiver_input(soft, examples)
         with clock.stage("sender: tokenise + prefill to layer L"):
             path.sender.hidden_states(sender_inputs, path.deepest_layer)
         with clock.stage("receiver prefill"):
-            path.receiver.model.base_model(inputs_embeds=prefix.embeds, attention_mask=prefix.mask, use_cache=False)
+            if context is None:
+                path.receiver.model.base_model(inputs_embeds=prefix.embeds, attention_mask=prefix.mask, use_cache=False)
+            else:
+                path.receiver.continue_context(context, prefix)
         return [0] * len(examples)
 
 

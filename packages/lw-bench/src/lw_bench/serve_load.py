@@ -37,6 +37,9 @@ class ServeLoadConfig(TaskOptions, ThreadOptions):
     url: str | None = field(default=None, metadata={"help": "a pipeline server (lw-serve RUN_DIR), e.g. http://127.0.0.1:8000"})
     sender_url: str | None = field(default=None, metadata={"help": "a sender server (lw-serve sender RUN_DIR)"})
     receiver_url: str | None = field(default=None, metadata={"help": "its receiver server (lw-serve receiver RUN_DIR)"})
+    backend_url: list[str] = field(default_factory=list, metadata={
+        "help": "more pipeline servers of the same run on other receiver backends (lw-serve RUN_DIR "
+                "--receiver-backend llama-cpp): each measured as --url is, its targets named by its backend"})
     run: str | None = field(default=None, metadata={
         "help": "the served run dir: also measure its in-process batch throughput on the same texts"})
     concurrency: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "concurrent clients"})
@@ -136,17 +139,30 @@ def in_process_throughput(run: str, texts: Sequence[str], batch: int) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
+def receiver_backend(url: str, headers: dict[str, str]) -> str:
+    """The receiver backend a server runs, from its /v1/info."""
+    try:
+        return httpx.get(url + "/v1/info", headers=headers, timeout=30).json()["receiver_backend"]
+    except (httpx.HTTPError, ValueError, KeyError) as err:
+        raise LwError(f"lw-bench serve: {url}/v1/info gave no receiver backend ({err})") from err
+
+
 def bench_serve(config: ServeLoadConfig, texts: Sequence[str]) -> list[dict[str, Any]]:
     key = config.api_key or os.environ.get("LW_SERVE_API_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     targets: list[tuple[str, Send, list[str]]] = []
+    named = (lambda url: f" ({receiver_backend(url, headers)})") if config.backend_url else (lambda url: "")
     if config.url:
-        targets.append(("predict", predict_sender(config.url), [config.url]))
+        targets.append((f"predict{named(config.url)}", predict_sender(config.url), [config.url]))
     if config.sender_url and config.receiver_url:
         targets.append(("sender → receiver", split_sender(config.sender_url, config.receiver_url),
                         [config.sender_url, config.receiver_url]))
     reader = config.receiver_url or config.url
-    targets.append(("receiver reads the text", read_sender(reader), [reader]))  # type: ignore[list-item]
+    targets.append((f"receiver reads the text{named(reader)}", read_sender(reader), [reader]))  # type: ignore[arg-type, list-item]
+    compared = len(targets)  # the in-process ratio is of these (the HF receiver, as in process)
+    for url in config.backend_url:
+        targets += [(f"predict{named(url)}", predict_sender(url), [url]),
+                    (f"receiver reads the text{named(url)}", read_sender(url), [url])]
     rows = []
     for name, send, urls in targets:
         for concurrency in config.concurrency:
@@ -156,7 +172,8 @@ def bench_serve(config: ServeLoadConfig, texts: Sequence[str]) -> list[dict[str,
         for row in rows[-len(config.concurrency):]:
             row["peak MiB"] = " + ".join(str(m) for m in memory)
     if config.run:
-        served = max(r["req/s"] for r in rows if r["concurrency"] == max(config.concurrency) and "text" not in r["target"])
+        top = rows[: compared * len(config.concurrency)]
+        served = max(r["req/s"] for r in top if r["concurrency"] == max(config.concurrency) and "text" not in r["target"])
         sample = list(itertools.islice(itertools.cycle(texts), max(config.requests, config.in_process_batch)))
         in_process = in_process_throughput(config.run, sample, config.in_process_batch)
         rows.append({"target": f"in process (batch {config.in_process_batch})", "req/s": round(in_process, 2),

@@ -7,6 +7,7 @@ sqrt(hidden) scale, so soft tokens and text tokens live in the same space for ev
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -267,8 +268,30 @@ class FrozenLM(torch.nn.Module):
         return torch.cat([torch.logsumexp(self.logits(hidden[i : i + chunk]).float(), dim=-1, keepdim=True)
                           for i in range(0, hidden.shape[0], chunk)]) if hidden.shape[0] else hidden.new_zeros(0, 1)
 
-    def score_answers(self, prefix: Embedded, answers: Sequence[Sequence[int]], normaliser: str = "vocab"
-                      ) -> AnswerScores:
+    def prefill_context(self, context: Embedded) -> tuple[Embedded, object]:
+        """A context every input starts with (one row: BOS and the anchor text before soft tokens) run once;
+        its KV cache is reused by `continue_context` and `score_answers(..., context=...)`."""
+        if context.embeds.shape[0] != 1:
+            raise LwError(f"a shared context is one row, got {context.embeds.shape[0]}")
+        with torch.no_grad():
+            return self._prefill(context, use_cache=True)
+
+    def continue_context(self, context: tuple[Embedded, object], inputs: Embedded):
+        """The forward pass of `inputs` (rows of equal length) after a `prefill_context` result, on a copy
+        of its cache (the cache stays as it was): the joined input and the model's output."""
+        if not bool(inputs.mask.all()):
+            raise LwError("inputs read after a shared context must have equal lengths (no padding)")
+        (left, out), batch = context, inputs.embeds.shape[0]
+        cache = copy.deepcopy(out.past_key_values)
+        cache.batch_repeat_interleave(batch)
+        joined = Embedded(torch.cat([left.embeds.expand(batch, -1, -1), inputs.embeds], 1),
+                          torch.cat([left.mask.expand(batch, -1), inputs.mask], 1))
+        positions = left.mask.sum() + torch.arange(inputs.mask.shape[1], device=self.device)[None].expand(batch, -1)
+        return joined, self.model.base_model(inputs_embeds=inputs.embeds, attention_mask=joined.mask,
+                                             position_ids=positions, past_key_values=cache, use_cache=True)
+
+    def score_answers(self, prefix: Embedded, answers: Sequence[Sequence[int]], normaliser: str = "vocab",
+                      context: tuple[Embedded, object] | None = None) -> AnswerScores:
         """Log-probs of every answer (token ids, multi-token allowed) after every prefix.
 
         The prefix runs once. Multi-token answers continue from its KV cache as a token trie
@@ -279,15 +302,21 @@ class FrozenLM(torch.nn.Module):
         `normaliser="answers"` (an approximation for a training loss, never for scoring) normalises each
         token over the answers' distinct next tokens at its trie node instead of over the vocabulary: no
         full-vocabulary head at all.
+
+        `context` (`prefill_context`): `prefix` is read after that shared context's cached KV, which is
+        not recomputed; the same scores as `prefix` joined after the context, for rows of equal length.
         """
         if not answers or any(len(a) == 0 for a in answers):
             raise LwError("every answer needs at least one token")
         if normaliser not in NORMALISERS:
             raise LwError(f"unknown answer normaliser {normaliser!r}; known: {', '.join(NORMALISERS)}")
         trie = AnswerTrie.build(answers, self.device)
-        left, out = self._prefill(prefix, use_cache=trie.num_nodes > 0)
+        if context is None:
+            left, out = self._prefill(prefix, use_cache=trie.num_nodes > 0)
+        else:
+            left, out = self.continue_context(context, prefix)
         last = out.last_hidden_state[:, -1]
-        hidden = trie_hidden(self, left, out, prefix.lengths, trie)  # [B, N, H]
+        hidden = trie_hidden(self, left, out, left.lengths, trie)  # [B, N, H]
         if normaliser == "answers":
             return restricted_scores(self, last, hidden, trie)
         first = self.logits(last, rows=trie.tokens_of[:, 0]) - self._log_normaliser(last)  # [B, A]

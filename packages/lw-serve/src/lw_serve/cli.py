@@ -20,6 +20,7 @@ from lw_core.options import DeviceOptions, ThreadOptions, shared_field
 from lw_serve.app import Limits, Server
 from lw_serve.backends import BACKENDS
 from lw_serve.engine import ROLES, load_engine
+from lw_serve.receiver_gguf import PRECISIONS
 
 API_KEY_ENV = "LW_SERVE_API_KEY"
 
@@ -37,6 +38,18 @@ class ServeConfig(Limits):
                 "wire format, else fp16)", "flag": "wire_formats", "one_value": True, "aliases": ["wire"]})
     receiver: str | None = field(default=None, metadata={"help": "which of the bridge's receivers answers (trained name)"})
     receiver_backend: str = field(default="hf", metadata={"help": "what runs the receiver", "choices": list(BACKENDS)})
+    gguf: str | None = field(default=None, metadata={
+        "help": "llama-cpp: the receiver's GGUF file (default: derived from its embedded preset at --gguf-precision)"})
+    gguf_precision: str = field(default="f32", metadata={
+        "help": "llama-cpp: precision of the GGUF derived from the preset (f32 holds exactly the HF receiver's "
+                "weights; shipped = the preset's own file)", "choices": list(PRECISIONS)})
+    vllm_url: str | None = field(default=None, metadata={
+        "help": "vllm: base URL of a vLLM server started with --enable-prompt-embeds on the receiver's weights"})
+    vllm_model: str | None = field(default=None, metadata={
+        "help": "vllm: the server's model name (default: the first it lists)"})
+    vllm_logprobs: int = field(default=20, metadata={
+        "help": "vllm: top log-probabilities asked for per position (at most the server's --max-logprobs); "
+                "an answer token outside them is refused, raise both up to the vocabulary for every answer"})
     device: str = shared_field(DeviceOptions, "device")
     dtype: str | None = shared_field(DeviceOptions, "dtype", default=None)
     threads: int | None = shared_field(ThreadOptions, "threads")
@@ -66,7 +79,11 @@ def main(argv: list[str] | None = None) -> None:
 
     api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
     engine = load_engine(config.run_dir, role, wire=config.wire, receiver=config.receiver,
-                         backend=config.receiver_backend, device=config.device, dtype=config.dtype)
+                         backend=config.receiver_backend, device=config.device, dtype=config.dtype,
+                         backend_options={"gguf": config.gguf, "gguf_precision": config.gguf_precision,
+                                          "threads": config.threads, "max_batch": config.max_batch,
+                                          "vllm_url": config.vllm_url, "vllm_model": config.vllm_model,
+                                          "vllm_logprobs": config.vllm_logprobs})
     limits = Limits(**{k: getattr(config, k) for k in Limits.__dataclass_fields__})
     app = Server(engine, role, limits, api_key).app()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -111,10 +111,14 @@ class Engine:
                ) -> list[Answered]:
         """Answers of messages [B, M, d_z] (`texts` only for a fusion bridge, whose receiver reads them)."""
         start = time.perf_counter()
-        device = next(self.bridge.parameters()).device
-        prefix = self.scorer.receiver_input(messages.to(device, next(self.bridge.parameters()).dtype), texts)
+        prefix = self.decode_input(messages, texts)
         timings["adapter"] = time.perf_counter() - start
         return self._answer(prefix, timings)
+
+    def decode_input(self, messages: torch.Tensor, texts: Sequence[str] | None = None):
+        """The receiver's input embeddings for messages [B, M, d_z]: anchors and BOS around the soft tokens."""
+        parameter = next(self.bridge.parameters())
+        return self.scorer.receiver_input(messages.to(parameter.device, parameter.dtype), texts)
 
     def _answer(self, prefix, timings: dict[str, float]) -> list[Answered]:
         assert self.backend is not None

@@ -18,7 +18,13 @@ from lw_serve.engine import Engine
 def serve_in_thread(engine: Engine, role: str = "pipeline", limits: Limits | None = None,
                     api_key: str | None = None, host: str = "127.0.0.1") -> Iterator[str]:
     """Yields the server's base URL (`http://127.0.0.1:PORT`) once it accepts requests."""
-    app = Server(engine, role, limits or Limits(), api_key).app()
+    with app_in_thread(Server(engine, role, limits or Limits(), api_key).app(), host) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def app_in_thread(app, host: str = "127.0.0.1") -> Iterator[str]:
+    """Any ASGI app on a free port of `host` in a background thread; yields its base URL."""
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, name="lw-serve-uvicorn", daemon=True)
     thread.start()

@@ -1,0 +1,115 @@
+"""A bounded load on a real `lw-serve` process, then SIGTERM in the middle of another load.
+
+    uv run python ops/serve/load_sigterm.py [RUN_DIR] [--requests 1000] [--concurrency 32] [--backend hf]
+
+1. `--requests` requests (one text each, rt-sentiment's test texts) at `--concurrency` to /v1/predict:
+   answered / 503 / failed and requests/s (lw-bench serve's load loop), then the server's own counters.
+2. A second load of 300 requests, each on its own connection; SIGTERM once the server has answered 64 of
+   them. A request whose connection the server never accepted (refused after SIGTERM) was not in
+   flight; one that connected and got no HTTP answer is lost. Prints the counts; exits 1 if any is lost.
+
+Without RUN_DIR: a fresh seeded default bridge (the cost does not depend on the weights)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from lw_bench.serve_load import predict_sender, run_level
+from lw_serve.parity import fresh_bridge
+from lw_tasks import load_task
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(run: str, backend: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "lw_serve.cli", run, "--port", str(port), "--device", "cpu",
+                                "--max-queue", "1024", "--receiver-backend", backend], env=os.environ)
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        if process.poll() is not None:
+            sys.exit(f"lw-serve exited {process.returncode}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+
+
+def answered(url: str) -> int:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return int(float(m.group(1))) if (m := re.search(r'lw_serve_requests_total\{code="200",endpoint="predict"\} (\S+)',
+                                                      text)) else 0
+
+
+async def sigterm_load(process: subprocess.Popen, url: str, texts: list[str], total: int = 300,
+                       concurrency: int = 32, after: int = 64) -> Counter[str]:
+    outcomes: Counter[str] = Counter()
+    limit = asyncio.Semaphore(concurrency)
+    base = answered(url)
+
+    async def one(i: int) -> None:
+        async with limit:
+            try:  # a client per request: one connection each, so "never accepted" and "lost" differ
+                async with httpx.AsyncClient(timeout=120) as client:
+                    response = await client.post(url + "/v1/predict", json={"texts": [texts[i % len(texts)]]})
+                outcomes[str(response.status_code)] += 1
+            except httpx.ConnectError:
+                outcomes["refused (not in flight)"] += 1
+            except httpx.HTTPError as err:
+                outcomes[f"lost ({type(err).__name__})"] += 1
+
+    async def terminate() -> None:
+        while answered(url) - base < after:
+            await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+
+    await asyncio.gather(terminate(), *(one(i) for i in range(total)))
+    return outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", nargs="?")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--backend", default="hf")
+    args = parser.parse_args()
+    texts = [e.text for e in load_task("rt-sentiment").split("test")]
+    with tempfile.TemporaryDirectory(prefix="lw-load-") as scratch:
+        run = args.run or str(fresh_bridge("rt-sentiment", Path(scratch) / "bridge", seed=0))
+        process, url = start(run, args.backend)
+        try:
+            row = asyncio.run(run_level(predict_sender(url), texts, args.concurrency, args.requests, 3600, {}))
+            row["server answered"] = answered(url)
+            print(json.dumps({"load": row}), flush=True)
+            outcomes = asyncio.run(sigterm_load(process, url, texts, concurrency=args.concurrency))
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    lost = sum(n for k, n in outcomes.items() if k.startswith("lost"))
+    print(json.dumps({"sigterm": dict(outcomes), "lost": lost, "exit": code}), flush=True)
+    sys.exit(1 if lost else 0)
+
+
+if __name__ == "__main__":
+    main()
