@@ -130,6 +130,8 @@ def resolve_model(method: Method, config: Any) -> str | None:
 def single_model_label(method: Method, config: Any) -> str:
     """`name`, or `name@model` when a single-model method runs on a model other than its default one
     (e.g. `zero-shot@smollm2-135m`): `lw_core.run_dirs.method_label`."""
+    if method.default_model is None:
+        return method.name
     model = resolve_model(method, config)
     default = {"sender": config.sender, "receiver": config.receiver}.get(method.default_model or "")
     return labelled(method.name, model, default)
