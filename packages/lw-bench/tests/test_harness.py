@@ -10,7 +10,7 @@ from lw_bench.measure import PeakMemory, StageClock, percentiles
 from lw_bench.paths import BridgeFloor, BridgePath, ReadsText
 from lw_bench.scaling import crossover, cut_to_tokens, fit_line
 from lw_bridge import Bridge, BridgeScorer
-from lw_bridge.build import Models, bridge_config
+from lw_bridge.build import bridge_config
 from lw_bridge.config import TrainConfig
 from lw_bridge.inputs import EncoderInputs
 from lw_core.testing import save_tiny_pair, tiny_gemma3, tiny_llama
@@ -31,7 +31,7 @@ def _task(n: int = 8) -> Task:
 def pair():
     task, sender, receiver = _task(), tiny_llama(), tiny_gemma3()
     config = TrainConfig(task="toy", layer=2, num_soft_tokens=4)
-    bridge = Bridge(bridge_config(config, task, Models(sender, [receiver]))).eval()
+    bridge = Bridge(bridge_config(config, task, sender, [receiver])).eval()
     return task, sender, receiver, bridge
 
 

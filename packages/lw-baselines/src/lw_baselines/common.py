@@ -1,4 +1,5 @@
-"""What every baseline shares: the common config, the model pool, the method registry and the budget.
+"""What every baseline shares: the common config, the baselines' registry and the budget (the Method
+protocol, the model pool and the runner are lw-tasks': `lw_tasks.methods`, `lw_tasks.runner`).
 
 Every method gets the same task view as the bridge (`Task.budget_view`): the train split cut to
 `max_train_examples` (a seeded stratified subset, the bridge's training budget), the validation split
@@ -9,21 +10,23 @@ truncated to `task.max_input_words`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from lw_core.errors import LwError
-from lw_core.lm import FrozenLM
-from lw_core.options import DEFAULT_DTYPE, DEFAULT_RECEIVER, ModelOptions, RuntimeOptions, shared_field
+from lw_core.options import DEFAULT_RECEIVER, ModelOptions, RuntimeOptions, shared_field
 from lw_core.registry import Registry
-from lw_core.run_dirs import method_label as labelled
-from lw_core.runs import Run
 from lw_core.seeding import stratified_subset
-from lw_tasks import BudgetOptions, EvalResult, Task, TaskOptions
+from lw_tasks import BudgetOptions, Task, TaskOptions
+from lw_tasks.methods import METHODS as ALL_METHODS
+from lw_tasks.methods import Context, Method, Models, Outcome, resolve_model
+
+__all__ = ["Context", "Method", "Models", "Outcome", "resolve_model"]  # the one protocol, re-exported
+
+METHODS: Registry[Method] = Registry("method")
+"""The baselines (`lw-baseline METHOD`); lw-tasks' `METHODS` holds them and every other method."""
 
 log = logging.getLogger("lw.baselines")
 
@@ -62,116 +65,19 @@ class SingleModelConfig(BaselineConfig):
     )
 
 
-class Models:
-    """Loaded models by name, shared by the methods of one process (`lw-baseline all` loads each once)."""
-
-    def __init__(self, device: str = "auto", dtype: str = DEFAULT_DTYPE, preloaded: dict[str, FrozenLM] | None = None):
-        self.device, self.dtype = device, dtype
-        self._lms: dict[str, FrozenLM] = dict(preloaded or {})
-
-    def get(self, name: str) -> FrozenLM:
-        if name not in self._lms:
-            start = time.perf_counter()
-            self._lms[name] = FrozenLM.load(name, dtype=self.dtype, device=self.device)
-            log.info("loaded %s in %.1fs", name, time.perf_counter() - start)
-        return self._lms[name]
-
-
-@dataclass
-class Outcome:
-    """What a method hands back to the runner.
-
-    `scorer` is evaluated once on test (and on validation unless `validation` is given). `extra`
-    goes into the run's metrics; `selected` records the choices made on validation.
-    """
-
-    scorer: Any = None
-    trainable_params: int = 0
-    validation: EvalResult | None = None
-    selected: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    after_test: Callable[[EvalResult], dict[str, Any]] | None = None
-    """Called with the test result; returns more metrics (e.g. a relay's per-stage times)."""
-    draws: list[tuple[Any, EvalResult | None]] = field(default_factory=list)
-    """Several (scorer, validation result) draws instead of one scorer (few-shot demonstrations):
-    each is evaluated on test; the run reports their mean and std."""
-
-    def __post_init__(self) -> None:
-        if (self.scorer is None) == (not self.draws):
-            raise ValueError("an Outcome has either one scorer or a list of draws")
-
-
-@dataclass
-class Context:
-    """Everything a method's run function sees."""
-
-    config: Any
-    task: Task
-    """The task view: train / validation cut to the budget, the full test split."""
-    full_task: Task
-    models: Models
-    run: Run | None
-    method: Method
-    model_name: str | None = None
-    """The resolved model of a single-model method."""
-    generator: torch.Generator | None = None
-
-    @property
-    def progress(self) -> bool:
-        return bool(getattr(self.config, "progress", True))
-
-    @property
-    def lm(self) -> FrozenLM:
-        if self.model_name is None:
-            raise LwError(f"method {self.method.name!r} runs on two models; it has no single `lm`")
-        return self.models.get(self.model_name)
-
-    @property
-    def sender(self) -> FrozenLM:
-        return self.models.get(self.config.sender)
-
-    @property
-    def receiver(self) -> FrozenLM:
-        return self.models.get(self.config.receiver)
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    config: type
-    run: Callable[[Context], Outcome]
-    description: str
-    sees: str
-    """What information the method gets (for the README and `--help`)."""
-    default_model: str | None = "receiver"
-    """'receiver' or 'sender' for single-model methods; None for methods that use both."""
-    deterministic: bool = False
-    """True when the seed changes nothing (no training, no sampling: the train split is not read)."""
-
-
-METHODS: Registry[Method] = Registry("method")
-
-
 def register(method: Method) -> Method:
+    """Register a baseline: into lw-tasks' `METHODS` (every method of the one runner) and into this
+    package's `METHODS` (what `lw-baseline` offers), seeing the shared budget view."""
     if method.default_model is not None and not issubclass(method.config, SingleModelConfig):
         raise TypeError(f"single-model method {method.name} needs a config derived from SingleModelConfig")
+    method = dataclasses.replace(method, view=method.view or budget_view)
+    ALL_METHODS.add(method.name, method)
     return METHODS.add(method.name, method)
 
 
-def resolve_model(method: Method, config: Any) -> str | None:
-    """The model name a single-model method runs on ('sender'/'receiver' are aliases)."""
-    if method.default_model is None:
-        return None
-    chosen = getattr(config, "model", None) or method.default_model
-    return {"sender": config.sender, "receiver": config.receiver}.get(chosen, chosen)
-
-
 def method_label(method: Method, config: Any) -> str:
-    """The method's name in records and tables (`lw_core.run_dirs.method_label`): `name`, or
-    `name@model` when it runs on a model other than its default one (e.g. `zero-shot@smollm2-135m`)."""
-    model = resolve_model(method, config)
-    default = {"sender": config.sender, "receiver": config.receiver}.get(method.default_model or "")
-    return labelled(method.name, model, default)
+    """The method's name in records and tables (`lw_tasks.methods.single_model_label`)."""
+    return method.label(method, config)
 
 
 def budget_view(task: Task, config: BaselineConfig) -> Task:

@@ -2,15 +2,12 @@
 and step so far with its validation result and trainable state) goes into lw-core's resumable
 checkpoint and back.
 
-The runner opens `checkpoints_in(run_dir / "checkpoints")` around a method's run, so every trained
+The one runner (`lw_tasks.runner`) opens `checkpoints_in(run_dir / "checkpoints")` around a method's run, so every trained
 method checkpoints into its own hashed run directory (a folder per learning rate,
 `lw_core.grid.rate_folder`) without taking a new argument; the same command then resumes there."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +15,7 @@ import torch
 from lw_core.errors import LwError
 from lw_tasks import EvalResult
 
-CHECKPOINT_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lw_baselines_checkpoints", default=None)
-
 PARAM, BEST, SCORES = "param.", "best.", "validation_scores"
-
-
-@contextlib.contextmanager
-def checkpoints_in(directory: str | Path | None) -> Iterator[None]:
-    """Within this block `train_and_select` checkpoints into (and resumes from) `directory`."""
-    token = CHECKPOINT_DIR.set(None if directory is None else Path(directory))
-    try:
-        yield
-    finally:
-        CHECKPOINT_DIR.reset(token)
 
 
 def check_grid(directory: Path, state: dict[str, Any], grid: list[float], steps: int, eval_every: int) -> None:

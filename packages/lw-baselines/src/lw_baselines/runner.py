@@ -1,38 +1,30 @@
-"""Run one method end to end into a run directory, exactly like `lw-train` does for the bridge:
-resolved config, validation and test metrics + predictions (lw-tasks' evaluator), the choices made on
-validation, timings, trainable parameter count, and the `run.json` record's flat metrics."""
+"""`lw-baseline`'s side of the one runner (`lw_tasks.runner`): method specs (`name@model`), their
+configs and per-method options, the suite of several methods sharing loaded models, its summary table."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from lw_core.config import build_config, coerce, config_argv
+from lw_core.config import build_config, coerce
 from lw_core.errors import LwError, unknown_name
-from lw_core.models import cache_dir, prepare_presets, transformers_progress
-from lw_core.run_dirs import completed_metrics, hashed_run_dir, resolve_runtime
-from lw_core.runs import open_run
-from lw_core.seeding import seed_everything
+from lw_core.models import prepare_presets
+from lw_core.run_dirs import resolve_runtime
 from lw_registry.text_table import terminal_table
-from lw_tasks import EvalResult, Task, evaluate, write_eval
-from lw_tasks.scoring import memo_seconds
+from lw_tasks import Task
+from lw_tasks.runner import run_method as run_one
 
 import lw_baselines.methods  # noqa: F401  (registers the methods)
 from lw_baselines.common import (
     METHODS,
     BaselineConfig,
-    Context,
     Method,
     Models,
-    budget_view,
     method_label,
-    resolve_model,
 )
-from lw_baselines.resume import checkpoints_in
 
 log = logging.getLogger("lw.baselines")
 
@@ -66,108 +58,14 @@ def make_config(method: Method, values: dict[str, Any], model: str | None = None
     return build_config(method.config, values)
 
 
-def _flat(result: EvalResult, prefix: str = "") -> dict[str, Any]:
-    keep = ("accuracy", "macro_f1", "nll", "invalid_rate", "majority_rate", "n")
-    return {f"{prefix}{k}": result.metrics.get(k) for k in keep}
-
-
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
 def run_method(
     spec: str | Method, config: BaselineConfig, *, task: Task | None = None, models: Models | None = None,
     output_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run one method into its run directory; returns the record's metrics (plus `run_dir`)."""
+    """Run one baseline into its run directory through the one runner (`lw_tasks.runner.run_method`);
+    returns the record's metrics (plus `method` and `run_dir`)."""
     method = parse_spec(spec)[0] if isinstance(spec, str) else spec
-    if not isinstance(config, method.config):
-        raise LwError(f"method {method.name!r} takes a {method.config.__name__}, got {type(config).__name__}")
-    label = method_label(method, config)
-    full = task if task is not None else config.load_task()
-    run_dir = Path(output_dir) if output_dir else hashed_run_dir(config, label, full.name)
-    done = completed_metrics(run_dir, config)  # refuses a run dir of another config
-    if done is not None:
-        log.info("%s on %s (seed %d) is already done: %s", label, full.name, config.seed, run_dir)
-        return {**done, "method": label, "run_dir": str(run_dir)}
-    generator = seed_everything(config.seed)
-    view = budget_view(full, config)
-    device, dtype = resolve_runtime(config.device, config.dtype)
-    models = models or Models(device, dtype)
-    eval_kw = {"batch_size": config.eval_batch_size, "progress": config.progress}
-    argv = config_argv(config, ["lw-baseline", method.name, "--task", config.task])
-    cache_dir()  # a `$LW_CACHE` that is a file fails here, before the run dir is made
-    with transformers_progress(config.progress), open_run(
-            run_dir, config, name=f"lw-baseline {label} {full.name}", task=full.name, method=label, seed=config.seed,
-            device=device, dtype=dtype, argv=argv) as run:
-        sizes = [len(view.split(s)) for s in ("train", "validation", "test")]
-        if method.deterministic:  # no training, no sampling: the train split is not read
-            log.info("%s on %s (seed %d): trains nothing; validation %d, test %d examples", label, full.name,
-                     config.seed, *sizes[1:])
-        else:
-            log.info("%s on %s (seed %d): train %d, validation %d, test %d examples", label, full.name,
-                     config.seed, *sizes)
-        ctx = Context(config=config, task=view, full_task=full, models=models, run=run, method=method,
-                      model_name=resolve_model(method, config), generator=generator)
-        if ctx.model_name is not None:
-            models.get(ctx.model_name)  # loading time is not training time
-        elif method.default_model is None:
-            models.get(config.sender), models.get(config.receiver)
-        start = time.perf_counter()
-        with checkpoints_in(run.dir / "checkpoints"):  # trained methods resume there
-            outcome = method.run(ctx)
-        train_seconds = time.perf_counter() - start
-        draws = outcome.draws or [(outcome.scorer, outcome.validation)]
-        tests, vals, eval_seconds = [], [], []
-        for d, (scorer, validation) in enumerate(draws):
-            if validation is None:
-                validation = evaluate(scorer, view, "validation", **eval_kw)
-            start, shared = time.perf_counter(), memo_seconds()
-            test = evaluate(scorer, view, "test", **eval_kw)
-            # prompt scores another method of this process computed count what they took to compute
-            eval_seconds.append(time.perf_counter() - start + memo_seconds() - shared)
-            suffix = f"_draw{d}" if outcome.draws else ""
-            write_eval(validation, run.dir, f"validation{suffix}")
-            write_eval(test, run.dir, f"test{suffix}")
-            tests.append(test)
-            vals.append(validation)
-        n_test = len(view.split("test"))
-        metrics: dict[str, Any] = {}
-        if len(tests) == 1:
-            metrics |= _flat(tests[0]) | _flat(vals[0], "val_")
-        else:
-            for key in ("accuracy", "macro_f1", "nll", "invalid_rate"):
-                values = [t.metrics[key] for t in tests if t.metrics.get(key) is not None]
-                if values:
-                    metrics[key], metrics[f"{key}_draw_std"] = _mean_std(values)
-                val_values = [v.metrics[key] for v in vals if v.metrics.get(key) is not None]
-                if val_values:
-                    metrics[f"val_{key}"] = statistics.fmean(val_values)
-            metrics |= {"majority_rate": tests[0].metrics.get("majority_rate"), "n": n_test, "draws": len(tests)}
-            run.write_json("metrics_test.json", {
-                "task": full.name, "split": "test", "draws": [t.metrics for t in tests],
-                **{k: v for k, v in metrics.items() if not k.startswith("val_")},
-            })  # fmt: skip
-            run.write_json("metrics_validation.json", {"task": full.name, "split": "validation",
-                                                       "draws": [v.metrics for v in vals]})
-        metrics |= {
-            "trainable_params": outcome.trainable_params,
-            "train_seconds": round(train_seconds, 2),
-            "eval_seconds": round(statistics.fmean(eval_seconds), 2),
-            "seconds_per_example": statistics.fmean(eval_seconds) / max(1, n_test),
-            "train_examples": len(view.split("train")),
-            "val_examples": vals[0].metrics.get("n"),
-        }
-        metrics |= outcome.extra
-        if outcome.after_test is not None:
-            metrics |= outcome.after_test(tests[-1])
-        run.write_json("selected.json", outcome.selected)
-        for split in ("validation", "test"):
-            run.artifacts[f"metrics_{split}"] = f"metrics_{split}.json"
-        run.metrics.update(metrics)
-    log.info("%s: test accuracy %.4f (validation %.4f) → %s", label, metrics["accuracy"],
-             metrics.get("val_accuracy") or float("nan"), run_dir)
-    return {**metrics, "method": label, "run_dir": str(run_dir)}
+    return run_one(method, config, task=task, models=models, output_dir=output_dir)
 
 
 def method_options(method: Method, options: list[str]) -> dict[str, Any]:

@@ -27,10 +27,10 @@ from lw_core.options import TrainingOptions
 from lw_core.trainer import LoopSettings, Recipe, StepResult, Validation
 from lw_core.training import Checkpoint
 from lw_tasks import EvalResult, Example, Task, evaluate
+from lw_tasks.runner import CHECKPOINT_DIR
 
 from lw_baselines.common import _help
 from lw_baselines.resume import (
-    CHECKPOINT_DIR,
     best_record,
     check_grid,
     pack,

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from lw_bridge import Bridge
-from lw_bridge.build import Models, bridge_config
+from lw_bridge.build import bridge_config
 from lw_bridge.config import TrainConfig
 from lw_bridge.pipeline import bridge_folder
 from lw_core import FrozenLM
@@ -139,7 +139,7 @@ def load_setup(config: BenchConfig, task_name: str | None = None) -> Setup:
     if bridge is None:
         train = TrainConfig(task=task.name, sender=sender_name, receivers=[receiver_name], layer=config.layer,
                             num_soft_tokens=config.num_soft_tokens)
-        bridge = Bridge(bridge_config(train, task, Models(sender, [receiver]))).to(device).eval()
+        bridge = Bridge(bridge_config(train, task, sender, [receiver])).to(device).eval()
     return Setup(config, task, sender, receiver, bridge, config.run is not None, device)
 
 

@@ -4,9 +4,6 @@ anything that needs a bridge of the trained shape (lw-bench)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
 from lw_core import FrozenLM, LwError
 from lw_core.models import DTYPES
 from lw_tasks import Task, task_options
@@ -17,36 +14,22 @@ from lw_bridge.config import TrainConfig
 from lw_bridge.fingerprint import fingerprint
 
 
-@dataclass
-class Models:
-    sender: FrozenLM | None
-    receivers: list[FrozenLM]
-
-
-def load_sender(config: TrainConfig, device: torch.device) -> FrozenLM | None:
-    return None if config.encoder == "bytes" else FrozenLM.load(config.sender, dtype=config.dtype, device=device)
-
-
-def load_receivers(config: TrainConfig, device: torch.device) -> list[FrozenLM]:
-    return [FrozenLM.load(name, dtype=config.dtype, device=device) for name in config.receivers]
-
-
 def sender_template(config: TrainConfig, task: Task) -> str:
     return task.template if config.sender_reads == "prompt" else "{text}"
 
 
-def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConfig:
+def bridge_config(config: TrainConfig, task: Task, sender: FrozenLM | None, receivers: list[FrozenLM]) -> BridgeConfig:
     before, after = anchors_from_template(task.template)
     if config.receiver_reads_text and template_fields(task.template) != ["text"]:
         raise LwError(f"--receiver-reads-text needs a task prompt that reads the input through {{text}} alone; "
                       f"task {task.name!r} reads {', '.join(template_fields(task.template))}")
     return BridgeConfig(
-        sender=None if models.sender is None else config.sender,
+        sender=None if sender is None else config.sender,
         layer=config.sender_layers(),
         receivers=list(config.receivers),
-        d_sender=config.d_model if models.sender is None else models.sender.hidden_size,
-        d_receivers=[r.hidden_size for r in models.receivers],
-        target_rms=[round(r.embedding_rms(), 6) for r in models.receivers],
+        d_sender=config.d_model if sender is None else sender.hidden_size,
+        d_receivers=[r.hidden_size for r in receivers],
+        target_rms=[round(r.embedding_rms(), 6) for r in receivers],
         num_soft_tokens=config.num_soft_tokens,
         encoder=config.encoder_config(),
         task=task.name,
@@ -55,7 +38,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         anchor_before=before if config.anchor_before is None else config.anchor_before,
         anchor_after=after if config.anchor_after is None else config.anchor_after,
         bos=config.bos,
-        dtype={v: k for k, v in DTYPES.items()}[models.receivers[0].dtype],
+        dtype={v: k for k, v in DTYPES.items()}[receivers[0].dtype],
         sender_template=sender_template(config, task),
         max_input_words=task.max_input_words,
         kind=task.kind,
@@ -64,7 +47,7 @@ def bridge_config(config: TrainConfig, task: Task, models: Models) -> BridgeConf
         task_options=task_options(config),
         message_head=config.message_head_weight > 0,
         fingerprints={name: fingerprint(lm) for name, lm in zip([config.sender, *config.receivers],
-                                                                [models.sender, *models.receivers], strict=True) if lm is not None},
+                                                                [sender, *receivers], strict=True) if lm is not None},
         answer_rule=config.answer_rule,
         receiver_reads_text=config.receiver_reads_text,
         fusion_layout=config.fusion_layout,

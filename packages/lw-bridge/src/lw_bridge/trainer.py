@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,9 @@ from lw_core import FrozenLM, LwError, seed_everything
 from lw_core.distributed import single_process_hint
 from lw_core.grid import GridOutcome
 from lw_core.grid import train_grid as run_grid
-from lw_core.models import BackgroundConversion, cache_dir, resolve_device, transformers_progress
+from lw_core.models import BackgroundConversion, cache_dir, resolve_device
 from lw_core.run_dirs import method_label as labelled
-from lw_core.runs import open_run, runs_root
+from lw_core.runs import runs_root
 from lw_core.trainer import LoopSettings
 from lw_core.training import find_training_state
 from lw_registry import write_json_atomic
@@ -34,9 +35,11 @@ from lw_tasks import (
     write_eval,
     zero_shot_scorer,
 )
+from lw_tasks.methods import METHODS, Context, Method, Outcome, Runtime
+from lw_tasks.runner import run_method
 
 from lw_bridge.bridge import Bridge, BridgeConfig
-from lw_bridge.build import Models, bridge_config, load_receivers, load_sender, sender_template
+from lw_bridge.build import bridge_config, sender_template
 from lw_bridge.config import TrainConfig
 from lw_bridge.encoders import fit_input_statistics
 from lw_bridge.inputs import EncoderInputs
@@ -98,54 +101,81 @@ def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new
     return metrics
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
-    from accelerate import Accelerator
-
-    task = load_task(config.task, **task_options(config))
+def check_task(task: Task, config: TrainConfig) -> Task:
+    """The bridge sees the whole task (it cuts its budget view itself); a loss the task cannot take
+    fails here, before the run directory is made."""
     generative = task.kind == "generative"
     if generative and config.kd_weight > 0:
         raise LwError(f"--kd-weight distils over an answer set; task {task.name!r} is generative (use 0)")
     if generative and config.message_head_weight > 0:
         raise LwError(f"--message-head-weight classifies over an answer set; task {task.name!r} is generative (use 0)")
-    run_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
+    return task
+
+
+def accelerated_runtime(config: TrainConfig) -> Runtime:
+    """The bridge runs under `accelerate` (one process, or several under `accelerate launch` / `torchrun`:
+    rank 0 alone writes the run dir and its record)."""
+    from accelerate import Accelerator
+
     resolve_device(config.device)  # `--device cuda` without a GPU fails here, not silently on the CPU
-    cache_dir()  # so does a `$LW_CACHE` that is a file: before the run dir is made
     accelerator = Accelerator(cpu=config.device == "cpu")
-    device = accelerator.device
     hint = single_process_hint(accelerator.num_processes)
     if hint:
         log.warning(hint)
-    # Several processes (accelerate launch / torchrun): rank 0 alone writes the run dir and its record.
-    with transformers_progress(config.progress), open_run(run_dir, config, name=f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}",
-                  task=task.name, method=method_label(config), rank=accelerator.process_index,
-                  seed=config.seed, device=str(device), dtype=config.dtype) as run:
-        started = time.perf_counter()
-        log.info("process %d of %d on %s", accelerator.process_index, accelerator.num_processes, device)
-        seed_everything(config.seed)
-        view = task.budget_view(config.max_train_examples, config.val_examples, config.seed)
-        train_examples, val_examples = view.split("train"), view.split("validation")
-        test_examples = task.split("test")
-        # On a cold cache the receivers convert in another process while the sender works here. Rank 0
-        # computes and caches the sender states; the other ranks wait, then read them from the cache.
-        with accelerator.main_process_first(), \
-                BackgroundConversion([r for r in config.receivers if r != config.sender]) as conversion:
-            sender = load_sender(config, device)
-            inputs = EncoderInputs(sender, config.sender_layers(), sender_template(config, task),
-                                   batch_size=config.sender_batch_size, progress=config.progress)
-            splits = [("train", train_examples), ("validation", val_examples)]
-            if config.wire_formats or task.kind == "generative":
-                splits.append(("test", test_examples))  # scored again from states after the end-to-end pass
-            for split, examples in splits:
-                inputs.cache_split(task, split, examples, after_batch=conversion.poll)
-            conversion.wait()
-        models = Models(sender, load_receivers(config, device))
-        bconfig = bridge_config(config, task, models)
-        cache_seconds = time.perf_counter() - started
+    return Runtime(accelerator.device, config.dtype, rank=accelerator.process_index, state=accelerator)
 
-        grid = train_grid(config, task, bconfig, models, inputs, train_examples, val_examples, run_dir, accelerator)
-        if not accelerator.is_main_process:
-            return {}
-        return _final_evaluation(config, task, run, models, inputs, grid, cache_seconds, started)
+
+def fit_bridge(ctx: Context) -> Outcome | None:
+    """Cache sender states, run the learning-rate grid, score the selected bridge on every receiver."""
+    config, task, run, accelerator = ctx.config, ctx.task, ctx.run, ctx.runtime.state
+    device = accelerator.device
+    started = time.perf_counter()
+    log.info("process %d of %d on %s", accelerator.process_index, accelerator.num_processes, device)
+    seed_everything(config.seed)
+    view = task.budget_view(config.max_train_examples, config.val_examples, config.seed)
+    train_examples, val_examples = view.split("train"), view.split("validation")
+    test_examples = task.split("test")
+    # On a cold cache the receivers convert in another process while the sender works here. Rank 0
+    # computes and caches the sender states; the other ranks wait, then read them from the cache.
+    with accelerator.main_process_first(), \
+            BackgroundConversion([r for r in config.receivers if r != config.sender]) as conversion:
+        sender = None if config.encoder == "bytes" else ctx.models.get(config.sender)
+        inputs = EncoderInputs(sender, config.sender_layers(), sender_template(config, task),
+                               batch_size=config.sender_batch_size, progress=config.progress)
+        splits = [("train", train_examples), ("validation", val_examples)]
+        if config.wire_formats or task.kind == "generative":
+            splits.append(("test", test_examples))  # scored again from states after the end-to-end pass
+        for split, examples in splits:
+            inputs.cache_split(task, split, examples, after_batch=conversion.poll)
+        conversion.wait()
+    receivers = [ctx.models.get(name) for name in config.receivers]
+    bconfig = bridge_config(config, task, sender, receivers)
+    cache_seconds = time.perf_counter() - started
+
+    grid = train_grid(config, task, bconfig, sender, receivers, inputs, train_examples, val_examples, ctx.run_dir,
+                      accelerator)
+    if not accelerator.is_main_process:
+        return None
+    metrics = _final_evaluation(config, task, run, receivers, inputs, grid, cache_seconds, started)
+    return Outcome(evaluated=True, extra=metrics, trainable_params=metrics["trainable_params"])
+
+
+BRIDGE = METHODS.add("bridge", Method(
+    "bridge", TrainConfig, fit_bridge,
+    "a frozen sender's hidden states compressed into a message, read by frozen receivers as K soft tokens",
+    "the sender's hidden states of the input text (the receiver reads the prompt around K soft tokens)",
+    default_model=None, label=lambda _, config: method_label(config), run_dir=lambda config, *_: default_run_dir(config),
+    view=check_task, runtime=accelerated_runtime, entry="lw-train", skip_completed=False, preload=False,
+))  # fmt: skip
+"""`lw-train`'s method: the bridge (`bridge@R`, `bridge-interlingua`, `bridge-fusion…` by its config)."""
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """`lw-train`: the bridge through the one runner (`lw_tasks.runner.run_method`); its metrics."""
+    task = load_task(config.task, **task_options(config))
+    name = f"bridge {task.name} {config.sender}->{'+'.join(config.receivers)}"
+    result = run_method(BRIDGE, config, task=task, output_dir=config.output_dir, argv=list(sys.argv), name=name)
+    return {k: v for k, v in result.items() if k not in ("method", "run_dir")}
 
 
 @dataclass
@@ -157,8 +187,8 @@ class GridResult:
     history: list[dict[str, Any]]
 
 
-def train_grid(config: TrainConfig, task: Task, bconfig: BridgeConfig, models: Models, inputs: EncoderInputs,
-               train_examples: list[Example], val_examples: list[Example], run_dir: Path, accelerator: Accelerator
+def train_grid(config: TrainConfig, task: Task, bconfig: BridgeConfig, sender: FrozenLM | None,
+               receivers: list[FrozenLM], inputs: EncoderInputs, train_examples: list[Example], val_examples: list[Example], run_dir: Path, accelerator: Accelerator
                ) -> GridResult:
     """lw-core's grid over `config.lr` with the bridge's recipe; a step is kept (in `checkpoints/best`)
     only when its validation beats every earlier one of the grid."""
@@ -168,9 +198,9 @@ def train_grid(config: TrainConfig, task: Task, bconfig: BridgeConfig, models: M
     def recipe_for(index: int, lr: float, folder: Path | None):
         seed_everything(config.seed)
         bridge = Bridge(bconfig).to(accelerator.device)
-        if find_training_state(folder) is None and config.standardize_states and models.sender is not None:
+        if find_training_state(folder) is None and config.standardize_states and sender is not None:
             fit_input_statistics(bridge.encoder, inputs.get(train_examples))  # a checkpoint holds its own
-        recipes.append(BridgeRecipe(config, task, bridge, models.receivers, inputs, train_examples, val_examples,
+        recipes.append(BridgeRecipe(config, task, bridge, receivers, inputs, train_examples, val_examples,
                                     best_dir=best_dir, run_dir=run_dir, device=accelerator.device, lr=lr))
         return recipes[-1].recipe()
 
@@ -182,9 +212,9 @@ def train_grid(config: TrainConfig, task: Task, bconfig: BridgeConfig, models: M
     return GridResult(outcome, best_dir, [h for recipe in recipes for h in recipe.history])
 
 
-def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models, inputs: EncoderInputs,
+def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list[FrozenLM], inputs: EncoderInputs,
                       grid: GridResult, cache_seconds: float, started: float) -> dict[str, Any]:
-    bridge = Bridge.from_pretrained(grid.best_dir, device=models.receivers[0].device)
+    bridge = Bridge.from_pretrained(grid.best_dir, device=receivers[0].device)
     bridge.save_pretrained(run.dir / "bridge")
     run.artifacts["bridge"] = "bridge"
     write_json_atomic(run.dir / "history.json", grid.history)
@@ -206,8 +236,8 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models,
     report = REPORTS[task.kind]
     headline = report.headline
     test_examples = task.split("test")
-    for r, receiver in enumerate(models.receivers):
-        suffix = receiver_suffix(models.receivers, r)
+    for r, receiver in enumerate(receivers):
+        suffix = receiver_suffix(receivers, r)
         scorer = BridgeScorer(bridge, inputs, receiver, r)
         val_path = run.dir / f"metrics_validation{suffix}.json"
         # Generative selection used first-token accuracy, so the headline metric needs a generation pass;
@@ -250,5 +280,5 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, models: Models,
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     run.metrics.update(metrics)
     run.write_json("metrics.json", metrics)
-    print_summary(task, config, metrics, models.receivers)
+    print_summary(task, config, metrics, receivers)
     return metrics
