@@ -79,7 +79,7 @@ class BridgePath:
         with clock.stage("adapter"):
             soft = self.bridge.soft_tokens(message, self.receiver_index)
         with clock.stage(RECEIVER_STAGE):
-            prefix = self.bridge.receiver_inputs(self.receiver, soft, [e.text for e in examples])
+            prefix = self.bridge.receiver_inputs(self.receiver, soft, self.bridge.receiver_texts(examples))
             scores = self.receiver.score_answers(prefix, self.scorer.answer_ids()).logprobs
         return _argmax(scores)
 
@@ -102,7 +102,7 @@ class BridgeFloor:
         sender_inputs = Embedded(path.sender.embed(ids), mask)
         k, width = config.num_soft_tokens, path.receiver.hidden_size
         soft = torch.zeros(len(examples), k, width, device=path.receiver.device, dtype=path.receiver.dtype)
-        prefix = path.bridge.receiver_inputs(path.receiver, soft, [e.text for e in examples])
+        prefix = path.bridge.receiver_inputs(path.receiver, soft, path.bridge.receiver_texts(examples))
         with clock.stage("sender: tokenise + prefill to layer L"):
             path.sender.hidden_states(sender_inputs, path.deepest_layer)
         with clock.stage("receiver prefill"):
