@@ -72,7 +72,7 @@ class BridgePath:
 
     def receiver_input(self, soft: torch.Tensor, examples: Sequence[Example]) -> tuple[Any, Embedded]:
         """The shared start's KV (None in fusion mode) and what the receiver reads after it."""
-        context, rest = self.bridge.receiver_parts(self.receiver, soft, [e.text for e in examples])
+        context, rest = self.bridge.receiver_parts(self.receiver, soft, self.bridge.receiver_texts(examples))
         if self.bridge.config.receiver_reads_text or context is None:
             return None, self.receiver.join(context, rest)
         if self.context is None:

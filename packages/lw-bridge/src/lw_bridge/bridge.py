@@ -14,12 +14,14 @@ import torch
 from lw_core import Embedded, FrozenLM
 from lw_core.errors import LwError
 from lw_core.storage import save_tensors, write_bytes
+from lw_tasks import Example
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from lw_bridge.adapters import Adapter
 from lw_bridge.encoders import EncoderConfig, build_encoder
+from lw_bridge.layouts import render
 
 WEIGHTS_NAME = "bridge.safetensors"
 CONFIG_NAME = "bridge_config.json"
@@ -63,6 +65,9 @@ class BridgeConfig:
     receiver_reads_text: bool = False
     """Fusion: the receiver reads the task prompt with the input text and the K soft tokens (placed by
     `fusion_layout`); otherwise the anchors around the soft tokens."""
+    receiver_template: str = "{text}"
+    """Fusion only: what of each input the receiver reads as text, a format string over the example's
+    text and fields (`{text}`: all of it; QA layout (b): only the question's line, `lw_bridge.layouts`)."""
     fusion_layout: str = "prefix"
     """Fusion only: `prefix` puts the soft tokens before the prompt (prompt tuning's layout), `suffix`
     after the text, before the answer cue (the text then needs no gradient: `receiver_parts`)."""
@@ -142,6 +147,12 @@ class Bridge(nn.Module):
         rest = receiver_lm.compose([[row, torch.tensor(receiver_lm.token_ids(a), dtype=torch.long)]
                                     for row, a in zip(soft, after, strict=True)])
         return context, rest
+
+    def receiver_texts(self, examples: Sequence[Example]) -> list[str] | None:
+        """What the receiver reads as text of each example (fusion), None when it reads only soft tokens."""
+        if not self.config.receiver_reads_text:
+            return None
+        return [render(self.config.receiver_template, e) for e in examples]
 
     def receiver_inputs(self, receiver_lm: FrozenLM, soft: torch.Tensor, texts: Sequence[str] | None = None) -> Embedded:
         """The receiver's whole input (`receiver_parts` joined), as its first layer sees it."""

@@ -12,10 +12,14 @@ from lw_tasks.task import template_fields
 from lw_bridge.bridge import BridgeConfig, anchors_from_template
 from lw_bridge.config import TrainConfig
 from lw_bridge.fingerprint import fingerprint
+from lw_bridge.layouts import split_fields
 
 
 def sender_template(config: TrainConfig, task: Task) -> str:
-    return task.template if config.sender_reads == "prompt" else "{text}"
+    """What the sender reads: the task prompt around its input, or the bare input; with
+    `--receiver-text-fields` only the input lines the receiver does not read."""
+    text = split_fields(task, config.receiver_text_fields).sender_template if config.receiver_text_fields else "{text}"
+    return task.template.replace("{text}", text) if config.sender_reads == "prompt" else text
 
 
 def bridge_config(config: TrainConfig, task: Task, sender: FrozenLM | None, receivers: list[FrozenLM]) -> BridgeConfig:
@@ -50,6 +54,8 @@ def bridge_config(config: TrainConfig, task: Task, sender: FrozenLM | None, rece
                                                                 [sender, *receivers], strict=True) if lm is not None},
         answer_rule=config.answer_rule,
         receiver_reads_text=config.receiver_reads_text,
+        receiver_template=split_fields(task, config.receiver_text_fields).receiver_template
+        if config.receiver_text_fields else "{text}",
         fusion_layout=config.fusion_layout,
         calibrate_soft_tokens=config.calibrate_soft_tokens,
     )

@@ -52,6 +52,10 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     receiver_reads_text: bool = field(default=False, metadata={
         "help": "fusion: the frozen receiver reads the task prompt with the input text AND the K soft tokens "
                 "(placed by --fusion-layout)"})
+    receiver_text_fields: list[str] = field(default_factory=list, metadata={
+        "help": "with --receiver-reads-text: the input fields the receiver reads as text (e.g. question); the "
+                "sender reads only the others (e.g. the passage), which reach the receiver only as the message "
+                "(QA layout (b)); default: both read the whole input"})
     fusion_layout: str = field(default="prefix", metadata={
         "help": "fusion: where the soft tokens go; prefix = before the task prompt (prompt tuning's layout), "
                 "suffix = after the text, before the answer cue (the text runs once without gradients: cheaper)",
@@ -121,6 +125,12 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
             raise ValueError(f"fusion_layout must be one of {', '.join(FUSION_LAYOUTS)}, got {self.fusion_layout!r}")
         if self.fusion_layout != "prefix" and not self.receiver_reads_text:
             raise ValueError("--fusion-layout places the soft tokens around the text: it needs --receiver-reads-text")
+        if self.receiver_text_fields and not self.receiver_reads_text:
+            raise ValueError("--receiver-text-fields says which fields the receiver reads as text: it needs "
+                             "--receiver-reads-text")
+        if self.receiver_text_fields and self.encoder == "bytes":
+            raise ValueError("--receiver-text-fields splits what the sender reads; the bytes encoder reads the "
+                             "whole input")
         for fmt in self.wire_formats:
             WireFormat(fmt)
 

@@ -10,6 +10,7 @@ from lw_core import FrozenLM
 from lw_tasks import Example, Task
 
 from lw_bridge.encoders import bytes_of
+from lw_bridge.layouts import render
 from lw_bridge.state_cache import cached_layer_states, compute_layer_states
 
 
@@ -43,7 +44,7 @@ class EncoderInputs:
 
     def sender_text(self, example: Example) -> str:
         """What the sender reads: the example's text inside the bridge's sender template."""
-        return self.template.format(text=example.text, **{k: v for k, v in example.fields.items() if k != "text"})
+        return render(self.template, example)
 
     def compute(self, examples: Sequence[Example]) -> list[torch.Tensor]:
         if self.sender is None:

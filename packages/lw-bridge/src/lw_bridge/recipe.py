@@ -125,7 +125,7 @@ class BridgeRecipe:
             None if self.teachers is None else [t[idx] for t in self.teachers],
             None if self.references is None else [[refs[i] for i in idx] for refs in self.references],
             head_logits,
-            [e.text for e in batch],
+            self.bridge.receiver_texts(batch),
         )
 
     def validate(self) -> Validation:

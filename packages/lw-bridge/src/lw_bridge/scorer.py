@@ -44,7 +44,7 @@ class BridgeScorer:
 
     def prefix(self, examples: Sequence[Example]):
         """The receiver's input for these examples: anchors and BOS around the message's soft tokens."""
-        return self.receiver_input(self.messages(examples), [e.text for e in examples])
+        return self.receiver_input(self.messages(examples), self.bridge.receiver_texts(examples))
 
     def receiver_input(self, messages: torch.Tensor, texts: Sequence[str] | None = None):
         """The receiver's input for messages [B, M, d_z] (as they came off the wire); `texts` only for a

@@ -43,6 +43,7 @@ from lw_bridge.build import bridge_config, sender_template
 from lw_bridge.config import TrainConfig
 from lw_bridge.encoders import fit_input_statistics
 from lw_bridge.inputs import EncoderInputs
+from lw_bridge.layouts import sender_only_bytes
 from lw_bridge.losses import diversity
 from lw_bridge.recipe import BridgeRecipe, reference_ids
 from lw_bridge.scorer import BridgeScorer
@@ -109,6 +110,7 @@ def check_task(task: Task, config: TrainConfig) -> Task:
         raise LwError(f"--kd-weight distils over an answer set; task {task.name!r} is generative (use 0)")
     if generative and config.message_head_weight > 0:
         raise LwError(f"--message-head-weight classifies over an answer set; task {task.name!r} is generative (use 0)")
+    sender_template(config, task)  # fields the task's input cannot split (--receiver-text-fields) fail before any model loads
     return task
 
 
@@ -229,6 +231,7 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
         "best_lr": grid.outcome.lr,
         "val_accuracy_best": grid.outcome.best.score,
         "text_bytes_mean": round(sum(texts_bytes) / len(texts_bytes), 1),
+        **sender_only_bytes(task, config.receiver_text_fields),
         **layer_weights(bridge),
         **{f"wire_bytes_{f}": WireFormat(f).message_bytes(numel) for f in ("fp16", "int8", "int4")},
     }

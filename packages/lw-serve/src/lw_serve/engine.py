@@ -166,6 +166,9 @@ def load_engine(run_dir: str | Path, role: str = "pipeline", *, wire: str | None
     dtype = dtype or c.dtype
     if role == "receiver" and c.receiver_reads_text:
         raise LwError("this bridge's receiver reads the input text too (fusion): serve it whole, not split")
+    if c.receiver_template != "{text}":
+        raise LwError(f"this bridge's receiver reads some of the input's fields as text ({c.receiver_template!r}): "
+                      "lw-serve takes plain texts and cannot split them; predict with lw_bridge.BridgePipeline")
     index = 0 if receiver is None else bridge.receiver_index(receiver)
     sender = receiver_lm = None
     with transformers_progress(False):

@@ -1,0 +1,68 @@
+"""Which input fields each side reads when they split a multi-field input (`--receiver-text-fields`):
+the receiver reads some fields as text beside the soft tokens, the sender reads the others and sends
+them only as the message. QA layout (b): the receiver reads the question, the passage reaches it only
+through the message (the sender has read the context, the receiver has not).
+
+The split follows the lines of the task's input template ("Context: {context}\\nQuestion: {question}"):
+a line belongs to the side whose fields it names; a line with no field (an instruction) stays with the
+receiver, which answers; a line naming fields of both sides cannot be split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lw_core import LwError
+from lw_tasks import Example, Task
+from lw_tasks.task import template_fields
+
+
+@dataclass(frozen=True)
+class FieldSplit:
+    receiver_template: str
+    """The input lines the receiver reads as text (a format string over the example's fields)."""
+    sender_template: str
+    """The input lines only the sender reads."""
+
+
+def split_fields(task: Task, receiver_fields: Sequence[str]) -> FieldSplit:
+    """The task's input template cut into the receiver's lines (those naming only `receiver_fields`)
+    and the sender's (the rest)."""
+    known = [f for f in task.input_fields if f != "text"]
+    unknown = sorted(set(receiver_fields) - set(known))
+    if unknown:
+        raise LwError(f"--receiver-text-fields: task {task.name!r} has no input field(s) {', '.join(unknown)}; "
+                      f"its fields: {', '.join(known) or 'text only'}")
+    if set(receiver_fields) >= set(known):
+        raise LwError(f"--receiver-text-fields names every input field of task {task.name!r} "
+                      f"({', '.join(known)}): the sender would read nothing")
+    receiver_lines, sender_lines = [], []
+    for line in task.input_template.split("\n"):
+        used = set(template_fields(line))
+        if used & set(receiver_fields) and used - set(receiver_fields):
+            raise LwError(f"task {task.name!r}: the input line {line!r} names fields the receiver reads "
+                          f"({', '.join(sorted(used & set(receiver_fields)))}) and others; it cannot be split")
+        (sender_lines if used - set(receiver_fields) else receiver_lines).append(line)
+    return FieldSplit("\n".join(receiver_lines), "\n".join(sender_lines))
+
+
+def render(template: str, example: Example) -> str:
+    """`template` filled with the example's (truncated) text and fields."""
+    try:
+        return template.format(**{**example.fields, "text": example.text})
+    except KeyError as err:
+        raise LwError(f"input {example.id!r} has no field {err.args[0]!r}, which this bridge reads ({template!r}); "
+                      f"pass task examples with their fields") from None
+
+
+def sender_only_bytes(task: Task, receiver_fields: Sequence[str], split: str = "test") -> dict[str, float]:
+    """Mean UTF-8 bytes of what only the sender reads (the input the message stands for), on `split`;
+    empty when the receiver reads the whole input."""
+    if not receiver_fields:
+        return {}
+    template = split_fields(task, receiver_fields).sender_template
+    sizes = [len(render(template, e).encode("utf-8")) for e in task.split(split)]
+    return {"sender_only_bytes_mean": round(sum(sizes) / len(sizes), 1)}
+
+
+__all__ = ["FieldSplit", "render", "sender_only_bytes", "split_fields"]
