@@ -14,6 +14,7 @@ from lw_tasks import (
     GenerationScorer,
     Task,
     ZeroShotScorer,
+    answer_rule_hint,
     apply_answer_rule,
     calibrate_scores,
     calibration_offset,
@@ -187,3 +188,13 @@ def test_answer_rule_scores_the_first_token_only_where_it_tells_the_answers_apar
     ids = [lm.token_ids(v)[:1] for v in task.verbalizers]
     assert torch.allclose(first, lm.score_answers(lm.embed_texts([task.prompt(e) for e in examples]), ids).logprobs)
     assert (full < first).all()  # the continuation adds negative log-probs
+
+
+def test_the_log_says_when_first_token_falls_back_to_full_and_what_distinct_prefix_would_score():
+    answers = [[1226, 236809], [3273, 236772, 16912], [3273, 236772, 71703], [11115]]
+    hint = answer_rule_hint("first-token", answers)
+    # full: prefixes (1226) (3273) (3273 236772); distinct-prefix keeps the two that share tokens whole
+    assert "3 continuation positions" in hint and "(2)" in hint and "--answer-rule distinct-prefix" in hint
+    assert answer_rule_hint("first-token", [[5, 6], [7]]) is None  # first tokens tell them apart
+    assert answer_rule_hint("distinct-prefix", answers) is None
+    assert answer_rule_hint("full", answers) is None

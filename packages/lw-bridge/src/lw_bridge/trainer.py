@@ -27,6 +27,7 @@ from lw_registry import write_json_atomic
 from lw_tasks import (
     Example,
     Task,
+    answer_rule_hint,
     evaluate,
     flat_metrics,
     load_task,
@@ -151,6 +152,10 @@ def fit_bridge(ctx: Context) -> Outcome | None:
             inputs.cache_split(task, split, examples, after_batch=conversion.poll)
         conversion.wait()
     receivers = [ctx.models.get(name) for name in config.receivers]
+    for receiver in receivers if task.kind != "generative" else []:
+        hint = answer_rule_hint(config.answer_rule, [receiver.token_ids(v) for v in task.verbalizers])
+        if hint:
+            log.info("%s: %s", receiver.name, hint)
     bconfig = bridge_config(config, task, sender, receivers)
     cache_seconds = time.perf_counter() - started
 

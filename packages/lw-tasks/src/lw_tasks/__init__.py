@@ -9,6 +9,7 @@ from lw_tasks.scoring import (
     ContextualCalibration,
     GenerationScorer,
     ZeroShotScorer,
+    answer_rule_hint,
     answer_token_ids,
     apply_answer_rule,
     calibrate_scores,
@@ -25,6 +26,7 @@ from lw_tasks.task import CONTENT_FREE, SPLITS, TRAIN_BUDGET, VALIDATION_BUDGET,
 
 __all__ = [
     "ANSWER_RULES",
+    "answer_rule_hint",
     "CONTENT_FREE",
     "DEFAULT_ANSWER_RULE",
     "SPLITS",
