@@ -20,6 +20,7 @@ from lw_core.grid import GridOutcome
 from lw_core.grid import train_grid as run_grid
 from lw_core.models import BackgroundConversion, cache_dir, resolve_device
 from lw_core.options import DEFAULT_RECEIVER
+from lw_core.run_dirs import identity_hash
 from lw_core.run_dirs import method_label as labelled
 from lw_core.runs import runs_root
 from lw_core.trainer import LoopSettings
@@ -78,7 +79,7 @@ def default_run_dir(config: TrainConfig) -> Path:
     """`$LW_RUNS/<task>/<method>/seed<S>-<hash>`, `<method>` as the run's record names it; a run
     started before that layout (every bridge under `bridge/`) is resumed or recognised where it is."""
     task = Path(config.task).stem if Path(config.task).suffix else config.task
-    name = f"seed{config.seed}-{config.identity_hash()}"
+    name = f"seed{config.seed}-{identity_hash(config)}"
     legacy, label = runs_root() / task / "bridge" / name, method_label(config)
     if label != "bridge" and (legacy / "run.json").is_file():
         log.info("%s: this run's directory from before runs/<task>/<method>/; kept there", legacy)

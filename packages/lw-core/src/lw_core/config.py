@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import sys
 import types
 import typing
@@ -36,16 +34,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         raise LwError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-def config_hash(config: Any) -> str:
-    """A stable hash of a config's resolved values (order-independent)."""
-    payload = json.dumps(config_to_dict(config) if dataclasses.is_dataclass(config) else config, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -276,7 +264,8 @@ def parse_command(
     prog: str, description: str, commands: dict[str, Command], argv: Sequence[str] | None = None
 ) -> tuple[str, Any]:
     """`prog COMMAND [options]`, each command's options generated from its dataclass (plus `--config`).
-    Returns the command's name and its resolved config."""
+    Returns the command's name and its resolved config. Only the commands named in `argv` get their
+    options built: `prog --help` lists the commands by their help lines alone."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         raise LwError(f"unknown command {argv[0]!r}; known: {', '.join(commands)}")
@@ -284,7 +273,8 @@ def parse_command(
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(commands) + "}")
     for name, command in commands.items():
         child = sub.add_parser(name, help=command.help, description=command.help)
-        _add_config_flag(child)
-        add_config_arguments(child, command.config)
+        if name in argv:
+            _add_config_flag(child)
+            add_config_arguments(child, command.config)
     args = parser.parse_args(argv)
     return args.command, resolve_config(commands[args.command].config, args)

@@ -36,20 +36,19 @@ DEFAULT_RECEIVER = "gemma3-270m"
 
 class OptionGroup:
     """A group of options (a dataclass mixin). Subclass it for a group; a config inherits groups side
-    by side and, if it checks fields of its own, calls `super().__post_init__()` first."""
+    by side and, if it checks fields of its own, calls `super().__post_init__()` (or declares them in
+    `at_least_one` / `check_options` as a group does). A group's `check_options(self)`, when it has
+    one, checks its own fields beyond `at_least_one` and raises ValueError."""
 
     help_title: ClassVar[str | None] = None
     """The heading of this group's flags in `--help` (None: listed with the command's own options)."""
     at_least_one: ClassVar[tuple[str, ...]] = ()
     """This group's fields that must be >= 1 when set."""
 
-    def check_options(self) -> None:
-        """This group's checks beyond `at_least_one`, on its own fields; raises ValueError."""
-
     def __post_init__(self) -> None:
-        for group in type(self).__mro__:  # most specific group first
-            own = vars(group)
-            positive(self, *own.get("at_least_one", ()))
+        groups = [vars(group) for group in type(self).__mro__]  # most specific group first
+        positive(self, *(name for own in groups for name in own.get("at_least_one", ())))
+        for own in groups:
             if "check_options" in own:
                 own["check_options"](self)
 
