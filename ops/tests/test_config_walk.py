@@ -2,11 +2,7 @@
 (the method's label and run directory) enters lw's source files in some order; a file entered, left and
 entered again is bookkeeping that ping-pongs between modules. Each walk re-enters no file more than
 MAX_REENTRIES times (`walk` traces the Python calls, `sys.setprofile`, and counts them).
-
-Not yet: the config classes still build by a multiple-inheritance chain whose `__post_init__`s and
-defaults walk lw-core's options / config modules and back for every group (issue 33 part 2, nested
-config groups); the two walks are strict xfails until that lands. `python ops/tests/test_config_walk.py`
-prints both walks."""
+`python ops/tests/test_config_walk.py` prints both walks."""
 
 from __future__ import annotations
 
@@ -74,7 +70,6 @@ def setup(method_name: str, parse: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-@pytest.mark.xfail(strict=True, reason="config groups still an inheritance chain (issue 33 part 2)")
 @pytest.mark.parametrize("make", [lw_train_setup, baseline_setup], ids=["lw-train", "lw-baseline"])
 def test_config_walk_reenters_no_file_more_than_twice(make, tmp_path, monkeypatch):
     monkeypatch.setenv("LW_RUNS", str(tmp_path))

@@ -15,14 +15,16 @@ from lw_bench.cli import COMMANDS as BENCH_COMMANDS
 from lw_bench.suite import BenchConfig
 from lw_bridge.cli import EvalConfig
 from lw_bridge.config import TrainConfig
-from lw_core.config import GROUP_TITLES, ArgumentParser, add_config_arguments, parse_command, parse_config
+from lw_core.config import ArgumentParser, add_config_arguments, parse_command, parse_config
 from lw_core.errors import LwError
+from lw_core.options import ModelOptions, RuntimeOptions
 from lw_core.run_dirs import identity_hash
 from lw_serve.cli import ServeConfig
+from lw_tasks import BudgetOptions, TaskOptions
 from lw_tasks.cli import COMMANDS as TASK_COMMANDS
 from lw_tasks.cli import ZeroShotConfig
 
-SHARED_TITLES = set(GROUP_TITLES.values()) - {"training options"}
+SHARED_TITLES = {g.help_title for g in (RuntimeOptions, ModelOptions, TaskOptions, BudgetOptions)}
 
 # Every dataclass-generated command line: (what the user types, its config).
 CLIS = {

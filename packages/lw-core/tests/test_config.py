@@ -18,7 +18,7 @@ from lw_core.config import (
     parse_config,
 )
 from lw_core.errors import LwError
-from lw_core.options import ModelOptions, RuntimeOptions, TrainingOptions, shared_field
+from lw_core.options import ModelOptions, OptionGroup, RuntimeOptions, TrainingOptions, shared_field
 from lw_core.run_dirs import identity_hash
 
 
@@ -146,3 +146,48 @@ def test_threads_is_applied_when_parsed_and_changes_no_run_id():
     assert identity_hash(config) == identity_hash(Shared())
     with pytest.raises(LwError, match="threads: must be at least 1, got 0"):
         parse_config(Shared, ["--threads", "0"])
+
+
+@dataclass
+class Window(OptionGroup):
+    """A downstream group: lw-core learns its `--help` title and checks from the class itself."""
+
+    help_title = "window options"
+    at_least_one = ("width",)
+
+    width: int = field(default=4, metadata={"help": "window width"})
+    stride: int = field(default=2, metadata={"help": "window stride"})
+
+    def check_options(self) -> None:
+        if self.stride > self.width:
+            raise ValueError(f"stride must be <= width, got {self.stride} > {self.width}")
+
+
+@dataclass
+class Windowed(Window, RuntimeOptions):
+    at_least_one = ("count",)
+
+    count: int = field(default=1, metadata={"help": "a count of the command's own"})
+
+
+def test_a_group_names_its_own_help_title():
+    parser = ArgumentParser(prog="p")
+    add_config_arguments(parser, Windowed)
+    titles = {a.dest: g.title for g in parser._action_groups for a in g._group_actions}
+    assert titles["width"] == titles["stride"] == "window options"
+    assert titles["threads"] == titles["dtype"] == titles["seed"] == "runtime options"
+    assert titles["count"] == "options"  # the command's own
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"width": 0}, "width must be >= 1, got 0"),
+    ({"count": 0}, "count must be >= 1, got 0"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be >= 1, got 0"),
+    ({"stride": 9}, "stride must be <= width, got 9 > 4"),
+    ({"dtype": "fp64"}, "dtype must be one of"),
+])
+def test_every_group_of_a_config_is_checked_once_side_by_side(values, message):
+    with pytest.raises(LwError, match=f"invalid Windowed: {message}"):
+        build_config(Windowed, values)
+    assert [f.name for f in dataclasses.fields(Windowed)][:7] == [
+        "threads", "device", "dtype", "eval_batch_size", "output_dir", "progress", "seed"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 from lw_core import LwError
-from lw_core.options import ThreadOptions, check_parents
+from lw_core.options import ThreadOptions
 from lw_tasks.options import TaskOptions
 
 from lw_bench.measure import percentiles
@@ -56,7 +56,7 @@ class ServeLoadConfig(TaskOptions, ThreadOptions):
             raise LwError("lw-bench serve: the split pair needs both --sender-url and --receiver-url")
         if self.requests < 1 or self.seconds <= 0 or any(c < 1 for c in self.concurrency):
             raise LwError("lw-bench serve: --requests, --seconds and each --concurrency must be positive")
-        check_parents(self, ServeLoadConfig)
+        super().__post_init__()
 
 
 async def run_level(send: Send, texts: Sequence[str], concurrency: int, requests: int, seconds: float,

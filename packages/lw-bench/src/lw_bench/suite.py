@@ -22,7 +22,6 @@ from lw_core.options import (
     ModelOptions,
     RuntimeOptions,
     apply_threads,
-    check_parents,
     shared_field,
 )
 from lw_core.run_dirs import hashed_run_dir
@@ -103,7 +102,7 @@ class BenchConfig(TaskOptions, RuntimeOptions):
             raise ValueError("batch sizes and relay tokens must be >= 1")
         if any(a < 2 for a in self.answers):
             raise ValueError(f"answer-set sizes must be >= 2, got {self.answers}")
-        check_parents(self, BenchConfig)
+        super().__post_init__()
 
     def legacy_identity(self) -> dict[str, Any]:
         """`threads` was part of a benchmark's run id before it became a runtime option."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lw_core.config import ArgumentParser, parse_config
 from lw_core.errors import LwError, cli_errors
-from lw_core.options import DeviceOptions, ModelOptions, ScoringOptions, shared_field
+from lw_core.options import DeviceOptions, ModelOptions, ScoringOptions, ThreadOptions, shared_field
 from lw_tasks import TaskOptions
 
 from lw_bridge.config import TrainConfig
@@ -26,7 +26,7 @@ def train_main(argv: list[str] | None = None) -> None:
 
 
 @dataclass
-class EvalConfig(ScoringOptions):
+class EvalConfig(ScoringOptions, DeviceOptions, ThreadOptions):
     run_dir: str = field(default="", metadata={"help": "a run directory written by lw-train (or a bridge folder)",
                                                "positional": True})
     split: str = field(default="test", metadata={"help": "split to evaluate",

@@ -19,6 +19,8 @@ from lw_core.distributed import single_process_hint
 from lw_core.grid import GridOutcome
 from lw_core.grid import train_grid as run_grid
 from lw_core.models import BackgroundConversion, cache_dir, resolve_device
+from lw_core.options import DEFAULT_RECEIVER
+from lw_core.run_dirs import identity_hash
 from lw_core.run_dirs import method_label as labelled
 from lw_core.runs import runs_root
 from lw_core.trainer import LoopSettings
@@ -71,19 +73,19 @@ def method_label(config: TrainConfig) -> str:
     name = "bridge-fusion" if config.receiver_reads_text else "bridge"
     if len(config.receivers) > 1:
         return f"{name}-interlingua"
-    return labelled(name, config.receivers[0], TrainConfig().receivers[0])
+    return labelled(name, config.receivers[0], DEFAULT_RECEIVER)
 
 
 def default_run_dir(config: TrainConfig) -> Path:
     """`$LW_RUNS/<task>/<method>/seed<S>-<hash>`, `<method>` as the run's record names it; a run
     started before that layout (every bridge under `bridge/`) is resumed or recognised where it is."""
     task = Path(config.task).stem if Path(config.task).suffix else config.task
-    name = f"seed{config.seed}-{config.identity_hash()}"
-    legacy = runs_root() / task / "bridge" / name
-    if method_label(config) != "bridge" and (legacy / "run.json").is_file():
+    name = f"seed{config.seed}-{identity_hash(config)}"
+    legacy, label = runs_root() / task / "bridge" / name, method_label(config)
+    if label != "bridge" and (legacy / "run.json").is_file():
         log.info("%s: this run's directory from before runs/<task>/<method>/; kept there", legacy)
         return legacy
-    return runs_root() / task / method_label(config) / name
+    return runs_root() / task / label / name
 
 
 def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16,

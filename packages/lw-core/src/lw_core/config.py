@@ -2,7 +2,7 @@
 
 A config is a dataclass whose fields carry help text in `metadata={"help": ...}` (optionally
 `"choices"`, `"positional": True` for a positional argument, and what `lw_core.options.shared_field`
-sets: `"flag"` and `"group"` of a shared option, `"one_value"`, deprecated `"aliases"`), validated in
+sets: `"flag"` and `"help_title"` of a shared option, `"one_value"`, deprecated `"aliases"`), validated in
 `__post_init__`. A parsed config's `threads` is applied (`torch.set_num_threads`).
 `parse_config` builds one command's parser from it; `parse_command` builds a command with
 subcommands (`lw-tasks show`, `lw-bench latency`), each from its own dataclass. Values from files
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import sys
 import types
 import typing
@@ -36,16 +34,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         raise LwError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-def config_hash(config: Any) -> str:
-    """A stable hash of a config's resolved values (order-independent)."""
-    payload = json.dumps(config_to_dict(config) if dataclasses.is_dataclass(config) else config, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -125,16 +113,14 @@ def build_config(cls: type[C], values: dict[str, Any]) -> C:
         raise LwError(f"invalid {cls.__name__}: {err}") from None
 
 
-GROUP_TITLES = {"TaskOptions": "task options", "BudgetOptions": "data budget", "ThreadOptions": "runtime options",
-                "DeviceOptions": "runtime options", "ScoringOptions": "runtime options",
-                "RuntimeOptions": "runtime options", "ModelOptions": "models",
-                "TrainingOptions": "training options", "TrainFields": "training options"}
-
-
-def _owner(cls: type, name: str) -> str:
-    """The name of the most basic class in `cls`'s MRO that declares field `name` (a subclass may
-    redeclare a group's field to change its default; it stays in its group)."""
-    return next(c.__name__ for c in reversed(cls.__mro__) if name in vars(c).get("__annotations__", {}))
+def help_title(cls: type, f: dataclasses.Field) -> str | None:
+    """The `--help` heading of field `f` of `cls`: its option group's `help_title` (read from the most
+    basic class in the MRO that declares the field: a subclass may redeclare a group's field to change
+    its default, it stays in its group), or the one `shared_field` recorded; None for a command's own."""
+    if "help_title" in f.metadata:
+        return f.metadata["help_title"]
+    owner = next(c for c in reversed(cls.__mro__) if f.name in vars(c).get("__annotations__", {}))
+    return vars(owner).get("help_title")
 
 
 def flag_name(f: dataclasses.Field) -> str:
@@ -175,7 +161,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         meta = dict(f.metadata)
-        title = GROUP_TITLES.get(meta.get("group") or _owner(cls, f.name))
+        title = help_title(cls, f)
         target = groups.setdefault(title, parser.add_argument_group(title)) if title else parser
         kind, is_list, _ = field_kind(f.type)
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": meta.get("help", "")}
@@ -278,7 +264,8 @@ def parse_command(
     prog: str, description: str, commands: dict[str, Command], argv: Sequence[str] | None = None
 ) -> tuple[str, Any]:
     """`prog COMMAND [options]`, each command's options generated from its dataclass (plus `--config`).
-    Returns the command's name and its resolved config."""
+    Returns the command's name and its resolved config. Only the commands named in `argv` get their
+    options built: `prog --help` lists the commands by their help lines alone."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         raise LwError(f"unknown command {argv[0]!r}; known: {', '.join(commands)}")
@@ -286,7 +273,8 @@ def parse_command(
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(commands) + "}")
     for name, command in commands.items():
         child = sub.add_parser(name, help=command.help, description=command.help)
-        _add_config_flag(child)
-        add_config_arguments(child, command.config)
+        if name in argv:
+            _add_config_flag(child)
+            add_config_arguments(child, command.config)
     args = parser.parse_args(argv)
     return args.command, resolve_config(commands[args.command].config, args)

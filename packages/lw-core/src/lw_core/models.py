@@ -206,10 +206,12 @@ def model_tag(name_or_path: str) -> str:
     return Path(name_or_path.rstrip("/")).name
 
 
-def check_model_name(name_or_path: str) -> None:
-    """Fail (one line, naming the presets) unless this is a preset, a model folder or a hub id; converts nothing."""
-    if name_or_path not in PRESETS:
-        _non_preset_source(name_or_path)
+def check_model_names(*names_or_paths: str) -> None:
+    """Fail (one line, naming the presets) unless each is a preset, a model folder or a hub id; converts nothing."""
+    presets = set(PRESETS.names())
+    for name_or_path in names_or_paths:
+        if name_or_path not in presets:
+            _non_preset_source(name_or_path)
 
 
 def resolve_model_source(name_or_path: str) -> str:

@@ -1,28 +1,25 @@
-"""Option groups every command shares; a command's config inherits the groups it needs.
+"""Option groups every command shares; a command's config takes the groups it needs side by side.
 
-The runtime group, nested so each command takes what applies to it: `ThreadOptions` (`--threads`)
-⊂ `DeviceOptions` (`--device`, `--dtype`) ⊂ `ScoringOptions` (`--eval-batch-size`, `--output-dir`,
-`--progress`) ⊂ `RuntimeOptions` (`--seed`: a run). `ModelOptions`: `--sender`, `--receivers`.
-`TrainingOptions`: the optimisation recipe of a trained method. Task options (which data, which
-columns, how much of it) live in `lw_tasks.options`, next to the task budgets they default to.
+Each group is a leaf `OptionGroup` that knows its own fields only: its `--help` title (`help_title`),
+which of them must be at least 1 (`at_least_one`) and any other check (`check_options`). A config
+combines groups in one level (`class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions,
+TaskOptions)`), its flags stay flat, and one `__post_init__` runs every group's checks.
+The runtime options: `ThreadOptions` (`--threads`), `DeviceOptions` (`--device`, `--dtype`),
+`ScoringOptions` (`--eval-batch-size`, `--output-dir`, `--progress`), and `RuntimeOptions`, the three
+plus `--seed` (a run). `ModelOptions`: `--sender`, `--receivers`. `TrainingOptions`: the optimisation
+recipe of a trained method. Task options (which data, which columns, how much of it) live in
+`lw_tasks.options`, next to the task budgets they default to.
 """
 
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from lw_core.models import DEVICES, DTYPE_CHOICES
 
 DEFAULT_DTYPE = "auto"
 """One default for every command: bf16 where the hardware computes it natively, else fp32."""
-
-
-def check_parents(config: object, cls: type) -> None:
-    """Run the next `__post_init__` in the MRO after `cls`'s, so a config inheriting several groups checks them all."""
-    parent = getattr(super(cls, config), "__post_init__", None)
-    if parent is not None:
-        parent()
 
 
 def positive(config: object, *names: str) -> None:
@@ -37,50 +34,74 @@ DEFAULT_SENDER = "smollm2-135m"
 DEFAULT_RECEIVER = "gemma3-270m"
 
 
+class OptionGroup:
+    """A group of options (a dataclass mixin). Subclass it for a group; a config inherits groups side
+    by side and, if it checks fields of its own, calls `super().__post_init__()` (or declares them in
+    `at_least_one` / `check_options` as a group does). A group's `check_options(self)`, when it has
+    one, checks its own fields beyond `at_least_one` and raises ValueError."""
+
+    help_title: ClassVar[str | None] = None
+    """The heading of this group's flags in `--help` (None: listed with the command's own options)."""
+    at_least_one: ClassVar[tuple[str, ...]] = ()
+    """This group's fields that must be >= 1 when set."""
+
+    def __post_init__(self) -> None:
+        groups = [vars(group) for group in type(self).__mro__]  # most specific group first
+        positive(self, *(name for own in groups for name in own.get("at_least_one", ())))
+        for own in groups:
+            if "check_options" in own:
+                own["check_options"](self)
+
+
 @dataclass
-class ThreadOptions:
+class ThreadOptions(OptionGroup):
+    help_title = "runtime options"
+    at_least_one = ("threads",)
+
     threads: int | None = field(default=None, metadata={
         "help": "torch CPU threads (torch.set_num_threads; none = torch's own choice)", "min": 1})
 
-    def __post_init__(self) -> None:
-        positive(self, "threads")
-        check_parents(self, ThreadOptions)
-
 
 @dataclass
-class DeviceOptions(ThreadOptions):
+class DeviceOptions(OptionGroup):
+    help_title = "runtime options"
+
     device: str = field(default="auto", metadata={"help": f"{' | '.join(DEVICES)} | cuda:N"})
     dtype: str = field(default=DEFAULT_DTYPE, metadata={
         "help": "model dtype; auto = bf16 where the hardware has native bf16 (recent CPUs, GPUs), else fp32; "
                 "commands reading a saved bridge (lw-eval, lw-serve) default to the dtype it trained in",
         "choices": list(DTYPE_CHOICES)})
 
-    def __post_init__(self) -> None:
+    def check_options(self) -> None:
         if self.dtype is not None and self.dtype not in DTYPE_CHOICES:  # None: a saved bridge's own (lw-eval)
             raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {self.dtype!r}")
-        check_parents(self, DeviceOptions)
 
 
 @dataclass
-class ScoringOptions(DeviceOptions):
+class ScoringOptions(OptionGroup):
+    help_title = "runtime options"
+    at_least_one = ("eval_batch_size",)
+
     eval_batch_size: int = field(default=64, metadata={"help": "examples per scoring / evaluation batch"})
     output_dir: str | None = field(default=None, metadata={
         "help": "where results are written (default: a new run's $LW_RUNS/<task>/<method>/seed<S>-<config hash>, "
                 "so the same command resumes or is recognised as done; lw-eval: the run directory it reads)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
-    def __post_init__(self) -> None:
-        positive(self, "eval_batch_size")
-        check_parents(self, ScoringOptions)
-
 
 @dataclass
-class RuntimeOptions(ScoringOptions):
+class RuntimeOptions(ScoringOptions, DeviceOptions, ThreadOptions):
+    """The runtime groups together, and a run's seed (fields in the order threads, device, ..., seed)."""
+
+    help_title = "runtime options"
+
     seed: int = field(default=0, metadata={"help": "run seed (initialisation, data order, training subset, draws)"})
 
 
 @dataclass
-class ModelOptions:
+class ModelOptions(OptionGroup):
+    help_title = "models"
+
     sender: str = field(default=DEFAULT_SENDER, metadata={
         "help": "sender model: preset, folder or hub id (lw-eval: default the one the bridge trained with)"})
     receivers: list[str] = field(default_factory=lambda: [DEFAULT_RECEIVER], metadata={
@@ -94,7 +115,7 @@ def shared_field(group: type, name: str, **changes: Any) -> Any:
     flag such as `--receivers`: exactly one value), `aliases` (old flag names that still work and warn
     once), `positional`. The config's own field name may differ from `name` (its run ids stay stable)."""
     source = {f.name: f for f in fields(group)}[name]
-    metadata = dict(source.metadata) | {"flag": name, "group": group.__name__}
+    metadata = dict(source.metadata) | {"flag": name, "help_title": group.help_title}
     metadata |= {k: changes.pop(k) for k in ("one_value", "aliases", "positional") if k in changes}
     if "default" in changes:
         return field(default=changes.pop("default"), metadata=metadata)
@@ -115,7 +136,10 @@ def apply_threads(config: object) -> None:
 
 
 @dataclass
-class TrainingOptions:
+class TrainingOptions(OptionGroup):
+    help_title = "training options"
+    at_least_one = ("steps", "batch_size", "eval_every")
+
     steps: int = field(default=120, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per optimizer step"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
@@ -127,8 +151,7 @@ class TrainingOptions:
         "help": "decay of an exponential moving average of the trained parameters (e.g. 0.99); validation scores "
                 "and the best step keeps the average instead of the parameters themselves (0 = off)"})
 
-    def __post_init__(self) -> None:
-        positive(self, "steps", "batch_size", "eval_every")
+    def check_options(self) -> None:
         lrs = self.lr if isinstance(self.lr, list) else [self.lr]
         if not lrs or not all(lr > 0 for lr in lrs):
             raise ValueError(f"lr must be > 0, got {self.lr}")
@@ -138,4 +161,3 @@ class TrainingOptions:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
-        check_parents(self, TrainingOptions)

@@ -8,6 +8,7 @@ recognised as done.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,21 @@ from typing import Any
 from lw_registry import RECORD_NAME
 from lw_registry.files import runs_root
 
-from lw_core.config import config_hash, config_to_dict
 from lw_core.errors import LwError, not_a_folder
 from lw_core.models import model_tag
 
 CONFIG_NAME = "config.json"
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config's values as `config.json` holds them."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def config_hash(config: Any) -> str:
+    """A stable hash of a config's resolved values (order-independent)."""
+    payload = json.dumps(config_to_dict(config) if dataclasses.is_dataclass(config) else config, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
 
 NOT_IDENTITY = ("output_dir", "progress", "threads")
 """Config fields that never change a result."""

@@ -18,9 +18,16 @@ import lw_registry
 from lw_registry.files import missing_folders, remove_created
 from lw_registry.files import runs_root as runs_root  # the one runs-root reader, re-exported
 
-from lw_core.config import config_hash, config_to_dict
 from lw_core.preemption import PREEMPTED_EXIT_CODE
-from lw_core.run_dirs import CONFIG_NAME, check_same_config, identity_hash, runtime_facts, train_budget
+from lw_core.run_dirs import (
+    CONFIG_NAME,
+    check_same_config,
+    config_hash,
+    config_to_dict,
+    identity_hash,
+    runtime_facts,
+    train_budget,
+)
 
 LOG_NAME = "log.txt"
 _LIBRARIES = ("torch", "transformers", "accelerate", "peft", "safetensors", "numpy", "polars")
