@@ -216,3 +216,9 @@ def test_recorded_argv_of_a_baseline_parses_back():
     assert "--receivers" in argv and "--receiver" not in argv
     _, again = parse_command("lw-baseline", "", baseline_commands(), ["lora", *argv])
     assert dataclasses.asdict(again) == dataclasses.asdict(config)
+
+
+def test_a_field_added_after_run_ids_existed_joins_them_only_when_set():
+    fusion = TrainConfig(task="squad-olmes", receiver_reads_text=True)
+    layout_b = TrainConfig(task="squad-olmes", receiver_reads_text=True, receiver_text_fields=["question"])
+    assert identity_hash(layout_b) != identity_hash(fusion)

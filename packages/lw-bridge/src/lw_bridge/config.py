@@ -58,7 +58,7 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
     receiver_text_fields: list[str] = field(default_factory=list, metadata={
         "help": "with --receiver-reads-text: the input fields the receiver reads as text (e.g. question); the "
                 "sender reads only the others (e.g. the passage), which reach the receiver only as the message "
-                "(QA layout (b)); default: both read the whole input"})
+                "(QA layout (b)); default: both read the whole input", "identity": "when-set"})
     fusion_layout: str = field(default="prefix", metadata={
         "help": "fusion: where the soft tokens go; prefix = before the task prompt (prompt tuning's layout), "
                 "suffix = after the text, before the answer cue (the text runs once without gradients: cheaper)",

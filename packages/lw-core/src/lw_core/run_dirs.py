@@ -39,10 +39,16 @@ NOT_IDENTITY = ("output_dir", "progress", "threads")
 def identity_hash(config: Any) -> str:
     """The hash of a config's result-changing values. A config whose run ids held a value before it left
     the identity (`threads` of `lw-tasks eval-zero-shot`, `lw-bench`) says so in `legacy_identity()`,
-    so its existing run directories keep their names."""
+    so its existing run directories keep their names; a field added after run ids existed, whose default
+    keeps the old behaviour, says `"identity": "when-set"` in its metadata and joins the hash only when set."""
     values = config_to_dict(config)
     for name in NOT_IDENTITY:
         values.pop(name, None)
+    for f in dataclasses.fields(config):
+        if f.metadata.get("identity") == "when-set":
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if values.get(f.name) == default:
+                values.pop(f.name)
     legacy = getattr(config, "legacy_identity", None)
     if legacy is not None:
         values.update(legacy())

@@ -50,14 +50,15 @@ class ParityConfig:
 def fresh_bridge(task: str, folder: Path, seed: int) -> Path:
     """A default bridge for `task` between the default models, initialised with `seed`, saved in `folder`."""
     from lw_bridge.bridge import Bridge
-    from lw_bridge.build import Models, bridge_config, load_receivers, load_sender
+    from lw_bridge.build import bridge_config
     from lw_bridge.config import TrainConfig
+    from lw_tasks.methods import Models
 
     config = TrainConfig(task=task, device="cpu")
-    device = torch.device("cpu")
-    models = Models(load_sender(config, device), load_receivers(config, device))
+    models = Models(device="cpu", dtype=config.dtype)
+    sender, receivers = models.get(config.sender), [models.get(name) for name in config.receivers]
     torch.manual_seed(seed)
-    Bridge(bridge_config(config, load_task(task), models)).save_pretrained(folder)
+    Bridge(bridge_config(config, load_task(task), sender, receivers)).save_pretrained(folder)
     return folder
 
 
