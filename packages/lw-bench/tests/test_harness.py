@@ -65,8 +65,8 @@ def test_bridge_path_answers_like_the_bridge_scorer(pair):
     expected = BridgeScorer(bridge, inputs, receiver).score(task, test).argmax(-1).tolist()
     path = BridgePath(task, sender, receiver, bridge)
     assert path(test, StageClock()) == expected
-    prefilled = path.context  # the receiver's constant start, prefilled on the first call
-    assert prefilled is not None and path(test[:1], StageClock()) == expected[:1] and path.context is prefilled
+    prefilled = path.scorer.prefilled_start  # the receiver's constant start, prefilled on the first call
+    assert prefilled is not None and path(test[:1], StageClock()) == expected[:1] and path.scorer.prefilled_start is prefilled
 
 
 def test_direct_path_answers_like_zero_shot(pair):

@@ -58,6 +58,18 @@ def test_gradients_into_soft_tokens_match_the_reference(lm, n_soft):
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
+@pytest.mark.parametrize("answers", list(ANSWER_SETS.values()), ids=list(ANSWER_SETS))
+def test_relative_scores_differ_by_one_constant_per_example(lm, answers):
+    """`relative=True` skips the first position's normaliser: each row's scores move by one constant, so
+    the argmax and the softmax over the answers are those of the exact log-probs."""
+    prefix = lm.embed_texts(PREFIXES["short"])
+    exact, relative = lm.score_answers(prefix, answers).logprobs, lm.score_answers(prefix, answers, relative=True).logprobs
+    shift = relative - exact
+    assert torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-4)
+    assert torch.equal(relative.argmax(-1), exact.argmax(-1))
+    assert torch.allclose(relative.log_softmax(-1), exact.log_softmax(-1), atol=1e-4)
+
+
 def test_answer_normaliser_is_a_softmax_over_the_trie(lm):
     """`normaliser="answers"`: each token normalised over its node's next tokens, so when no answer is a
     prefix of another the answers' probabilities sum to 1; on single-token answers it is the first-token

@@ -38,6 +38,10 @@ def test_split_over_bytes_answers_as_the_pipeline_does(engines, run_dir, texts):
 
     raw = scorer.score(None, [Example(id=str(i), text=t) for i, t in enumerate(texts)])
     assert [a.answer for a in whole] == [reference.answers[i] for i in raw.argmax(-1).tolist()]
+    # served scores: the softmax over the answers of the exact log-probs, though the receiver continued a
+    # prefilled constant start and skipped the first position's normaliser
+    assert torch.allclose(torch.tensor([a.scores for a in whole]), raw.log_softmax(-1), atol=1e-4)
+    assert engines["pipeline"].scorer.prefilled_start is not None
 
 
 def test_stage_timings_are_reported(engines, texts):

@@ -47,7 +47,7 @@ class ScoringConfig(BenchOptions):
 
 COMMANDS = {
     "latency": Command("p50/p90/p99 at batch 1, throughput, stages and peak memory of every path", BenchConfig),
-    "limit": Command("the bridge path against its floor (bare sender and receiver prefills)", BenchConfig),
+    "limit": Command("the bridge path against its floor (bare sender and receiver prefills) and the text relay", BenchConfig),
     "scaling": Command("latency of bridge, direct and relay as the input grows", BenchConfig),
     "wire": Command("message bytes and test accuracy at each precision (needs --run)", BenchConfig),
     "train": Command("training examples/s: bridge with and without the sender-state cache, LoRA, prompt tuning",

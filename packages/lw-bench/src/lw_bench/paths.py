@@ -56,7 +56,9 @@ class BridgePath:
     anchors and soft tokens (and the text, in fusion mode) → answer scores by the bridge's answer rule.
     No cached sender states: the sender runs every call. The receiver's constant start (BOS and the
     anchor before the soft tokens) is prefilled once, on the first call, and its KV cache reused by every
-    later call and batch (not in fusion mode, whose start holds the text)."""
+    later call and batch (not in fusion mode, whose start holds the text). Answers are scored for the
+    decision (`score_answers(relative=True)`: the first position's full-vocabulary normaliser, the same
+    for every answer, is not computed)."""
 
     name = "bridge"
 
@@ -68,16 +70,10 @@ class BridgePath:
         self.inputs = EncoderInputs(sender, config.layer, config.sender_template, config.max_sender_tokens,
                                     batch_size=4096, progress=False)  # one sender pass per call
         self.scorer = BridgeScorer(bridge, self.inputs, receiver, receiver_index)
-        self.context = None  # the receiver's constant start, prefilled (FrozenLM.prefill_context)
 
     def receiver_input(self, soft: torch.Tensor, examples: Sequence[Example]) -> tuple[Any, Embedded]:
         """The shared start's KV (None in fusion mode) and what the receiver reads after it."""
-        context, rest = self.bridge.receiver_parts(self.receiver, soft, self.bridge.receiver_texts(examples))
-        if self.bridge.config.receiver_reads_text or context is None:
-            return None, self.receiver.join(context, rest)
-        if self.context is None:
-            self.context = self.receiver.prefill_context(Embedded(context.embeds[:1], context.mask[:1]))
-        return self.context, rest
+        return self.scorer.split_input(soft, self.bridge.receiver_texts(examples))
 
     @property
     def deepest_layer(self) -> int:
@@ -93,7 +89,7 @@ class BridgePath:
             soft = self.bridge.soft_tokens(message, self.receiver_index)
         with clock.stage(RECEIVER_STAGE):
             context, prefix = self.receiver_input(soft, examples)
-            scores = self.receiver.score_answers(prefix, self.scorer.answer_ids(), context=context).logprobs
+            scores = self.receiver.score_answers(prefix, self.scorer.answer_ids(), context=context, relative=True).logprobs
         return _argmax(scores)
 
 

@@ -83,7 +83,7 @@ class BenchConfig(TaskOptions, RuntimeOptions):
     scaling_task: str = field(default="20ng", metadata=_help("task whose long texts are cut for `scaling`"))
     lengths: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024], metadata=_help(
         "input lengths (receiver tokens) for `scaling`"))
-    scaling_relay_tokens: int = field(default=32, metadata=_help("relay tokens in `scaling`"))
+    scaling_relay_tokens: int = field(default=32, metadata=_help("relay tokens in `scaling`, `limit` and `wire`"))
     train_batch_size: int = field(default=8, metadata=_help("`train`: examples per optimizer step"))
     train_steps: int = field(default=4, metadata=_help("`train`: timed optimizer steps per method"))
     answers: list[int] = field(default_factory=list, metadata=_help(
@@ -202,8 +202,8 @@ def command(config: BenchConfig, name: str) -> Path:
                   seed=config.seed, device=str(setup.device), dtype=str(setup.sender.dtype).removeprefix("torch.")) as run:
         test = setup.task.split("test")[: config.examples]
         if name in ("latency", "limit"):
-            names = config.paths if name == "latency" else ["bridge", "direct"]
-            paths = build_paths(setup, names, config.relay_tokens)
+            names = config.paths if name == "latency" else ["bridge", "direct", "text-relay"]
+            paths = build_paths(setup, names, config.relay_tokens if name == "latency" else [config.scaling_relay_tokens])
             times = time_paths(paths, test, device=setup.device, warmup=config.warmup, repeats=config.repeats,
                                batch_sizes=config.batch_sizes if name == "latency" else [],
                                throughput_examples=config.throughput_examples, progress=config.progress)

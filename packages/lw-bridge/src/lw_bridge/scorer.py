@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from lw_core import FrozenLM
+from lw_core import Embedded, FrozenLM
 from lw_tasks import Example, Task, apply_answer_rule, first_line
 
 from lw_bridge.bridge import Bridge
@@ -24,6 +24,7 @@ class BridgeScorer:
             bridge, inputs, receiver, receiver_index, wire)
         self._answer_ids: list[list[int]] | None = None
         self.last_soft_tokens: torch.Tensor | None = None
+        self.prefilled_start = None  # the receiver's constant start, prefilled once (`split_input`)
 
     def answer_ids(self) -> list[list[int]]:
         if self._answer_ids is None:
@@ -52,6 +53,18 @@ class BridgeScorer:
         soft = self.bridge.soft_tokens(messages, self.receiver_index)
         self.last_soft_tokens = soft
         return self.bridge.receiver_inputs(self.receiver, soft, texts)
+
+    def split_input(self, soft: torch.Tensor, texts: Sequence[str] | None = None) -> tuple[object | None, Embedded]:
+        """The receiver's input for soft tokens [B, K, D] as the KV cache of its constant start (BOS and the
+        anchor before the soft tokens: `FrozenLM.prefill_context`, run on the first call and reused by every
+        later call and batch) and what it reads after that start; (None, the whole input) in fusion mode,
+        whose start holds the text. For `FrozenLM.score_answers(rest, ..., context=start)`."""
+        context, rest = self.bridge.receiver_parts(self.receiver, soft, texts)
+        if self.bridge.config.receiver_reads_text or context is None:
+            return None, self.receiver.join(context, rest)
+        if self.prefilled_start is None:
+            self.prefilled_start = self.receiver.prefill_context(Embedded(context.embeds[:1], context.mask[:1]))
+        return self.prefilled_start, rest
 
     @torch.no_grad()
     def generate(self, task: Task, examples: Sequence[Example]) -> list[str]:

@@ -291,7 +291,7 @@ class FrozenLM(torch.nn.Module):
                                              position_ids=positions, past_key_values=cache, use_cache=True)
 
     def score_answers(self, prefix: Embedded, answers: Sequence[Sequence[int]], normaliser: str = "vocab",
-                      context: tuple[Embedded, object] | None = None) -> AnswerScores:
+                      context: tuple[Embedded, object] | None = None, relative: bool = False) -> AnswerScores:
         """Log-probs of every answer (token ids, multi-token allowed) after every prefix.
 
         The prefix runs once. Multi-token answers continue from its KV cache as a token trie
@@ -305,6 +305,12 @@ class FrozenLM(torch.nn.Module):
 
         `context` (`prefill_context`): `prefix` is read after that shared context's cached KV, which is
         not recomputed; the same scores as `prefix` joined after the context, for rows of equal length.
+
+        `relative=True` (for decisions: serving, latency): every answer's first token is predicted at the
+        same position, so that position's full-vocabulary normaliser is one constant per example; it is not
+        computed, and each row's scores are its log-probs plus that constant. The argmax, the softmax over
+        the answers, calibration and the answer cross-entropy are unchanged; with single-token answers no
+        full-vocabulary head runs at all.
         """
         if not answers or any(len(a) == 0 for a in answers):
             raise LwError("every answer needs at least one token")
@@ -319,7 +325,9 @@ class FrozenLM(torch.nn.Module):
         hidden = trie_hidden(self, left, out, left.lengths, trie)  # [B, N, H]
         if normaliser == "answers":
             return restricted_scores(self, last, hidden, trie)
-        first = self.logits(last, rows=trie.tokens_of[:, 0]) - self._log_normaliser(last)  # [B, A]
+        first = self.logits(last, rows=trie.tokens_of[:, 0])  # [B, A]
+        if not relative:
+            first = first - self._log_normaliser(last)
         if trie.num_nodes == 0:
             return AnswerScores(first[:, :, None], trie.mask)
         normalisers = self._log_normaliser(hidden.flatten(0, 1))[:, 0].view(hidden.shape[:2])

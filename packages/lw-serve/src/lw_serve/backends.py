@@ -27,12 +27,16 @@ class HFReceiver:
     """The receiver in this process through transformers (lw-core's FrozenLM): the reference."""
 
     name = "hf"
+    reads_prefilled_start = True  # `score(..., start=)`: the constant start's KV computed once
 
     def __init__(self, lm: FrozenLM):
         self.lm = lm
 
-    def score(self, prefix: Embedded, answer_ids: Sequence[Sequence[int]]) -> torch.Tensor:
-        return self.lm.score_answers(prefix, answer_ids).logprobs.float().cpu()
+    def score(self, prefix: Embedded, answer_ids: Sequence[Sequence[int]], start: object | None = None,
+              relative: bool = False) -> torch.Tensor:
+        """`prefix` read after `start` (`FrozenLM.prefill_context`) when given; `relative`: log-probs up to
+        one constant per row (`FrozenLM.score_answers(relative=True)`)."""
+        return self.lm.score_answers(prefix, answer_ids, context=start, relative=relative).logprobs.float().cpu()
 
     def generate(self, prefix: Embedded, max_new_tokens: int) -> list[str]:
         return self.lm.generate_from(prefix, max_new_tokens)

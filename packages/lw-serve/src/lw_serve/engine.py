@@ -111,6 +111,12 @@ class Engine:
                ) -> list[Answered]:
         """Answers of messages [B, M, d_z] (`texts` only for a fusion bridge, whose receiver reads them)."""
         start = time.perf_counter()
+        if getattr(self.backend, "reads_prefilled_start", False) and self.bridge.config.kind != "generative":
+            parameter = next(self.bridge.parameters())
+            soft = self.bridge.soft_tokens(messages.to(parameter.device, parameter.dtype), self.scorer.receiver_index)
+            shared_start, prefix = self.scorer.split_input(soft, texts)
+            timings["adapter"] = time.perf_counter() - start
+            return self._answer(prefix, timings, shared_start)
         prefix = self.decode_input(messages, texts)
         timings["adapter"] = time.perf_counter() - start
         return self._answer(prefix, timings)
@@ -120,7 +126,10 @@ class Engine:
         parameter = next(self.bridge.parameters())
         return self.scorer.receiver_input(messages.to(parameter.device, parameter.dtype), texts)
 
-    def _answer(self, prefix, timings: dict[str, float]) -> list[Answered]:
+    def _answer(self, prefix, timings: dict[str, float], shared_start: object | None = None) -> list[Answered]:
+        """Answers of the receiver's inputs; `shared_start` (a backend that `reads_prefilled_start`): the
+        prefilled constant start `prefix` continues, and scores relative to one constant per row, which the
+        softmax over the answers below removes."""
         assert self.backend is not None
         start = time.perf_counter()
         c = self.bridge.config
@@ -128,7 +137,8 @@ class Engine:
             outputs = self.backend.generate(prefix, c.max_new_tokens)
             timings["receiver"] = time.perf_counter() - start
             return [Answered(out, None) for out in outputs]
-        raw = self.backend.score(prefix, self.scorer.answer_ids())
+        raw = (self.backend.score(prefix, self.scorer.answer_ids()) if shared_start is None
+               else self.backend.score(prefix, self.scorer.answer_ids(), start=shared_start, relative=True))
         timings["receiver"] = time.perf_counter() - start
         normalised = raw.log_softmax(dim=-1)
         return [Answered(c.answers[int(row.argmax())], [round(v, 6) for v in norm.tolist()])
