@@ -5,7 +5,7 @@
 1. `--requests` requests (one text each, rt-sentiment's test texts) at `--concurrency` to /v1/predict:
    answered / 503 / failed and requests/s (lw-bench serve's load loop), then the server's own counters.
 2. A second load of 300 requests, each on its own connection; SIGTERM once the server has answered 64 of
-   them. A request whose connection the server never accepted (refused after SIGTERM) was not in
+   them and at least 8 more wait in its queue (so some are surely in flight). A request whose connection the server never accepted (refused after SIGTERM) was not in
    flight; one that connected and got no HTTP answer is lost. Prints the counts; exits 1 if any is lost.
 
 Without RUN_DIR: a fresh seeded default bridge (the cost does not depend on the weights)."""
@@ -54,10 +54,17 @@ def start(run: str, backend: str) -> tuple[subprocess.Popen, str]:
         time.sleep(0.5)
 
 
-def answered(url: str) -> int:
+def metric(url: str, pattern: str) -> int:
     text = httpx.get(url + "/metrics", timeout=10).text
-    return int(float(m.group(1))) if (m := re.search(r'lw_serve_requests_total\{code="200",endpoint="predict"\} (\S+)',
-                                                      text)) else 0
+    return int(float(m.group(1))) if (m := re.search("^" + pattern + r" (\S+)", text, re.M)) else 0
+
+
+def answered(url: str) -> int:
+    return metric(url, r'lw_serve_requests_total\{code="200",endpoint="predict"\}')
+
+
+def queued(url: str) -> int:
+    return metric(url, "lw_serve_queue_items")
 
 
 async def sigterm_load(process: subprocess.Popen, url: str, texts: list[str], total: int = 300,
@@ -78,8 +85,11 @@ async def sigterm_load(process: subprocess.Popen, url: str, texts: list[str], to
                 outcomes[f"lost ({type(err).__name__})"] += 1
 
     async def terminate() -> None:
-        while answered(url) - base < after:
-            await asyncio.sleep(0.1)
+        # only once requests wait in the server's queue: accepted, not yet answered, so in flight for sure
+        while answered(url) - base < after or queued(url) < 8:
+            await asyncio.sleep(0.05)
+        outcomes["in the queue at SIGTERM"] = queued(url)
+        outcomes["answered before SIGTERM"] = answered(url) - base
         process.send_signal(signal.SIGTERM)
 
     await asyncio.gather(terminate(), *(one(i) for i in range(total)))
@@ -107,7 +117,9 @@ def main() -> None:
             if process.poll() is None:
                 process.kill()
     lost = sum(n for k, n in outcomes.items() if k.startswith("lost"))
-    print(json.dumps({"sigterm": dict(outcomes), "lost": lost, "exit": code}), flush=True)
+    drained = outcomes["200"] - outcomes["answered before SIGTERM"]
+    print(json.dumps({"sigterm": dict(outcomes), "answered after SIGTERM": drained, "lost": lost, "exit": code}),
+          flush=True)
     sys.exit(1 if lost else 0)
 
 
