@@ -15,43 +15,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 from lw_bench.serve_load import predict_sender, run_level
 from lw_serve.parity import fresh_bridge
+from lw_serve.process import start
 from lw_tasks import load_task
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(run: str, backend: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "lw_serve.cli", run, "--port", str(port), "--device", "cpu",
-                                "--max-queue", "1024", "--receiver-backend", backend], env=os.environ)
-    url = f"http://127.0.0.1:{port}"
-    while True:
-        if process.poll() is not None:
-            sys.exit(f"lw-serve exited {process.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
 
 
 def metric(url: str, pattern: str) -> int:
@@ -106,7 +82,8 @@ def main() -> None:
     texts = [e.text for e in load_task("rt-sentiment").split("test")]
     with tempfile.TemporaryDirectory(prefix="lw-load-") as scratch:
         run = args.run or str(fresh_bridge("rt-sentiment", Path(scratch) / "bridge", seed=0))
-        process, url = start(run, args.backend)
+        server = start(run, args=["--max-queue", "1024", "--receiver-backend", args.backend])
+        process, url = server.process, server.url
         try:
             row = asyncio.run(run_level(predict_sender(url), texts, args.concurrency, args.requests, 3600, {}))
             row["server answered"] = answered(url)
@@ -114,8 +91,7 @@ def main() -> None:
             outcomes = asyncio.run(sigterm_load(process, url, texts, concurrency=args.concurrency))
             code = process.wait(timeout=120)
         finally:
-            if process.poll() is None:
-                process.kill()
+            server.stop()
     lost = sum(n for k, n in outcomes.items() if k.startswith("lost"))
     drained = outcomes["200"] - outcomes["answered before SIGTERM"]
     print(json.dumps({"sigterm": dict(outcomes), "answered after SIGTERM": drained, "lost": lost, "exit": code}),

@@ -2,8 +2,9 @@
 
 `latency`, `limit`, `scaling`, `wire` and `train` time the same work for every path, from raw text to
 answer; each is a run in the registry (results.json, results.md and a figure in its run directory).
-`all` runs them all. `load` and `scoring` are micro-benchmarks of lw-core; `serve` is a load generator
-against running `lw-serve` servers."""
+`all` runs them all. `load` and `scoring` are micro-benchmarks of lw-core. `serve` is a load generator
+against `lw-serve` servers: without URLs it starts them itself and records a run (`bench-serve`); with
+URLs it measures running ones and prints the table."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from lw_core import FrozenLM, cli_errors
 from lw_core.config import Command, parse_command
 from lw_core.options import ThreadOptions
 from lw_core.presets import PRESETS
-from lw_registry.text_table import markdown_table
 
+from lw_bench.figures import markdown_table
 from lw_bench.serve_load import ServeLoadConfig
 from lw_bench.suite import BenchConfig
 
@@ -55,7 +56,8 @@ COMMANDS = {
     "all": Command("latency, limit, scaling, wire and train (wire only with --run)", BenchConfig),
     "load": Command("cold conversion and warm load time of model presets", LoadConfig),
     "scoring": Command("answer scoring: needed LM-head rows vs full logits", ScoringConfig),
-    "serve": Command("requests/s and p50/p90/p99 of running lw-serve servers at each concurrency", ServeLoadConfig),
+    "serve": Command("requests/s and p50/p90/p99 of lw-serve servers at each concurrency (started here without URLs)",
+                     ServeLoadConfig),
 }
 
 
@@ -68,6 +70,11 @@ def main(argv: list[str] | None = None) -> None:
         names = [n for n in RUNS if n != "wire" or config.run] if command == "all" else [command]
         for name in names:
             run_benchmark(config, name)
+        return
+    if command == "serve" and config.self_contained:
+        from lw_bench.serve_run import command as serve_run
+
+        serve_run(config)
         return
     if command == "serve":
         from lw_bench.serve_load import bench_serve
@@ -86,8 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         json.dump(rows, sys.stdout, indent=2)
         print()
     elif rows:
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        print(markdown_table(columns, [[r.get(c, "") for c in columns] for r in rows]))
+        print(markdown_table(rows), end="")
 
 
 if __name__ == "__main__":

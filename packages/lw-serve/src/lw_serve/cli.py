@@ -20,6 +20,7 @@ from lw_core.options import DeviceOptions, ThreadOptions, shared_field
 from lw_serve.app import Limits, Server
 from lw_serve.backends import BACKENDS
 from lw_serve.engine import ROLES, load_engine
+from lw_serve.process import exit_with_parent
 from lw_serve.receiver_gguf import PRECISIONS
 
 API_KEY_ENV = "LW_SERVE_API_KEY"
@@ -72,6 +73,7 @@ def split_role(argv: list[str]) -> tuple[str, list[str]]:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
+    exit_with_parent()  # started by lw_serve.process (a load test): stop when it stops
     role, rest = split_role(list(sys.argv[1:] if argv is None else argv))
     parser = ArgumentParser(prog="lw-serve" + ("" if role == "pipeline" else f" {role}"), description=__doc__)
     config, _ = parse_config(ServeConfig, rest, parser)

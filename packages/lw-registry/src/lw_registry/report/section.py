@@ -1,6 +1,6 @@
 """The README's results section, assembled from run records: what we found (lw_registry.report.findings),
 a table per task, accuracy against message bytes, latency against input length, the training step
-against the answer-set size, the ablation tables and the suite's runs not completed yet. Figures are
+against the answer-set size, serving under load (lw-bench serve), the ablation tables and the suite's runs not completed yet. Figures are
 described here (file name, what to draw) and drawn by lw_registry.report.figures; lw_registry.report.publish
 writes the section, the figures and the archive.
 """
@@ -24,6 +24,7 @@ from lw_registry.text_table import markdown_table
 
 BENCH_SCALING = "bench-scaling"
 BENCH_TRAIN = "bench-train"
+BENCH_SERVE = "bench-serve"
 NAMES_SHOWN = 4
 
 
@@ -171,6 +172,36 @@ def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
     return lines
 
 
+SERVE_COLUMNS = ("target", "concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms", "served / in process", "peak MiB",
+                 "sent", "ok", "503", "failed")
+"""lw-bench serve's columns, in the README's order."""
+
+
+def _serving(parts: _Parts, found: Sequence[Row]) -> list[str]:
+    lines = ["### Serving under load", ""]
+    bench = latest_bench(found, BENCH_SERVE, "rows")
+    if bench is None:
+        return [*lines, f"Missing: no completed `lw-bench serve` run ({BENCH_SERVE}).", ""]
+    row, results = bench
+    parts.used.add(row.record.id)
+    rows, env = results["rows"], results.get("environment") or {}
+    seen = list(dict.fromkeys(k for r in rows for k in r))
+    columns = [*(c for c in SERVE_COLUMNS if c in seen), *(c for c in seen if c not in SERVE_COLUMNS)]
+    lines += [markdown_table(columns, [["" if r.get(c) is None else r[c] for c in columns] for r in rows]), ""]
+    served = [r for r in rows if "concurrency" in r]
+    top = max((r["concurrency"] for r in served), default=None)
+    at_top = [r for r in served if r["concurrency"] == top]
+    in_process = next((r for r in rows if "concurrency" not in r), None)
+    parts.found.append(
+        f"- **serving** (lw-bench serve, {env.get('task', '?')}, {env.get('device', '?')}, {env.get('bridge', '?')} "
+        f"bridge): at concurrency {top}, "
+        + "; ".join(f"{r['target']} {r['req/s']} req/s (p99 {r.get('p99 ms', '–')} ms"
+                    + (f", {r['served / in process']}x in process" if "served / in process" in r else "") + ")"
+                    for r in at_top)
+        + (f"; in process {in_process['req/s']} examples/s." if in_process else "."))
+    return lines
+
+
 def _ablations(parts: _Parts, suite: Suite, rows: Sequence[Row], tasks: Sequence[str],
                metric: Callable[[str | None], str]) -> list[str]:
     lines = []
@@ -199,7 +230,7 @@ def build_section(found: Sequence[Row], suite: Suite | None, *, base: Path, task
     grouped = group_rows([r for r in rows if r.record.plan not in ablations], group_by, metric)
     parts = _Parts(relative_path(figures_dir, base))
     body = [*_task_tables(parts, grouped, tasks, group_by, metric), *_wire(parts, grouped, tasks),
-            *_scaling(parts, found), *_answers(parts, found)]
+            *_scaling(parts, found), *_answers(parts, found), *_serving(parts, found)]
     if suite:
         body += _ablations(parts, suite, rows, tasks, metric)
         body += ["### Not run yet", "", *_missing_lines(suite, found, base)]
