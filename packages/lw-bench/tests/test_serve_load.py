@@ -120,7 +120,7 @@ def test_a_stopped_load_leaves_no_server_behind(run_dir, tmp_path, sig):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = None
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 480  # a loaded 2-core machine starts Python slowly
         while time.monotonic() < deadline and bench.poll() is None:  # until the server has answered requests
             log = out / "servers" / "pipeline-hf.log"
             said = re.search(r"on (http://\S+)", log.read_text()) if log.is_file() else None
@@ -170,3 +170,19 @@ def test_bad_self_contained_input_is_one_line(capsys, tmp_path, args, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: " + message) and "\n" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_each_further_backend_is_a_pipeline_server_of_its_own_named_by_backend():
+    from lw_bench.serve_run import server_groups
+
+    groups = server_groups(["hf", "llama-cpp"])
+    assert [servers for servers, _ in groups] == [[("pipeline", "hf")], [("sender", None), ("receiver", "hf")],
+                                                  [("pipeline", "llama-cpp")]]
+    targets = [t for (servers, targets_of) in groups for t in targets_of([f"http://x{i}" for i in range(len(servers))])]
+    assert [(t.name, list(t.servers), t.compared) for t in targets] == [
+        ("predict (hf)", ["pipeline (hf)"], True), ("sender → receiver", ["sender", "receiver (hf)"], True),
+        ("receiver reads the text (hf)", ["receiver (hf)"], False),
+        ("predict (llama-cpp)", ["pipeline (llama-cpp)"], False),
+        ("receiver reads the text (llama-cpp)", ["pipeline (llama-cpp)"], False)]
+    assert [t.name for servers, targets_of in server_groups(["hf"]) for t in targets_of(["u"] * len(servers))] == [
+        "predict", "sender → receiver", "receiver reads the text"]

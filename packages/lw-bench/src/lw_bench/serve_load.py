@@ -169,6 +169,14 @@ def peak_memory_mib(url: str, headers: dict[str, str]) -> float | None:
     return round(float(found.group(1)) / 2**20, 1) if found else None
 
 
+def receiver_backend(url: str, headers: dict[str, str]) -> str:
+    """The receiver backend a server runs, from its /v1/info."""
+    try:
+        return httpx.get(url + "/v1/info", headers=headers, timeout=30).json()["receiver_backend"]
+    except (httpx.HTTPError, ValueError, KeyError) as err:
+        raise LwError(f"lw-bench serve: {url}/v1/info gave no receiver backend ({err})") from err
+
+
 @dataclass
 class Target:
     """What one kind of request measures: its name, how one is sent, the servers behind it (name → URL,

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,13 @@ def server_groups(backends: Sequence[str]) -> list[tuple[Servers, Callable[[list
          lambda u: backend_targets(lambda _: first, sender=u[0], receiver=u[1], reader=u[1],
                                    names={u[0]: "sender", u[1]: "receiver" + first}))]
     for backend in backends[1:]:
-        groups.append(([("pipeline", backend)], lambda u, s=suffix(backend): backend_targets(
-            lambda _: s, pipeline=u[0], reader=u[0], compared=False, names={u[0]: "pipeline" + s})))
+        groups.append(([("pipeline", backend)], partial(_other_backend, suffix(backend))))
     return groups
+
+
+def _other_backend(suffix: str, urls: list[str]) -> list[Target]:
+    return backend_targets(lambda _: suffix, pipeline=urls[0], reader=urls[0], compared=False,
+                           names={urls[0]: "pipeline" + suffix})
 
 
 def serve_and_measure(config: ServeLoadConfig, bridge: str, texts: Sequence[str], logs: Path

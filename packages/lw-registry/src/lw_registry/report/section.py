@@ -146,18 +146,27 @@ def _scaling(parts: _Parts, found: Sequence[Row]) -> list[str]:
     return [*lines, ""]
 
 
+def _bench_part(parts: _Parts, found: Sequence[Row], heading: str, method: str, key: str, command: str
+                ) -> tuple[list[str], dict[str, Any] | None]:
+    """A benchmark's heading and its latest results (marked used), or the heading and a "Missing" line."""
+    lines = [f"### {heading}", ""]
+    bench = latest_bench(found, method, key)
+    if bench is None:
+        return [*lines, f"Missing: no completed `{command}` run ({method}).", ""], None
+    parts.used.add(bench[0].record.id)
+    return lines, bench[1]
+
+
 ANSWER_COLUMNS = ("answers", "rule", "scored as", "answer tokens", "trie nodes", "s/step", "peak MiB",
                   "relative to first")
 """lw-bench's column order (its results.json stores rows with sorted keys)."""
 
 
 def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
-    lines = ["### Training step against the answer-set size", ""]
-    bench = latest_bench(found, BENCH_TRAIN, "answer_sizes")
-    if bench is None:
-        return [*lines, f"Missing: no completed `lw-bench train --answers` run ({BENCH_TRAIN}).", ""]
-    row, results = bench
-    parts.used.add(row.record.id)
+    lines, results = _bench_part(parts, found, "Training step against the answer-set size", BENCH_TRAIN,
+                                 "answer_sizes", "lw-bench train --answers")
+    if results is None:
+        return lines
     rows, env = results["answer_sizes"], results.get("environment") or {}
     columns = [*(c for c in ANSWER_COLUMNS if c in rows[0]), *(c for c in rows[0] if c not in ANSWER_COLUMNS)]
     lines += [parts.figure("answers-scaling.png", partial(figures.answers_figure, results),
@@ -178,12 +187,9 @@ SERVE_COLUMNS = ("target", "concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms",
 
 
 def _serving(parts: _Parts, found: Sequence[Row]) -> list[str]:
-    lines = ["### Serving under load", ""]
-    bench = latest_bench(found, BENCH_SERVE, "rows")
-    if bench is None:
-        return [*lines, f"Missing: no completed `lw-bench serve` run ({BENCH_SERVE}).", ""]
-    row, results = bench
-    parts.used.add(row.record.id)
+    lines, results = _bench_part(parts, found, "Serving under load", BENCH_SERVE, "rows", "lw-bench serve")
+    if results is None:
+        return lines
     rows, env = results["rows"], results.get("environment") or {}
     seen = list(dict.fromkeys(k for r in rows for k in r))
     columns = [*(c for c in SERVE_COLUMNS if c in seen), *(c for c in seen if c not in SERVE_COLUMNS)]
