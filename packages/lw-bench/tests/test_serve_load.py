@@ -84,6 +84,7 @@ def lw_serve_processes(run_dir) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # starts three server processes
 def test_without_urls_it_starts_measures_stops_its_servers_and_records_a_run(run_dir, tmp_path, capsys):
     out = tmp_path / "bench-serve"
     bench_main(["serve", "--run", str(run_dir), "--task", str(run_dir.parent / "toy.csv"), "--device", "cpu",
@@ -109,6 +110,7 @@ def test_without_urls_it_starts_measures_stops_its_servers_and_records_a_run(run
     assert sorted(p.name for p in (out / "servers").iterdir()) == ["pipeline-hf.log", "receiver-hf.log", "sender.log"]
 
 
+@pytest.mark.slow  # a subprocess that starts a server
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_stopped_load_leaves_no_server_behind(run_dir, tmp_path, sig):
     """SIGTERM mid-load: lw-bench stops its server and records the run as preempted; SIGKILL (nothing to
