@@ -16,7 +16,7 @@ from lw_baselines.methods.few_shot import balanced_demos, demo_prefix
 from lw_baselines.methods.finetune import LoraMethodConfig, LoraTrainable
 from lw_baselines.methods.probe import fit_probe, select_probe
 from lw_baselines.methods.prompt_tuning import PromptTuningMethodConfig, SoftPromptTrainable
-from lw_baselines.methods.token_budget import truncate_tokens
+from lw_tasks.budget import truncate_tokens
 from lw_baselines.runner import SUITE, make_config, parse_spec, run_method, run_suite
 from lw_baselines.scoring import TaskViewScorer, answer_ids, generate_batch
 from lw_baselines.training import IGNORE, answer_batch
