@@ -27,11 +27,8 @@ LAYOUT_B = dict(receiver_reads_text=True, receiver_text_fields=["question"], sen
 
 
 @pytest.fixture()
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(trainer, "load_task", lambda name, **options: _qa_task())
-    return tmp_path
+def env(qa_env):
+    return qa_env
 
 
 def test_the_budget_control_cuts_only_what_the_message_stands_for():

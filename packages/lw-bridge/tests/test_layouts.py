@@ -30,11 +30,8 @@ def test_the_input_template_splits_by_lines_between_receiver_and_sender():
 
 
 @pytest.fixture()
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(trainer, "load_task", lambda name, **options: _qa_task())
-    return tmp_path
+def env(qa_env):
+    return qa_env
 
 
 def test_layout_b_sender_reads_the_passage_and_the_receiver_the_question(env, model_dirs):
