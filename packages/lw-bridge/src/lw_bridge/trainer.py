@@ -129,7 +129,7 @@ def fit_bridge(ctx: Context) -> Outcome | None:
         inputs = EncoderInputs(sender, config.sender_layers(), sender_template(config, task),
                                batch_size=config.sender_batch_size, progress=config.progress)
         splits = [("train", train_examples), ("validation", val_examples)]
-        if config.wire_formats or task.kind == "generative":
+        if config.wire_formats or config.compare_zero_shot or task.kind == "generative":
             splits.append(("test", test_examples))  # scored again from states after the end-to-end pass
         for split, examples in splits:
             inputs.cache_split(task, split, examples, after_batch=conversion.poll)
