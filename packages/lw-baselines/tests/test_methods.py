@@ -16,7 +16,6 @@ from lw_baselines.methods.few_shot import balanced_demos, demo_prefix
 from lw_baselines.methods.finetune import LoraMethodConfig, LoraTrainable
 from lw_baselines.methods.probe import fit_probe, select_probe
 from lw_baselines.methods.prompt_tuning import PromptTuningMethodConfig, SoftPromptTrainable
-from lw_baselines.methods.token_budget import truncate_tokens
 from lw_baselines.runner import SUITE, make_config, parse_spec, run_method, run_suite
 from lw_baselines.scoring import TaskViewScorer, answer_ids, generate_batch
 from lw_baselines.training import IGNORE, answer_batch
@@ -187,14 +186,6 @@ def test_prompt_tuning_suffix_places_the_soft_tokens_before_the_answer_cue(recei
     assert trainable.prompt.embedding.weight.grad.abs().sum() > 0
     with pytest.raises(LwError, match="placement must be one of prefix, suffix"):
         make_config(METHODS.get("prompt-tuning"), {**common, "placement": "middle"})
-
-
-def test_token_budget_truncates_to_k_receiver_tokens(receiver):
-    text = "a long review that goes on and on"
-    for k in (1, 3, 8):
-        cut = truncate_tokens(receiver, text, k)
-        assert len(receiver.token_ids(cut)) == k and text.startswith(cut)
-    assert truncate_tokens(receiver, "ab", 8) == "ab"
 
 
 def test_probe_selects_c_on_validation(task):

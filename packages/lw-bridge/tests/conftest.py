@@ -20,6 +20,18 @@ def model_dirs(tmp_path_factory):
     return save_tiny_pair(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture()
+def qa_env(tmp_path, monkeypatch):
+    """Runs and caches under tmp_path, and lw-train's task is the toy two-field QA task (`toy_qa_task`)."""
+    from lw_bridge import trainer
+    from lw_bridge.testing import toy_qa_task
+
+    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(trainer, "load_task", lambda name, **options: toy_qa_task())
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def word_piece_receiver_dir(tmp_path_factory):
     """The tiny Gemma3 with space+letter merges: multi-token answers that start with distinct tokens."""

@@ -1,8 +1,8 @@
 """QA layout (b) on tiny models: the receiver reads the question as text, the passage reaches it only
 through the message (`--receiver-reads-text --receiver-text-fields question`)."""
 
+import dataclasses
 import json
-import random
 
 import pytest
 import torch
@@ -10,27 +10,8 @@ from lw_bridge import BridgePipeline, trainer
 from lw_bridge.cli import train_main
 from lw_bridge.config import TrainConfig
 from lw_bridge.layouts import split_fields
+from lw_bridge.testing import toy_qa_task as _qa_task
 from lw_core import LwError
-from lw_tasks import Example, Task
-
-
-def _qa_task() -> Task:
-    """A generative toy QA task: the passage names the film's adjective, the question asks for it."""
-    rng = random.Random(2)
-    words = ["great", "awful", "boring", "funny"]
-
-    def examples(prefix: str, n: int) -> list[Example]:
-        out = []
-        for i in range(n):
-            fields = {"context": f"review {i}: the film was {rng.choice(words)} overall", "question": f"what was film {i}"}
-            out.append(Example(id=f"{prefix}{i}", text=f"Context: {fields['context']}\nQuestion: {fields['question']}",
-                               references=(fields["context"].split()[-2],), fields=fields))
-        return out
-
-    return Task(name="toy-qa", description="", kind="generative", answers=[], verbalizers=[], template="{text}\nAnswer:",
-                splits={"train": examples("tr", 48), "validation": examples("va", 16), "test": examples("te", 8)},
-                max_input_words=32, metrics=("em", "f1"), input_fields=("context", "question"),
-                input_template="Context: {context}\nQuestion: {question}")
 
 
 def test_the_input_template_splits_by_lines_between_receiver_and_sender():
@@ -41,7 +22,7 @@ def test_the_input_template_splits_by_lines_between_receiver_and_sender():
         split_fields(task, ["title"])
     with pytest.raises(LwError, match="the sender would read nothing"):
         split_fields(task, ["context", "question"])
-    mixed = Task(**{**task.__dict__, "input_template": "{context} asks {question}"})
+    mixed = dataclasses.replace(task, input_template="{context} asks {question}")
     with pytest.raises(LwError, match="cannot be split"):
         split_fields(mixed, ["question"])
     with pytest.raises(ValueError, match="needs --receiver-reads-text"):
@@ -49,11 +30,8 @@ def test_the_input_template_splits_by_lines_between_receiver_and_sender():
 
 
 @pytest.fixture()
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("LW_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("LW_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(trainer, "load_task", lambda name, **options: _qa_task())
-    return tmp_path
+def env(qa_env):
+    return qa_env
 
 
 def test_layout_b_sender_reads_the_passage_and_the_receiver_the_question(env, model_dirs):

@@ -13,7 +13,7 @@ from lw_tasks import ANSWER_RULES, DEFAULT_ANSWER_RULE, BudgetOptions, TaskOptio
 
 from lw_bridge.bridge import BOS_POLICIES, FUSION_LAYOUTS
 from lw_bridge.encoders import ENCODERS, EncoderConfig
-from lw_bridge.wire import WireFormat
+from lw_bridge.wire import FORMATS, WireFormat
 
 
 @dataclass
@@ -95,7 +95,14 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         "help": "also report test accuracy with the message quantised to these wire formats (fp16 int8 int6 int4); "
                 "`lw-eval RUN_DIR --wire-formats int4` does it for a finished run"})
     compare_zero_shot: bool = field(default=True, metadata={
-        "help": "also report the receiver's calibrated zero-shot test accuracy (cached after the first run)"})
+        "help": "also report the controls on the same test examples: the receiver reading the text (calibrated "
+                "zero-shot accuracy; on a QA task its generated EM / F1, the text upper bound) and the token-budget "
+                "control (the input the message stands for cut to the message's bytes at --token-budget-wire); "
+                "cached after the first run"})
+    token_budget_wire: str = field(default="fp16", metadata={
+        "help": "the wire format whose message size (bytes) the token-budget control's text is cut to; the bridge "
+                "is scored at that format too, so both read the same bytes", "choices": list(FORMATS),
+        "identity": "when-set"})
 
     def __post_init__(self):
         if not isinstance(self.lr, list):  # TrainConfig(lr=3e-3) from Python: a grid of one
@@ -128,7 +135,7 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         if self.receiver_text_fields and self.encoder == "bytes":
             raise ValueError("--receiver-text-fields splits what the sender reads; the bytes encoder reads the "
                              "whole input")
-        for fmt in self.wire_formats:
+        for fmt in [*self.wire_formats, self.token_budget_wire]:
             WireFormat(fmt)
 
     @property

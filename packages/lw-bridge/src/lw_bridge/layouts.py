@@ -9,7 +9,7 @@ receiver, which answers; a line naming fields of both sides cannot be split."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lw_core import LwError
@@ -28,6 +28,13 @@ class FieldSplit:
 def split_fields(task: Task, receiver_fields: Sequence[str]) -> FieldSplit:
     """The task's input template cut into the receiver's lines (those naming only `receiver_fields`)
     and the sender's (the rest)."""
+    sides = line_sides(task, receiver_fields)
+    return FieldSplit("\n".join(line for line, sender in sides if not sender),
+                      "\n".join(line for line, sender in sides if sender))
+
+
+def line_sides(task: Task, receiver_fields: Sequence[str]) -> list[tuple[str, bool]]:
+    """Each line of the task's input template, and whether only the sender reads it."""
     known = [f for f in task.input_fields if f != "text"]
     unknown = sorted(set(receiver_fields) - set(known))
     if unknown:
@@ -36,14 +43,14 @@ def split_fields(task: Task, receiver_fields: Sequence[str]) -> FieldSplit:
     if set(receiver_fields) >= set(known):
         raise LwError(f"--receiver-text-fields names every input field of task {task.name!r} "
                       f"({', '.join(known)}): the sender would read nothing")
-    receiver_lines, sender_lines = [], []
+    sides = []
     for line in task.input_template.split("\n"):
         used = set(template_fields(line))
         if used & set(receiver_fields) and used - set(receiver_fields):
             raise LwError(f"task {task.name!r}: the input line {line!r} names fields the receiver reads "
                           f"({', '.join(sorted(used & set(receiver_fields)))}) and others; it cannot be split")
-        (sender_lines if used - set(receiver_fields) else receiver_lines).append(line)
-    return FieldSplit("\n".join(receiver_lines), "\n".join(sender_lines))
+        sides.append((line, bool(used - set(receiver_fields))))
+    return sides
 
 
 def render(template: str, example: Example) -> str:
@@ -53,6 +60,25 @@ def render(template: str, example: Example) -> str:
     except KeyError as err:
         raise LwError(f"input {example.id!r} has no field {err.args[0]!r}, which this bridge reads ({template!r}); "
                       f"pass task examples with their fields") from None
+
+
+def cut_sender_part(task: Task, receiver_fields: Sequence[str], example: Example, cut: Callable[[str], str]) -> str:
+    """The example's input text with what only the sender reads passed through `cut` (the token-budget
+    control at the message's size: the same information as the bridge, the passage cut, the question
+    kept). Without `receiver_fields` the sender reads it all: the whole text is cut. With them, the
+    sender's lines, rendered together, are cut and stand where the first of them stood; the receiver's
+    lines stay as they are."""
+    if not receiver_fields:
+        return cut(example.text)
+    sides, lines, placed = line_sides(task, receiver_fields), [], False
+    sender_text = cut(render("\n".join(line for line, sender in sides if sender), example))
+    for line, sender in sides:
+        if not sender:
+            lines.append(render(line, example))
+        elif not placed:
+            lines.append(sender_text)
+            placed = True
+    return "\n".join(lines)
 
 
 def sender_only_bytes(task: Task, receiver_fields: Sequence[str], split: str = "test") -> dict[str, float]:
@@ -65,4 +91,4 @@ def sender_only_bytes(task: Task, receiver_fields: Sequence[str], split: str = "
     return {"sender_only_bytes_mean": round(sum(sizes) / len(sizes), 1)}
 
 
-__all__ = ["FieldSplit", "render", "sender_only_bytes", "split_fields"]
+__all__ = ["FieldSplit", "cut_sender_part", "line_sides", "render", "sender_only_bytes", "split_fields"]

@@ -42,12 +42,17 @@ ANSWER_END = "\n"
 """What ends a generated answer: the evaluator keeps the first line of what a receiver generates."""
 
 
+def answer_line_ids(receiver: FrozenLM, answer: str) -> list[int]:
+    """An answer as the receiver reads it after the prompt: after a space (like the verbalizers of
+    classification tasks), then the end of the line; an empty answer is the line end alone."""
+    answer = answer.strip()
+    return (receiver.token_ids(" " + answer) if answer else []) + receiver.token_ids(ANSWER_END)
+
+
 def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> list[list[list[int]]]:
-    """Generative tasks: each receiver's token ids of each example's first reference, as it follows the
-    prompt (after a space, like the verbalizers of classification tasks), then the end of the line, so
-    the teacher-forced CE also teaches the receiver where the answer stops (the first line is kept)."""
-    return [[r.token_ids(" " + e.references[0].strip()) + r.token_ids(ANSWER_END) for e in examples]
-            for r in receivers]
+    """Generative tasks: each receiver's token ids of each example's first reference (`answer_line_ids`),
+    so the teacher-forced CE also teaches the receiver where the answer stops (the first line is kept)."""
+    return [[answer_line_ids(r, e.references[0]) for e in examples] for r in receivers]
 
 
 @dataclass

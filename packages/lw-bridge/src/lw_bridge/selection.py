@@ -70,7 +70,7 @@ class KindReport:
 REPORTS = {
     "classification": KindReport("accuracy", ("accuracy", "macro_f1"), "zero_shot_calibrated_accuracy",
                                  "calibrated zero-shot", "calibrated"),
-    "generative": KindReport("f1", ("em", "f1"), "zero_shot_f1", "reading the text", "generated"),
+    "generative": KindReport("f1", ("em", "f1"), "zero_shot_f1", "reading the text (upper bound)", "generated"),
 }
 
 
@@ -88,22 +88,45 @@ def first_token_accuracy(scorer: BridgeScorer, examples: Sequence[Example], refe
 
 
 def print_summary(task: Task, config: TrainConfig, metrics: dict[str, Any], receivers: Sequence[FrozenLM]) -> None:
-    """The run's result lines (and the majority-class warning) on stdout."""
+    """The run's result lines (and the majority-class warning) on stdout: per receiver the bridge, then
+    the controls on the same test examples (the bridge at the token-budget control's wire format, the
+    receiver reading the text, the token-budget control and the bytes each reads); for several receivers
+    on a generative task, joint rescoring."""
     report = REPORTS[task.kind]
     headline, zero_shot = report.headline, report.zero_shot_key
+    generative = task.kind == "generative"
+
+    def em(key: str) -> str:
+        return f" (EM {metrics[key]:.4f})" if generative and key in metrics else ""
+
     for r, receiver in enumerate(receivers):
         suffix = receiver_suffix(receivers, r)
         parts = [f"{task.name} test {headline}: bridge {config.sender}→{receiver.name} "
                  f"{metrics[f'{headline}{suffix}']:.4f}"]
-        if task.kind == "generative":  # EM and first-token accuracy beside F1, as LatentWire reports them
+        if generative:  # EM and first-token accuracy beside F1, as LatentWire reports them
             parts[0] += (f" (EM {metrics[f'em{suffix}']:.4f}, first-token accuracy "
                          f"{metrics[f'first_token_accuracy{suffix}']:.4f})")
+        wire = metrics.get("token_budget_wire")
+        if wire and f"{headline}_wire_{wire}{suffix}" in metrics:
+            parts.append(f"bridge at {wire} ({metrics['token_budget_bytes']} B message) "
+                         f"{metrics[f'{headline}_wire_{wire}{suffix}']:.4f}{em(f'em_wire_{wire}{suffix}')}")
         if f"{zero_shot}{suffix}" in metrics:
             parts.append(f"{receiver.name} {report.zero_shot_label} {metrics[f'{zero_shot}{suffix}']:.4f}"
-                         + (f" (EM {metrics[f'zero_shot_em{suffix}']:.4f})" if f"zero_shot_em{suffix}" in metrics else ""))
+                         + em(f"zero_shot_em{suffix}"))
+        if f"token_budget_{headline}{suffix}" in metrics:
+            read = metrics.get("sender_only_bytes_mean", metrics["text_bytes_mean"])
+            parts.append(f"token budget ({metrics['token_budget_bytes']} B of {read:g} B "
+                         f"{'passage' if 'sender_only_bytes_mean' in metrics else 'input'}, cut text "
+                         f"{metrics[f'token_budget_text_bytes_mean{suffix}']:g} B) "
+                         f"{metrics[f'token_budget_{headline}{suffix}']:.4f}{em(f'token_budget_em{suffix}')}")
         if metrics.get(f"majority_rate{suffix}") is not None:
             parts.append(f"majority class {metrics[f'majority_rate{suffix}']:.4f}")
         print(" | ".join(parts), flush=True)
         if metrics.get(f"beats_majority{suffix}") is False:
             print(f"WARNING: validation accuracy {metrics[f'val_accuracy{suffix}']:.4f} is not above the majority "
                   f"class ({metrics[f'val_majority_rate{suffix}']:.4f}): the bridge learned nothing usable", flush=True)
+    if "joint_f1" in metrics:
+        print(f"{task.name} test f1: joint rescoring of {' + '.join(r.name for r in receivers)} "
+              f"{metrics['joint_f1']:.4f} (EM {metrics['joint_em']:.4f}; the receivers' answers agreed on "
+              f"{metrics['joint_agreement_rate']:.2%}, the first receiver's was chosen on "
+              f"{metrics['joint_first_receiver_rate']:.2%})", flush=True)

@@ -4,7 +4,6 @@ after a crash or preemption), then evaluate the selected bridge on test with the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -18,7 +17,7 @@ from lw_core import FrozenLM, LwError, seed_everything
 from lw_core.distributed import single_process_hint
 from lw_core.grid import GridOutcome
 from lw_core.grid import train_grid as run_grid
-from lw_core.models import BackgroundConversion, cache_dir, resolve_device
+from lw_core.models import BackgroundConversion, resolve_device
 from lw_core.options import DEFAULT_RECEIVER
 from lw_core.run_dirs import identity_hash
 from lw_core.run_dirs import method_label as labelled
@@ -31,12 +30,10 @@ from lw_tasks import (
     Task,
     answer_rule_hint,
     evaluate,
-    flat_metrics,
     load_task,
     resolve_answer_rule,
     task_options,
     write_eval,
-    zero_shot_scorer,
 )
 from lw_tasks.methods import METHODS, Context, Method, Outcome, Runtime
 from lw_tasks.runner import run_method
@@ -44,6 +41,7 @@ from lw_tasks.runner import run_method
 from lw_bridge.bridge import Bridge, BridgeConfig
 from lw_bridge.build import bridge_config, sender_template
 from lw_bridge.config import TrainConfig
+from lw_bridge.controls import joint_rescoring, token_budget_reference, zero_shot_reference
 from lw_bridge.encoders import fit_input_statistics
 from lw_bridge.inputs import EncoderInputs
 from lw_bridge.layouts import sender_only_bytes
@@ -86,23 +84,6 @@ def default_run_dir(config: TrainConfig) -> Path:
         log.info("%s: this run's directory from before runs/<task>/<method>/; kept there", legacy)
         return legacy
     return runs_root() / task / label / name
-
-
-def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16,
-                        progress: bool = True) -> dict[str, Any]:
-    """The receiver reading the text prompt, on test: the zero-shot method's scorer (`zero_shot_scorer`:
-    calibrated answer-set scoring, or greedy generation on a generative task), as `lw-baseline
-    zero-shot-calibrated` scores it. Cached on disk per receiver and test split."""
-    digest = hashlib.sha256("\0".join(f"{e.id}\t{e.text}" for e in task.split("test")).encode()).hexdigest()[:12]
-    name = f"{receiver.name}-{task.name}-{digest}-test-{REPORTS[task.kind].cache_tag}"
-    path = cache_dir() / "zero_shot" / f"{name.replace('/', '_')}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    scorer = zero_shot_scorer(receiver, task, calibrate=True, max_new_tokens=max_new_tokens)
-    result = evaluate(scorer, task, "test", batch_size=batch_size, progress=progress)
-    metrics = flat_metrics(result.metrics)
-    write_json_atomic(path, metrics)
-    return metrics
 
 
 def check_task(task: Task, config: TrainConfig) -> Task:
@@ -148,7 +129,7 @@ def fit_bridge(ctx: Context) -> Outcome | None:
         inputs = EncoderInputs(sender, config.sender_layers(), sender_template(config, task),
                                batch_size=config.sender_batch_size, progress=config.progress)
         splits = [("train", train_examples), ("validation", val_examples)]
-        if config.wire_formats or task.kind == "generative":
+        if config.wire_formats or config.compare_zero_shot or task.kind == "generative":
             splits.append(("test", test_examples))  # scored again from states after the end-to-end pass
         for split, examples in splits:
             inputs.cache_split(task, split, examples, after_batch=conversion.poll)
@@ -246,6 +227,12 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
     report = REPORTS[task.kind]
     headline = report.headline
     test_examples = task.split("test")
+    wire_formats = list(config.wire_formats)
+    if config.compare_zero_shot:  # the token-budget control reads the message's bytes at this format: so does the bridge
+        budget_bytes = WireFormat(config.token_budget_wire).message_bytes(numel)
+        metrics.update(token_budget_wire=config.token_budget_wire, token_budget_bytes=budget_bytes)
+        wire_formats = list(dict.fromkeys([*wire_formats, config.token_budget_wire]))
+    outputs: list[list[str]] = []
     for r, receiver in enumerate(receivers):
         suffix = receiver_suffix(receivers, r)
         scorer = BridgeScorer(bridge, inputs, receiver, r)
@@ -266,6 +253,7 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
                         batch_size=config.eval_batch_size, progress=config.progress)
         eval_seconds = time.perf_counter() - eval_start
         write_eval(test, run.dir, f"test{suffix}")
+        outputs.append([p.get("output", "") for p in test.predictions])
         soft = torch.cat([bridge.soft_tokens(scorer.messages(test_examples[i : i + 64]), r).detach()
                           for i in range(0, min(256, len(test_examples)), 64)])
         metrics.update({f"{name}{suffix}": test.metrics[name] for name in report.test_metrics})
@@ -278,15 +266,32 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
         if generative:
             metrics[f"first_token_accuracy{suffix}"] = first_token_accuracy(
                 scorer, test_examples, reference_ids([receiver], test_examples)[0], config.eval_batch_size)
-        for fmt in config.wire_formats:
+        for fmt in wire_formats:
             quantized = evaluate(BridgeScorer(bridge, inputs, receiver, r, WireFormat(fmt)), task, "test",
                                  batch_size=config.eval_batch_size, progress=False)
             metrics[f"{headline}_wire_{fmt}{suffix}"] = quantized.metrics[headline]
+            if generative:
+                metrics[f"em_wire_{fmt}{suffix}"] = quantized.metrics["em"]
         if config.compare_zero_shot:
             zs = zero_shot_reference(receiver, task, config.eval_batch_size, config.max_new_tokens, config.progress)
             metrics[f"{report.zero_shot_key}{suffix}"] = zs[headline]
+            # Fusion reads the whole text besides the message: no text stands for the message, so no budget control.
+            budget = None if config.receiver_reads_text and not config.receiver_text_fields else token_budget_reference(
+                receiver, task, config.receiver_text_fields, budget_bytes, config.eval_batch_size,
+                config.max_new_tokens, config.progress)
+            if budget is not None:
+                metrics[f"token_budget_{headline}{suffix}"] = budget[headline]
+                metrics[f"token_budget_text_bytes_mean{suffix}"] = budget["text_bytes_mean"]
             if generative:
                 metrics[f"zero_shot_em{suffix}"] = zs["em"]
+                if budget is not None:
+                    metrics[f"token_budget_em{suffix}"] = budget["em"]
+    if generative and len(receivers) > 1:  # interlingua: the receivers' answers to one message, rescored by all
+        scorers = [BridgeScorer(bridge, inputs, receiver, r) for r, receiver in enumerate(receivers)]
+        joint, shares = joint_rescoring(scorers, task, test_examples, outputs, config.eval_batch_size)
+        write_eval(joint, run.dir, "test_joint")
+        metrics.update(joint_em=joint.metrics["em"], joint_f1=joint.metrics["f1"],
+                       **{f"joint_{k}": round(v, 4) for k, v in shares.items()})
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     run.metrics.update(metrics)
     run.write_json("metrics.json", metrics)

@@ -1,5 +1,6 @@
 """Token-budget text: the receiver reads the input cut to as many of its own tokens as the bridge sends
-soft tokens (K), the fair-budget control: what K text tokens carry, against what K soft tokens carry."""
+soft tokens (K), the fair-budget control: what K text tokens carry, against what K soft tokens carry.
+The cutting rule is lw-tasks' (`lw_tasks.budget`), the one lw-train's control at the message's bytes uses."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 
 from lw_core.lm import FrozenLM
 from lw_tasks import Example, Task, ZeroShotScorer
+from lw_tasks.budget import truncate_tokens
 
 from lw_baselines.common import Context, Method, Outcome, SingleModelConfig, _help, register
 from lw_baselines.scoring import MappedScorer, choose_calibration, require_text_template, with_text
@@ -25,12 +27,6 @@ class TokenBudgetConfig(SingleModelConfig):
         super().__post_init__()
         if self.budget_tokens < 1:
             raise ValueError(f"budget_tokens must be >= 1, got {self.budget_tokens}")
-
-
-def truncate_tokens(lm: FrozenLM, text: str, budget: int) -> str:
-    """The text's first `budget` tokens (the model's tokenizer, no special tokens), decoded."""
-    ids = lm.token_ids(text)
-    return text if len(ids) <= budget else lm.tokenizer.decode(ids[:budget])
 
 
 def budget_rewrite(lm: FrozenLM, budget: int):
