@@ -36,10 +36,10 @@ from lw_tasks import (
     resolve_answer_rule,
     task_options,
     write_eval,
-    zero_shot_scorer,
 )
 from lw_tasks.methods import METHODS, Context, Method, Outcome, Runtime
 from lw_tasks.runner import run_method
+from lw_tasks.zero_shot import reference_scorer
 
 from lw_bridge.bridge import Bridge, BridgeConfig
 from lw_bridge.build import bridge_config, sender_template
@@ -88,18 +88,18 @@ def default_run_dir(config: TrainConfig) -> Path:
     return runs_root() / task / label / name
 
 
-def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16,
-                        progress: bool = True) -> dict[str, Any]:
-    """The receiver reading the text prompt, on test: the zero-shot method's scorer (`zero_shot_scorer`:
-    calibrated answer-set scoring, or greedy generation on a generative task), as `lw-baseline
-    zero-shot-calibrated` scores it. Cached on disk per receiver and test split."""
+def zero_shot_reference(receiver: FrozenLM, task: Task, config: TrainConfig) -> dict[str, Any]:
+    """The receiver reading the text prompt, on test: the registered `zero-shot-calibrated` method's scorer
+    (`lw_tasks.zero_shot.reference_scorer`: calibrated answer-set scoring, or greedy generation of
+    `config.max_new_tokens` on a generative task), as `lw-baseline zero-shot-calibrated` scores it.
+    Cached on disk per receiver and test split."""
     digest = hashlib.sha256("\0".join(f"{e.id}\t{e.text}" for e in task.split("test")).encode()).hexdigest()[:12]
     name = f"{receiver.name}-{task.name}-{digest}-test-{REPORTS[task.kind].cache_tag}"
     path = cache_dir() / "zero_shot" / f"{name.replace('/', '_')}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    scorer = zero_shot_scorer(receiver, task, calibrate=True, max_new_tokens=max_new_tokens)
-    result = evaluate(scorer, task, "test", batch_size=batch_size, progress=progress)
+    scorer = reference_scorer(receiver, task, config)
+    result = evaluate(scorer, task, "test", batch_size=config.eval_batch_size, progress=config.progress)
     metrics = flat_metrics(result.metrics)
     write_json_atomic(path, metrics)
     return metrics
@@ -283,7 +283,7 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
                                  batch_size=config.eval_batch_size, progress=False)
             metrics[f"{headline}_wire_{fmt}{suffix}"] = quantized.metrics[headline]
         if config.compare_zero_shot:
-            zs = zero_shot_reference(receiver, task, config.eval_batch_size, config.max_new_tokens, config.progress)
+            zs = zero_shot_reference(receiver, task, config)
             metrics[f"{report.zero_shot_key}{suffix}"] = zs[headline]
             if generative:
                 metrics[f"zero_shot_em{suffix}"] = zs["em"]
