@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _defaults(config: Any) -> dict[str, Any]:
-    """A config class's default values as `config.json` holds them."""
+def _defaults(config: Any, names: Collection[str] | None = None) -> dict[str, Any]:
+    """A config class's default values (of the fields `names`, or all) as `config.json` holds them."""
     out = {}
     for f in dataclasses.fields(config):
+        if names is not None and f.name not in names:
+            continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if default is not dataclasses.MISSING:
             out[f.name] = json.loads(json.dumps(default, default=str))
@@ -55,10 +58,10 @@ def identity_hash(config: Any) -> str:
     values = config_to_dict(config)
     for name in NOT_IDENTITY:
         values.pop(name, None)
-    defaults = _defaults(config)
-    for f in dataclasses.fields(config):
-        if f.metadata.get("identity") == "when-set" and f.name in defaults and values.get(f.name) == defaults[f.name]:
-            values.pop(f.name)
+    when_set = [f.name for f in dataclasses.fields(config) if f.metadata.get("identity") == "when-set"]
+    for name, default in _defaults(config, when_set).items():
+        if values.get(name) == default:
+            values.pop(name)
     legacy = getattr(config, "legacy_identity", None)
     if legacy is not None:
         values.update(legacy())
