@@ -4,6 +4,7 @@ two receivers, each scored, and joint rescoring of their answers."""
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,6 +21,8 @@ from lw_core import Embedded, FrozenLM
 from lw_core.models import model_tag
 from lw_tasks import GenerationScorer, evaluate, load_task
 from lw_tasks.budget import truncate_bytes
+
+CALLER = SimpleNamespace(eval_batch_size=4, max_new_tokens=3, progress=False)  # what the controls read of lw-train's config
 
 TINY = dict(layer=2, steps=4, batch_size=8, eval_every=2, lr=3e-3, d_model=32, depth=1, heads=2, num_latents=4,
             num_soft_tokens=4, d_z=8, device="cpu", max_validation_examples=8, answer_tokens=2, max_new_tokens=3)
@@ -71,13 +74,13 @@ def test_layout_b_reports_the_text_upper_bound_and_the_token_budget_control_at_t
 
 def test_the_budget_control_is_cut_with_the_receivers_tokenizer_and_cached_per_cut(env, model_dirs):
     task, receiver = _qa_task(), FrozenLM.load(model_dirs["receiver"], dtype="fp32", device="cpu")
-    small = token_budget_reference(receiver, task, [], 12, batch_size=4, max_new_tokens=3, progress=False)
-    large = token_budget_reference(receiver, task, [], 4096, batch_size=4, max_new_tokens=3, progress=False)
+    small = token_budget_reference(receiver, task, [], 12, CALLER)
+    large = token_budget_reference(receiver, task, [], 4096, CALLER)
     assert small["text_bytes_mean"] <= 12 and large["text_bytes_mean"] == pytest.approx(
         sum(len(e.text.encode()) for e in task.split("test")) / len(task.split("test")), abs=0.05)
     assert len(list((env / "cache" / "zero_shot").glob("*.json"))) == 2
     other = dataclasses.replace(task, template="{question}\n{text}\nAnswer:")  # cannot replace the input: skipped
-    assert token_budget_reference(receiver, other, [], 12, batch_size=4, max_new_tokens=3, progress=False) is None
+    assert token_budget_reference(receiver, other, [], 12, CALLER) is None
 
 
 def _logprob(receiver: FrozenLM, prefix: Embedded, i: int, answer: str) -> float:

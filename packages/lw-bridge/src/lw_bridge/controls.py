@@ -17,10 +17,11 @@ import torch
 from lw_core import Embedded, FrozenLM
 from lw_core.models import cache_dir
 from lw_registry import write_json_atomic
-from lw_tasks import EvalResult, Example, Task, evaluate, flat_metrics, zero_shot_scorer
+from lw_tasks import EvalResult, Example, Task, evaluate, flat_metrics
 from lw_tasks.budget import truncate_bytes
 from lw_tasks.evaluate import generative_result
 from lw_tasks.task import template_fields
+from lw_tasks.zero_shot import reference_scorer
 
 from lw_bridge.layouts import cut_sender_part
 from lw_bridge.recipe import answer_line_ids
@@ -30,26 +31,26 @@ from lw_bridge.selection import REPORTS
 log = logging.getLogger("lw.train")
 
 
-def zero_shot_reference(receiver: FrozenLM, task: Task, batch_size: int, max_new_tokens: int = 16,
-                        progress: bool = True) -> dict[str, Any]:
-    """The receiver reading the text prompt, on test: the zero-shot method's scorer (`zero_shot_scorer`:
-    calibrated answer-set scoring, or greedy generation on a generative task), as `lw-baseline
-    zero-shot-calibrated` scores it. Cached on disk per receiver, test texts and generation length."""
+def zero_shot_reference(receiver: FrozenLM, task: Task, config: Any) -> dict[str, Any]:
+    """The receiver reading the text prompt, on test: the registered `zero-shot-calibrated` method's scorer
+    (`lw_tasks.zero_shot.reference_scorer`: calibrated answer-set scoring, or greedy generation of
+    `config.max_new_tokens` on a generative task), as `lw-baseline zero-shot-calibrated` scores it. Cached
+    on disk per receiver, test texts and generation length."""
     digest = hashlib.sha256("\0".join(f"{e.id}\t{e.text}" for e in task.split("test")).encode()).hexdigest()[:12]
-    tag = REPORTS[task.kind].cache_tag + (str(max_new_tokens) if task.kind == "generative" else "")
+    tag = REPORTS[task.kind].cache_tag + (str(config.max_new_tokens) if task.kind == "generative" else "")
     name = f"{receiver.name}-{task.name}-{digest}-test-{tag}"
     path = cache_dir() / "zero_shot" / f"{name.replace('/', '_')}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    scorer = zero_shot_scorer(receiver, task, calibrate=True, max_new_tokens=max_new_tokens)
-    result = evaluate(scorer, task, "test", batch_size=batch_size, progress=progress)
+    result = evaluate(reference_scorer(receiver, task, config), task, "test", batch_size=config.eval_batch_size,
+                      progress=config.progress)
     metrics = flat_metrics(result.metrics)
     write_json_atomic(path, metrics)
     return metrics
 
 
 def token_budget_reference(receiver: FrozenLM, task: Task, receiver_fields: Sequence[str], max_bytes: int,
-                           batch_size: int, max_new_tokens: int = 16, progress: bool = True) -> dict[str, Any] | None:
+                           config: Any) -> dict[str, Any] | None:
     """The receiver reading, as text, what the message stands for cut to `max_bytes` UTF-8 bytes (the
     message's wire bytes) and the rest as the bridge's receiver reads it: the whole input cut (layout
     (a)), or the passage cut and the question whole (`receiver_fields`, layout (b)); scored on test as
@@ -66,8 +67,7 @@ def token_budget_reference(receiver: FrozenLM, task: Task, receiver_fields: Sequ
         return cut_parts[-1]
 
     test = [dataclasses.replace(e, text=cut_sender_part(task, receiver_fields, e, cut)) for e in task.split("test")]
-    metrics = zero_shot_reference(receiver, dataclasses.replace(task, splits={"test": test}), batch_size,
-                                  max_new_tokens, progress)
+    metrics = zero_shot_reference(receiver, dataclasses.replace(task, splits={"test": test}), config)
     sizes = [len(part.encode("utf-8")) for part in cut_parts]
     return {**metrics, "text_bytes_mean": round(sum(sizes) / len(sizes), 1)}
 

@@ -273,12 +273,11 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
             if generative:
                 metrics[f"em_wire_{fmt}{suffix}"] = quantized.metrics["em"]
         if config.compare_zero_shot:
-            zs = zero_shot_reference(receiver, task, config.eval_batch_size, config.max_new_tokens, config.progress)
+            zs = zero_shot_reference(receiver, task, config)
             metrics[f"{report.zero_shot_key}{suffix}"] = zs[headline]
             # Fusion reads the whole text besides the message: no text stands for the message, so no budget control.
             budget = None if config.receiver_reads_text and not config.receiver_text_fields else token_budget_reference(
-                receiver, task, config.receiver_text_fields, budget_bytes, config.eval_batch_size,
-                config.max_new_tokens, config.progress)
+                receiver, task, config.receiver_text_fields, budget_bytes, config)
             if budget is not None:
                 metrics[f"token_budget_{headline}{suffix}"] = budget[headline]
                 metrics[f"token_budget_text_bytes_mean{suffix}"] = budget["text_bytes_mean"]

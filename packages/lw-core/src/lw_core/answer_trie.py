@@ -51,6 +51,16 @@ class AnswerScores:
         return self.logprobs / self.token_mask.sum(dim=-1).clamp(min=1)
 
 
+def proper_prefixes(answers: Sequence[Sequence[int]]) -> dict[tuple[int, ...], int]:
+    """The answers' distinct proper prefixes (length ≥ 1), parents before children, each with its index:
+    the trie's nodes, one continuation position each when an example is scored."""
+    index: dict[tuple[int, ...], int] = {}
+    for answer in answers:
+        for k in range(1, len(answer)):
+            index.setdefault(tuple(answer[:k]), len(index))
+    return index
+
+
 @dataclass(frozen=True)
 class AnswerTrie:
     """The answers' proper prefixes (length ≥ 1) as trie nodes, parents before children.
@@ -73,10 +83,7 @@ class AnswerTrie:
 
     @classmethod
     def build(cls, answers: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> AnswerTrie:
-        index: dict[tuple[int, ...], int] = {}
-        for answer in answers:
-            for k in range(1, len(answer)):
-                index.setdefault(tuple(answer[:k]), len(index))
+        index = proper_prefixes(answers)
         nodes = list(index)
         sees = torch.zeros(len(nodes), len(nodes), dtype=torch.bool)
         for i, prefix in enumerate(nodes):

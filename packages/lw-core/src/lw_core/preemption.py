@@ -2,16 +2,18 @@
 preemption. A trainer holds a `PreemptionFlag` (the signal sets it; the trainer checkpoints after the
 current step and calls `stop_for_preemption`); any other stretch of a run holds `exit_on_sigterm`.
 Either way the process exits with `PREEMPTED_EXIT_CODE`, which an open run records as preempted, not
-failed, keeping what it wrote; the same command resumes."""
+failed, keeping what it wrote; the same command resumes. Both catch signals with the registry's
+`SignalCatcher` (`lw_registry.signals`), as the registry's executor does."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import signal
-import threading
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import NoReturn
+
+from lw_registry.signals import SignalCatcher
 
 PREEMPTED_EXIT_CODE = 143
 """Exit code of a process stopped by SIGTERM (128 + 15): its run is recorded as preempted, not failed."""
@@ -22,26 +24,16 @@ SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 log = logging.getLogger("lw.preemption")
 
 
-class PreemptionFlag:
+class PreemptionFlag(SignalCatcher):
     """Within this block `SIGNALS` set `requested` instead of killing the process; the trainer checks it
     after each step, checkpoints and calls `stop_for_preemption`. Off the main thread it is inert."""
 
     def __init__(self):
-        self.requested = False
-        self._previous: dict[int, Any] = {}
+        super().__init__(SIGNALS)
 
-    def __enter__(self) -> PreemptionFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    @property
+    def requested(self) -> bool:
+        return self.received is not None
 
 
 def stop_for_preemption(where: str) -> NoReturn:
@@ -49,19 +41,13 @@ def stop_for_preemption(where: str) -> NoReturn:
     raise SystemExit(PREEMPTED_EXIT_CODE)
 
 
+def _exit_preempted(signum: int) -> NoReturn:
+    raise SystemExit(PREEMPTED_EXIT_CODE)
+
+
 @contextlib.contextmanager
 def exit_on_sigterm() -> Iterator[None]:
     """Within this block SIGTERM raises `SystemExit(PREEMPTED_EXIT_CODE)`, so an open run records that
     it was stopped (preempted) and keeps what it wrote, instead of dying with its record at "running"."""
-    if threading.current_thread() is not threading.main_thread():
+    with SignalCatcher((signal.SIGTERM,), _exit_preempted):
         yield
-        return
-
-    def _exit(signum, frame):
-        raise SystemExit(PREEMPTED_EXIT_CODE)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

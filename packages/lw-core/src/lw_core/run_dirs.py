@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from lw_core.models import model_tag
 
 CONFIG_NAME = "config.json"
 
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A config's values as `config.json` holds them."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
@@ -30,6 +32,18 @@ def config_hash(config: Any) -> str:
     """A stable hash of a config's resolved values (order-independent)."""
     payload = json.dumps(config_to_dict(config) if dataclasses.is_dataclass(config) else config, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _defaults(config: Any, names: Collection[str] | None = None) -> dict[str, Any]:
+    """A config class's default values (of the fields `names`, or all) as `config.json` holds them."""
+    out = {}
+    for f in dataclasses.fields(config):
+        if names is not None and f.name not in names:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if default is not dataclasses.MISSING:
+            out[f.name] = json.loads(json.dumps(default, default=str))
+    return out
 
 
 NOT_IDENTITY = ("output_dir", "progress", "threads")
@@ -44,11 +58,10 @@ def identity_hash(config: Any) -> str:
     values = config_to_dict(config)
     for name in NOT_IDENTITY:
         values.pop(name, None)
-    for f in dataclasses.fields(config):
-        if f.metadata.get("identity") == "when-set":
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            if values.get(f.name) == default:
-                values.pop(f.name)
+    when_set = [f.name for f in dataclasses.fields(config) if f.metadata.get("identity") == "when-set"]
+    for name, default in _defaults(config, when_set).items():
+        if values.get(name) == default:
+            values.pop(name)
     legacy = getattr(config, "legacy_identity", None)
     if legacy is not None:
         values.update(legacy())
@@ -72,16 +85,6 @@ def hashed_run_dir(config: Any, method: str, task: str | None = None) -> Path:
         return Path(config.output_dir)
     slug = task_slug(task or config.task)
     return runs_root() / slug / method / f"seed{config.seed}-{identity_hash(config)}"
-
-
-def _defaults(config: Any) -> dict[str, Any]:
-    """A config class's default values as `config.json` holds them."""
-    out = {}
-    for f in dataclasses.fields(config):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if default is not dataclasses.MISSING:
-            out[f.name] = json.loads(json.dumps(default, default=str))
-    return out
 
 
 def config_differences(stored: dict[str, Any], config: Any) -> list[str]:

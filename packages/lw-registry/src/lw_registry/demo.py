@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from lw_registry.record import fail_run, finish_run, start_run, write_json_atomic
+from lw_registry.signals import SignalCatcher
 
 
 def _fake_metric(*parts: object) -> float:
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     record = start_run(run_dir, name=f"demo/{args.task}/{args.method}/seed{args.seed}",
                        argv=[sys.executable, "-m", "lw_registry.demo", *(argv or sys.argv[1:])],
                        config=vars(args), task=args.task, method=args.method, seed=args.seed)
-    stopped: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, _frame: stopped.append(signum))
+    stopped = SignalCatcher((signal.SIGTERM,))
+    stopped.install()  # for the rest of the process, as an lw CLI's training loop holds it
 
     ckpt = run_dir / "checkpoint.json"
     step = json.loads(ckpt.read_text())["step"] if ckpt.is_file() else 0
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                  log_tail=args.error)
         return 1
     while step < args.steps:
-        if stopped:
+        if stopped.received is not None:
             print(f"SIGTERM at step {step}: checkpoint saved, exiting", flush=True)
             fail_run(run_dir, error="stopped by SIGTERM", category="preempted", status="preempted",
                      exit_code=143)

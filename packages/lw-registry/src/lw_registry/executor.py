@@ -36,6 +36,7 @@ from lw_registry.record import (
     git_sha,
     read_record,
 )
+from lw_registry.signals import SignalCatcher
 
 JOB_LOG = "job.log"
 # SLURM sends SIGTERM at (or a little after) the end time it reports; allow for clock rounding.
@@ -70,28 +71,17 @@ class Outcome:
     error_category: str | None = None
 
 
-class _Signals:
-    """Forwarding SIGTERM / SIGUSR1 (SLURM's warning before the time limit) to the running command."""
+FORWARDED = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+"""What the executor forwards to its command (SIGUSR1: SLURM's warning before the time limit)."""
 
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.received_at: float | None = None  # epoch seconds
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._old: dict[int, Any] = {}
 
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.received, self.received_at = signum, time.time()
-        if self.proc is not None and self.proc.poll() is None:
+def _forward_to(proc: subprocess.Popen[bytes]) -> Callable[[int], None]:
+    def forward(_signum: int) -> None:
+        if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)  # lw CLIs checkpoint and exit on SIGTERM
+                os.killpg(proc.pid, signal.SIGTERM)  # lw CLIs checkpoint and exit on SIGTERM
+
+    return forward
 
 
 def run_one(
@@ -133,7 +123,7 @@ def run_one(
             argv += record.resume
         argv = [*(launcher or []), *argv]
         timeout, name, extra_env = record.timeout_s, record.name, dict(record.env)
-    sigs = _Signals() if handle_signals else None
+    sigs = SignalCatcher(FORWARDED) if handle_signals else None
     log_path = run_dir / JOB_LOG
     rc: int | None = None
     timed_out = False
@@ -157,7 +147,7 @@ def run_one(
             if procs is not None:
                 procs[run_dir] = proc
             if sigs is not None:
-                sigs.proc = proc
+                sigs.on_signal = _forward_to(proc)
                 sigs.install()
             try:
                 reader = threading.Thread(target=_pump, args=(proc, emit), daemon=True)

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Sequence
 
 import torch
+from lw_core.answer_trie import proper_prefixes
 from lw_core.errors import LwError
 
 from lw_tasks.task import CONTENT_FREE, Example, Scorer, Task
@@ -61,14 +62,10 @@ def answer_rule_hint(rule: str, answer_ids: Sequence[Sequence[int]]) -> str | No
     continuation positions it scores against `distinct-prefix`, the cheaper exact alternative."""
     if rule != "first-token" or resolve_answer_rule(rule, answer_ids) != "full":
         return None
-    full, cut = _proper_prefixes(answer_ids), _proper_prefixes(distinct_prefixes(answer_ids))
+    full, cut = len(proper_prefixes(answer_ids)), len(proper_prefixes(distinct_prefixes(answer_ids)))
     return (f"answers share first tokens, so the first-token rule scores every answer token in full: "
             f"{full} continuation positions per example, each normalised over the vocabulary; "
             f"--answer-rule distinct-prefix scores up to where the answers part ({cut}), a cheaper step")
-
-
-def _proper_prefixes(answer_ids: Sequence[Sequence[int]]) -> int:
-    return len({tuple(a[:k]) for a in answer_ids for k in range(1, len(a))})
 
 
 def distinct_prefixes(answer_ids: Sequence[Sequence[int]]) -> list[list[int]]:

@@ -109,6 +109,18 @@ class StageTimes:
         self.examples = 0
         self.messages: list[str] = []
 
+    def relay(self, receiver_scorer: Any, task: Task, examples: Sequence[Example], messages: list[str],
+              sender_started: float) -> torch.Tensor:
+        """The receiver scores each example with its message as the text; the sender's stage ran from
+        `sender_started` until now. Both stages' times, the examples and the messages are counted."""
+        middle = time.perf_counter()
+        scores = receiver_scorer.score(task, [with_text(e, m) for e, m in zip(examples, messages, strict=True)])
+        self.sender += middle - sender_started
+        self.receiver += time.perf_counter() - middle
+        self.examples += len(examples)
+        self.messages += messages
+        return scores
+
 
 class RelayScorer:
     """The sender writes a message per example; the receiver reads it in the task's prompt and scores."""
@@ -136,12 +148,7 @@ class RelayScorer:
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         start = time.perf_counter()
         messages = self.messages(task, examples)
-        middle = time.perf_counter()
-        scores = self.receiver_scorer.score(task, [with_text(e, m) for e, m in zip(examples, messages, strict=True)])
-        self.times.sender += middle - start
-        self.times.receiver += time.perf_counter() - middle
-        self.times.examples += len(examples)
-        self.times.messages += messages
+        scores = self.times.relay(self.receiver_scorer, task, examples, messages, start)
         self.last_outputs = messages
         return scores
 
@@ -239,12 +246,7 @@ class AnswerRelayScorer:
         start = time.perf_counter()
         choice = self.sender_scorer.score(task, examples).argmax(dim=-1).tolist()
         messages = [task.verbalizers[c].strip() for c in choice]
-        middle = time.perf_counter()
-        scores = self.receiver_scorer.score(task, [with_text(e, m) for e, m in zip(examples, messages, strict=True)])
-        self.times.sender += middle - start
-        self.times.receiver += time.perf_counter() - middle
-        self.times.examples += len(examples)
-        self.times.messages += messages
+        scores = self.times.relay(self.receiver_scorer, task, examples, messages, start)
         self.last_outputs = messages
         return scores
 
