@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import re
 import time
@@ -32,6 +33,7 @@ from lw_tasks.options import TaskOptions
 from lw_bench.measure import percentiles
 
 Send = Callable[[httpx.AsyncClient, str], Awaitable[int]]
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not one log line per request of a load
 
 
 @dataclass
