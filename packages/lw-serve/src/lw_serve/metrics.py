@@ -31,12 +31,25 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + inner + "}"
 
 
+def peak_rss_bytes() -> float:
+    """This process's peak resident memory: VmHWM on Linux (reset by exec: a server started from a large
+    process does not report its parent's peak, as getrusage's ru_maxrss, kept across exec, would)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 class Metrics:
     def __init__(self):
         self._values: dict[str, dict[str, float]] = defaultdict(dict)
         self._gauges: dict[str, Callable[[], float]] = {}
         self._lock = threading.Lock()
-        self.gauge("lw_serve_peak_rss_bytes", lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        self.gauge("lw_serve_peak_rss_bytes", peak_rss_bytes)
 
     def add(self, name: str, value: float = 1.0, **labels: str) -> None:
         key = _labels(labels)
