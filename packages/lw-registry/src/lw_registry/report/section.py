@@ -25,6 +25,7 @@ from lw_registry.text_table import markdown_table
 BENCH_SCALING = "bench-scaling"
 BENCH_TRAIN = "bench-train"
 BENCH_SERVE = "bench-serve"
+BENCH_LIMIT = "bench-limit"
 NAMES_SHOWN = 4
 
 
@@ -181,6 +182,23 @@ def _answers(parts: _Parts, found: Sequence[Row]) -> list[str]:
     return lines
 
 
+def _limit(parts: _Parts, found: Sequence[Row]) -> list[str]:
+    """lw-bench limit: batch-1 latency of the bridge path, its floor, the receiver reading the text and the
+    text relay, and their ratios (same run)."""
+    lines, results = _bench_part(parts, found, "The bridge path against its floor (batch 1)", BENCH_LIMIT,
+                                 "ratios_p50", "lw-bench limit")
+    if results is None:
+        return lines
+    env = results.get("environment") or {}
+    rows = [[p["name"], *(round(p["latency_ms"][k], 1) for k in ("p50", "p90", "p99"))] for p in results["paths"]]
+    ratios = results["ratios_p50"]
+    lines += [markdown_table(["path", "p50 ms", "p90 ms", "p99 ms"], rows), "",
+              markdown_table(["ratio of p50 latency", "value"], [[k, round(v, 3)] for k, v in ratios.items()]), ""]
+    parts.found.append(f"- **bridge at its floor** (lw-bench limit, {env.get('task', 'rt-sentiment')}, batch 1): "
+                       + "; ".join(f"{k} {v:.2f}" for k, v in ratios.items()) + ".")
+    return lines
+
+
 SERVE_COLUMNS = ("target", "concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms", "served / in process", "peak MiB",
                  "sent", "ok", "503", "failed")
 """lw-bench serve's columns, in the README's order."""
@@ -236,7 +254,7 @@ def build_section(found: Sequence[Row], suite: Suite | None, *, base: Path, task
     grouped = group_rows([r for r in rows if r.record.plan not in ablations], group_by, metric)
     parts = _Parts(relative_path(figures_dir, base))
     body = [*_task_tables(parts, grouped, tasks, group_by, metric), *_wire(parts, grouped, tasks),
-            *_scaling(parts, found), *_answers(parts, found), *_serving(parts, found)]
+            *_scaling(parts, found), *_limit(parts, found), *_answers(parts, found), *_serving(parts, found)]
     if suite:
         body += _ablations(parts, suite, rows, tasks, metric)
         body += ["### Not run yet", "", *_missing_lines(suite, found, base)]
