@@ -112,8 +112,7 @@ class Engine:
         """Answers of messages [B, M, d_z] (`texts` only for a fusion bridge, whose receiver reads them)."""
         start = time.perf_counter()
         if getattr(self.backend, "reads_prefilled_start", False) and self.bridge.config.kind != "generative":
-            parameter = next(self.bridge.parameters())
-            soft = self.bridge.soft_tokens(messages.to(parameter.device, parameter.dtype), self.scorer.receiver_index)
+            soft = self.bridge.soft_tokens(self._on_bridge(messages), self.scorer.receiver_index)
             shared_start, prefix = self.scorer.split_input(soft, texts)
             timings["adapter"] = time.perf_counter() - start
             return self._answer(prefix, timings, shared_start)
@@ -123,8 +122,12 @@ class Engine:
 
     def decode_input(self, messages: torch.Tensor, texts: Sequence[str] | None = None):
         """The receiver's input embeddings for messages [B, M, d_z]: anchors and BOS around the soft tokens."""
+        return self.scorer.receiver_input(self._on_bridge(messages), texts)
+
+    def _on_bridge(self, messages: torch.Tensor) -> torch.Tensor:
+        """Messages off the wire on the bridge's device, in its dtype."""
         parameter = next(self.bridge.parameters())
-        return self.scorer.receiver_input(messages.to(parameter.device, parameter.dtype), texts)
+        return messages.to(parameter.device, parameter.dtype)
 
     def _answer(self, prefix, timings: dict[str, float], shared_start: object | None = None) -> list[Answered]:
         """Answers of the receiver's inputs; `shared_start` (a backend that `reads_prefilled_start`): the
