@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -61,8 +62,10 @@ async def sigterm_load(process: subprocess.Popen, url: str, texts: list[str], to
                 outcomes[f"lost ({type(err).__name__})"] += 1
 
     async def terminate() -> None:
-        # only once requests wait in the server's queue: accepted, not yet answered, so in flight for sure
-        while answered(url) - base < after or queued(url) < 8:
+        # once requests wait in the server's queue (accepted, not yet answered: in flight for sure), or at the
+        # latest after 120 s (the signal is sent either way, so the loop always ends)
+        deadline = time.monotonic() + 120
+        while (answered(url) - base < after or queued(url) < 8) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         outcomes["in the queue at SIGTERM"] = queued(url)
         outcomes["answered before SIGTERM"] = answered(url) - base
