@@ -234,3 +234,23 @@ def test_generative_targets_end_with_the_line_the_evaluator_keeps():
     full, _ = teacher_forced_ce(gemma, prefix, targets)
     answer_only, _ = teacher_forced_ce(gemma, prefix, [t[:-1] for t in targets])
     assert full.item() != pytest.approx(answer_only.item())  # the end of line is trained too
+
+
+def test_teacher_forced_ce_is_the_mean_token_ce_of_each_example_read_alone():
+    import torch.nn.functional as F
+    from lw_bridge.losses import teacher_forced_ce
+
+    gemma = tiny_gemma3()
+    prefix = gemma.embed_texts(["q1", "a longer question 22", "x"])
+    targets = [[5, 9, 11], [7], [3, 4]]
+    loss, first = teacher_forced_ce(gemma, prefix, targets)
+    total, correct = 0.0, 0
+    for i, target in enumerate(targets):  # each example alone, its reference tokens fed after its own prefix
+        n = int(prefix.lengths[i])
+        ids = torch.tensor(target)
+        embeds = torch.cat([prefix.embeds[i, :n], gemma.embed(ids)])[None]
+        logits = gemma.model(inputs_embeds=embeds).logits[0, n - 1 : n - 1 + len(target)].float()
+        total += F.cross_entropy(logits, ids, reduction="sum").item()
+        correct += int(logits[0].argmax() == ids[0])
+    assert loss.item() == pytest.approx(total / 6, rel=1e-5)
+    assert first.item() == pytest.approx(correct / 3)

@@ -27,6 +27,20 @@ def test_the_input_template_splits_by_lines_between_receiver_and_sender():
         split_fields(mixed, ["question"])
     with pytest.raises(ValueError, match="needs --receiver-reads-text"):
         TrainConfig(receiver_text_fields=["question"])
+    with pytest.raises(ValueError, match="needs --receiver-text-fields"):
+        TrainConfig(receiver_reads_text=True, sender_fields="all")
+
+
+def test_sender_fields_all_gives_the_sender_the_whole_input_and_the_receiver_only_its_fields():
+    from lw_bridge.build import sender_template
+
+    task = _qa_task()
+    base = dict(receiver_reads_text=True, receiver_text_fields=["question"], sender_reads="text")
+    assert sender_template(TrainConfig(**base), task) == "Context: {context}"
+    both = TrainConfig(**base, sender_fields="all")
+    assert sender_template(both, task) == "{text}"
+    assert both.identity_hash() != TrainConfig(**base).identity_hash()
+    assert TrainConfig(**base, sender_fields="others").identity_hash() == TrainConfig(**base).identity_hash()
 
 
 @pytest.fixture()

@@ -17,8 +17,9 @@ from lw_bridge.layouts import split_fields
 
 def sender_template(config: TrainConfig, task: Task) -> str:
     """What the sender reads: the task prompt around its input, or the bare input; with
-    `--receiver-text-fields` only the input lines the receiver does not read."""
-    text = split_fields(task, config.receiver_text_fields).sender_template if config.receiver_text_fields else "{text}"
+    `--receiver-text-fields` only the input lines the receiver does not read (unless `--sender-fields all`)."""
+    split = config.receiver_text_fields and config.sender_fields == "others"
+    text = split_fields(task, config.receiver_text_fields).sender_template if split else "{text}"
     return task.template.replace("{text}", text) if config.sender_reads == "prompt" else text
 
 

@@ -59,6 +59,11 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         "help": "with --receiver-reads-text: the input fields the receiver reads as text (e.g. question); the "
                 "sender reads only the others (e.g. the passage), which reach the receiver only as the message "
                 "(QA layout (b)); default: both read the whole input", "identity": "when-set"})
+    sender_fields: str = field(default="others", metadata={
+        "help": "with --receiver-text-fields: what the sender reads; others = only the fields the receiver does "
+                "not read (the passage); all = the whole input, the receiver's fields too (a question-aware "
+                "message; the passage still reaches the receiver only through it)", "choices": ["others", "all"],
+        "identity": "when-set"})
     fusion_layout: str = field(default="prefix", metadata={
         "help": "fusion: where the soft tokens go; prefix = before the task prompt (prompt tuning's layout), "
                 "suffix = after the text, before the answer cue (the text runs once without gradients: cheaper)",
@@ -132,6 +137,11 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
         if self.receiver_text_fields and not self.receiver_reads_text:
             raise ValueError("--receiver-text-fields says which fields the receiver reads as text: it needs "
                              "--receiver-reads-text")
+        if self.sender_fields not in ("others", "all"):
+            raise ValueError(f"sender_fields must be others or all, got {self.sender_fields!r}")
+        if self.sender_fields == "all" and not self.receiver_text_fields:
+            raise ValueError("--sender-fields all says the sender also reads the receiver's fields: it needs "
+                             "--receiver-text-fields")
         if self.receiver_text_fields and self.encoder == "bytes":
             raise ValueError("--receiver-text-fields splits what the sender reads; the bytes encoder reads the "
                              "whole input")

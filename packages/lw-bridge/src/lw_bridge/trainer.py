@@ -44,7 +44,7 @@ from lw_bridge.config import TrainConfig
 from lw_bridge.controls import joint_rescoring, token_budget_reference, zero_shot_reference
 from lw_bridge.encoders import fit_input_statistics
 from lw_bridge.inputs import EncoderInputs
-from lw_bridge.layouts import sender_only_bytes
+from lw_bridge.layouts import sender_only_bytes, split_fields
 from lw_bridge.losses import diversity
 from lw_bridge.recipe import BridgeRecipe, reference_ids
 from lw_bridge.scorer import BridgeScorer
@@ -94,7 +94,8 @@ def check_task(task: Task, config: TrainConfig) -> Task:
         raise LwError(f"--kd-weight distils over an answer set; task {task.name!r} is generative (use 0)")
     if generative and config.message_head_weight > 0:
         raise LwError(f"--message-head-weight classifies over an answer set; task {task.name!r} is generative (use 0)")
-    sender_template(config, task)  # fields the task's input cannot split (--receiver-text-fields) fail before any model loads
+    if config.receiver_text_fields:  # fields the task's input cannot split fail before any model loads
+        split_fields(task, config.receiver_text_fields)
     return task
 
 
