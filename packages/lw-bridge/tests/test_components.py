@@ -254,3 +254,19 @@ def test_teacher_forced_ce_is_the_mean_token_ce_of_each_example_read_alone():
         correct += int(logits[0].argmax() == ids[0])
     assert loss.item() == pytest.approx(total / 6, rel=1e-5)
     assert first.item() == pytest.approx(correct / 3)
+
+
+def test_teacher_forced_ce_after_a_prefilled_context_equals_the_joined_input():
+    from lw_bridge.losses import teacher_forced_ce
+    from lw_core import Embedded
+
+    gemma = tiny_gemma3()
+    torch.manual_seed(0)
+    context = gemma.embed_texts(["Question: who wrote it", "q"])
+    soft = torch.randn(2, 3, gemma.hidden_size) * 0.02
+    inputs = gemma.compose([[soft[0], torch.tensor([4, 5])], [soft[1], torch.tensor([6])]])
+    targets = [[5, 9, 11], [7, 8]]
+    joined, first_joined = teacher_forced_ce(gemma, gemma.join(context, inputs), targets)
+    cached, first_cached = teacher_forced_ce(gemma, inputs, targets, context=context)
+    assert cached.item() == pytest.approx(joined.item(), abs=1e-5) and first_cached.item() == first_joined.item()
+    assert isinstance(inputs, Embedded)

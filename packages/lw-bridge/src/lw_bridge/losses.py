@@ -61,17 +61,18 @@ def anti_collapse(soft_tokens: torch.Tensor, floor: float = 0.1) -> torch.Tensor
     return F.relu(floor - diversity(soft_tokens))
 
 
-def teacher_forced_ce(receiver: FrozenLM, prefix: Embedded, targets: Sequence[Sequence[int]], max_tokens: int | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_forced_ce(receiver: FrozenLM, prefix: Embedded, targets: Sequence[Sequence[int]], max_tokens: int | None = None,
+                      context: Embedded | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Generative answers: CE of the first `max_tokens` reference tokens after the soft prefix
-    (`max_tokens=1` is the first-token CE). Returns (loss, first-token accuracy)."""
+    (`max_tokens=1` is the first-token CE). `context`, when given, is the part of the input before
+    `prefix` that nothing trainable changes: it runs once without gradients (`FrozenLM.hidden_after`).
+    Returns (loss, first-token accuracy)."""
     targets = [list(t[:max_tokens]) if max_tokens else list(t) for t in targets]
     rows = []
     for i, target in enumerate(targets):
         n = int(prefix.lengths[i])
         rows.append([prefix.embeds[i, :n], torch.tensor(target, dtype=torch.long)])
-    full = receiver.compose(rows)
-    hidden = receiver.model.base_model(inputs_embeds=full.embeds, attention_mask=full.mask).last_hidden_state
+    hidden = receiver.hidden_after(receiver.compose(rows), context)
     # Every example's answer positions in one [N, H] batch: one pass of the vocabulary head, not one per example.
     rows_idx = torch.cat([torch.full((len(t),), i) for i, t in enumerate(targets)]).to(hidden.device)
     positions = torch.cat([torch.arange(len(t)) + int(prefix.lengths[i]) - 1 for i, t in enumerate(targets)]).to(hidden.device)

@@ -37,8 +37,8 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
     for r, (receiver, soft) in enumerate(zip(receivers, soft_per_receiver, strict=True)):
         context, inputs = bridge.receiver_parts(receiver, soft, texts)
         if references is not None:
-            ce, first_token_accuracy = teacher_forced_ce(receiver, receiver.join(context, inputs), references[r],
-                                                         config.answer_tokens)
+            ce, first_token_accuracy = teacher_forced_ce(receiver, inputs, references[r], config.answer_tokens,
+                                                         context)
             terms[f"first_token_acc/{r}"] = first_token_accuracy.item()
         else:
             scores = answer_logits(receiver, inputs, answer_ids[r], config.answer_rule, context,

@@ -212,14 +212,17 @@ class FrozenLM(torch.nn.Module):
         is differentiated, so training through a frozen receiver costs what its trainable part costs.
         The same numbers as one forward over context + inputs."""
         rows = torch.arange(inputs.embeds.shape[0], device=inputs.embeds.device)
+        return self.hidden_after(inputs, context)[rows, inputs.lengths - 1]
+
+    def hidden_after(self, inputs: Embedded, context: Embedded | None = None) -> torch.Tensor:
+        """Final hidden states [B, T, H] of every position of `inputs`, read after `context` as in
+        `last_hidden` (the context prefilled once without gradients)."""
         if context is None:
-            hidden = self.model.base_model(inputs_embeds=inputs.embeds, attention_mask=inputs.mask,
-                                           use_cache=False).last_hidden_state
-            return hidden[rows, inputs.lengths - 1]
+            return self.model.base_model(inputs_embeds=inputs.embeds, attention_mask=inputs.mask,
+                                         use_cache=False).last_hidden_state
         with torch.no_grad():
             left, prefilled = self._prefill(context, use_cache=True)
-        hidden = self._continue(prefilled, left.mask, context.lengths, inputs.mask, inputs_embeds=inputs.embeds)
-        return hidden[rows, inputs.lengths - 1]
+        return self._continue(prefilled, left.mask, context.lengths, inputs.mask, inputs_embeds=inputs.embeds)
 
     def _prefill(self, prefix: Embedded, use_cache: bool):
         """Run `prefix` left-padded, so that it ends where a continuation starts: with right padding, pad
