@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from lw_core import Embedded, FrozenLM
 from lw_tasks import apply_answer_rule, resolve_answer_rule
+from lw_tasks.generative import teacher_forced_ce
+
+__all__ = ["answer_ce", "answer_logits", "anti_collapse", "distillation", "diversity", "teacher_forced_ce"]
 
 
 def answer_logits(receiver: FrozenLM, inputs: Embedded, answer_ids: Sequence[Sequence[int]], rule: str = "first-token",
@@ -58,26 +61,3 @@ def diversity(soft_tokens: torch.Tensor) -> torch.Tensor:
 def anti_collapse(soft_tokens: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
     """Penalty when the soft-token diversity falls below `floor`."""
     return F.relu(floor - diversity(soft_tokens))
-
-
-def teacher_forced_ce(receiver: FrozenLM, prefix: Embedded, targets: Sequence[Sequence[int]], max_tokens: int | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generative answers: CE of the first `max_tokens` reference tokens after the soft prefix
-    (`max_tokens=1` is the first-token CE). Returns (loss, first-token accuracy)."""
-    targets = [list(t[:max_tokens]) if max_tokens else list(t) for t in targets]
-    rows = []
-    for i, target in enumerate(targets):
-        n = int(prefix.lengths[i])
-        rows.append([prefix.embeds[i, :n], torch.tensor(target, dtype=torch.long)])
-    full = receiver.compose(rows)
-    hidden = receiver.model.base_model(inputs_embeds=full.embeds, attention_mask=full.mask).last_hidden_state
-    losses, first_correct = [], []
-    for i, target in enumerate(targets):
-        start = int(prefix.lengths[i]) - 1
-        positions = torch.arange(start, start + len(target), device=hidden.device)
-        logits = receiver.logits(hidden[i, positions]).float()
-        gold = torch.tensor(target, device=hidden.device)
-        losses.append(F.cross_entropy(logits, gold, reduction="sum"))
-        first_correct.append((logits[0].argmax() == gold[0]).float())
-    n_tokens = sum(len(t) for t in targets)
-    return torch.stack(losses).sum() / n_tokens, torch.stack(first_correct).mean()
