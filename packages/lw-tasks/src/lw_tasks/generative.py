@@ -12,6 +12,7 @@ stopped at EOS, the first line kept).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,24 @@ from lw_tasks.task import Example
 
 ANSWER_END = "\n"
 """What ends a generated answer: the evaluator keeps the first line of what a receiver generates."""
+ANSWER_TOKENS = 8
+"""Default target tokens in the teacher-forced CE (the answer's end of line counted)."""
+MAX_NEW_TOKENS = 16
+"""Default greedy tokens generated per answer at evaluation."""
+
+
+@dataclass
+class GenerationFields:
+    """Mixed into the configs of methods that answer generative (QA) tasks: they generate as the bridge
+    does (greedy, stopped at EOS, the first line kept), as many tokens by default."""
+
+    max_new_tokens: int = field(default=MAX_NEW_TOKENS, metadata={
+        "help": "generative tasks: greedy tokens generated per answer (as lw-train's --max-new-tokens)",
+        "identity": "when-set"})
+
+    def check_generation(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
 
 def answer_line_ids(lm: FrozenLM, answer: str) -> list[int]:
