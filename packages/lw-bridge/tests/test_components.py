@@ -223,8 +223,9 @@ def test_a_run_lands_under_its_records_method_and_an_old_layout_run_is_kept(tmp_
 
 def test_generative_targets_end_with_the_line_the_evaluator_keeps():
     from lw_bridge.losses import teacher_forced_ce
-    from lw_bridge.recipe import ANSWER_END, reference_ids
+    from lw_bridge.recipe import reference_ids
     from lw_tasks import Example
+    from lw_tasks.generative import ANSWER_END
 
     gemma = tiny_gemma3()
     examples = [Example(id="a", text="t", references=(" abc ", "x")), Example(id="b", text="u", references=("de",))]

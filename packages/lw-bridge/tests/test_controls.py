@@ -14,13 +14,13 @@ from lw_bridge.config import TrainConfig
 from lw_bridge.controls import token_budget_reference
 from lw_bridge.inputs import EncoderInputs
 from lw_bridge.layouts import cut_sender_part
-from lw_bridge.recipe import answer_line_ids
 from lw_bridge.scorer import BridgeScorer
 from lw_bridge.testing import toy_qa_task as _qa_task
 from lw_core import Embedded, FrozenLM
 from lw_core.models import model_tag
 from lw_tasks import GenerationScorer, evaluate, load_task
 from lw_tasks.budget import truncate_bytes
+from lw_tasks.generative import answer_line_ids
 
 CALLER = SimpleNamespace(eval_batch_size=4, max_new_tokens=3, progress=False)  # what the controls read of lw-train's config
 

@@ -86,3 +86,25 @@ def test_another_methods_config_is_refused(tmp_path):
     method = Method("other", OtherConfig, lambda ctx: None, "", "", default_model=None)
     with pytest.raises(LwError, match="takes a OtherConfig, got ToyConfig"):
         run_method(method, ToyConfig(), task=make_task(), output_dir=tmp_path)
+
+
+class EchoScorer:
+    """Answers every question with the passage's last word."""
+
+    def generate(self, task, examples):
+        return [e.fields["context"].split()[-2] if e.id.endswith(("0", "2")) else "no" for e in examples]
+
+
+def test_a_generative_task_is_scored_by_em_f1_and_refused_by_a_method_that_scores_answer_sets(tmp_path):
+    from lw_tasks.testing import toy_qa_task
+
+    task = toy_qa_task()
+    answering = toy_method(lambda ctx: Outcome(scorer=EchoScorer()), generative=True)
+    result = run_method(answering, ToyConfig(task="toy-qa"), task=task, output_dir=tmp_path / "qa")
+    assert result["n"] == 8 and 0 < result["em"] <= result["f1"] < 1 and "accuracy" not in result
+    assert {"val_em", "val_f1"} <= set(result)
+    ran = []
+    scoring = toy_method(lambda ctx: ran.append(1))
+    with pytest.raises(LwError, match=r"^method 'toy' scores a finite answer set; task 'toy-qa' is generative"):
+        run_method(scoring, ToyConfig(task="toy-qa"), task=task, output_dir=tmp_path / "refused")
+    assert not ran and not (tmp_path / "refused").exists()

@@ -115,6 +115,14 @@ def run_suite(
     if first is None:
         raise LwError("no methods to run")
     task = task if task is not None else first.load_task()
+    if task.kind == "generative":  # the suite runs what answers a QA task; asked alone, the others refuse
+        skipped = [spec for spec, method, _ in configs if not method.generative]
+        if skipped:
+            log.info("task %s is generative (EM / F1): skipping %s, which score a finite answer set", task.name,
+                     ", ".join(skipped))
+        configs = [c for c in configs if c[1].generative]
+        if not configs:
+            raise LwError(f"task {task.name!r} is generative and none of the methods asked for answers it")
     if models is None:
         prepare_presets([first.sender, first.receiver])  # a cold cache converts both at once
         models = Models(*resolve_runtime(first.device, first.dtype))
@@ -138,10 +146,12 @@ def summary_table(results: list[dict[str, Any]]) -> str:
     headers = ["method", "accuracy", "val acc", "trainable", "train s", "s/example", "wall s", "status"]
     rows = []
     for r in results:
-        acc = r.get("accuracy")
+        acc, val = r.get("accuracy"), r.get("val_accuracy")
         acc_text = "–" if acc is None else f"{acc:.4f}" + (f" ± {r['accuracy_draw_std']:.4f}" if r.get("accuracy_draw_std") else "")
+        if acc is None and r.get("f1") is not None:  # a generative task: F1 and EM of the generated answers
+            acc_text, val = f"F1 {r['f1']:.4f} (EM {r['em']:.4f})", r.get("val_f1")
         rows.append([
-            r["method"], acc_text, "–" if r.get("val_accuracy") is None else f"{r['val_accuracy']:.4f}",
+            r["method"], acc_text, "–" if val is None else f"{val:.4f}",
             f"{r.get('trainable_params', 0):,}", f"{r.get('train_seconds', 0):.1f}",
             "–" if r.get("seconds_per_example") is None else f"{r['seconds_per_example']:.4f}",
             f"{r.get('wall_seconds', 0):.1f}", r["status"] if r["status"] == "completed" else f"FAILED: {r.get('error')}",

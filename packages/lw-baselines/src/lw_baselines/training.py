@@ -4,9 +4,12 @@ Each training example is the task's prompt (with the input text) followed by the
 verbalizer tokens; labels are -100 on every prompt (and padding, BOS, soft-token) position, so only
 the answer tokens are predicted. The LM head runs only on the positions that predict an answer token.
 
+On a generative (QA) task the answer is the first reference's line (`lw_tasks.generative`), trained by
+the bridge's teacher-forced CE; the trainable generates its answers for validation.
+
 Selection: every learning rate of the grid is one run of lw-core's `train_loop` from the same
-initialisation and data order; validation accuracy (then NLL) at every `eval_every` steps picks the
-learning rate and the step across the grid. Test is never looked at.
+initialisation and data order; validation accuracy (then NLL), or F1 on a QA task, at every `eval_every`
+steps picks the learning rate and the step across the grid. Test is never looked at.
 """
 
 from __future__ import annotations
@@ -80,6 +83,18 @@ def answer_loss(lm: FrozenLM, embeds: torch.Tensor, mask: torch.Tensor, labels: 
         raise LwError("a training batch has no answer tokens to predict")
     logits = lm.logits(hidden[:, :-1][chosen]).float()
     return F.cross_entropy(logits, targets[chosen])
+
+
+def selection_metric(task: Task) -> str:
+    """What validation selects on: accuracy (then NLL), or F1 of the generated answers on a QA task."""
+    return "f1" if task.kind == "generative" else "accuracy"
+
+
+def selection_score(result: EvalResult) -> Validation:
+    """A validation result as `train_loop` selects on it (`selection_metric`)."""
+    if "f1" in result.metrics:
+        return Validation(result.metrics["f1"], None, result)
+    return Validation(result.metrics["accuracy"], result.metrics.get("nll"), result)
 
 
 class Trainable(Protocol):
@@ -164,7 +179,7 @@ class OneRate:
     def validate(self) -> Validation:
         grid = self.grid
         val = evaluate(self.trainable.scorer(), grid.task, "validation", batch_size=grid.batch_size, progress=False)
-        return Validation(val.metrics["accuracy"], val.metrics.get("nll"), val)
+        return selection_score(val)
 
     def keep_best(self, step: int, validation: Validation) -> None:
         grid = self.grid
@@ -175,10 +190,11 @@ class OneRate:
         running = result.loss if self.running is None else 0.9 * self.running + 0.1 * result.loss
         self.running = running
         if result.validation is not None:
-            accuracy, nll = result.validation.score, result.validation.nll
+            score, nll = result.validation.score, result.validation.nll
+            name = selection_metric(self.grid.task)
             self.grid.history.append({"lr": self.lr, "step": result.step, "train_loss": round(running, 5),
-                                      "val_accuracy": accuracy, "val_nll": nll, "seconds": round(self.seconds(), 1)})
-            log.info("lr %g step %d: loss %.4f, val accuracy %.4f", self.lr, result.step, running, accuracy)
+                                      f"val_{name}": score, "val_nll": nll, "seconds": round(self.seconds(), 1)})
+            log.info("lr %g step %d: loss %.4f, val %s %.4f", self.lr, result.step, running, name, score)
 
     def seconds(self) -> float:
         return self.spent + time.perf_counter() - self.started

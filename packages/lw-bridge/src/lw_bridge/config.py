@@ -10,6 +10,7 @@ from lw_core.models import check_model_names
 from lw_core.options import ModelOptions, RuntimeOptions, TrainingOptions, shared_field
 from lw_core.run_dirs import identity_hash
 from lw_tasks import ANSWER_RULES, DEFAULT_ANSWER_RULE, BudgetOptions, TaskOptions, check_answer_rule
+from lw_tasks.generative import ANSWER_TOKENS, MAX_NEW_TOKENS
 
 from lw_bridge.bridge import BOS_POLICIES, FUSION_LAYOUTS
 from lw_bridge.encoders import ENCODERS, EncoderConfig
@@ -80,10 +81,10 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
                 "gives the encoder a direct gradient, e.g. for many-class tasks; predictions still come from the receiver"})
     diversity_weight: float = field(default=0.1, metadata={"help": "weight of the anti-collapse term"})
     diversity_floor: float = field(default=0.1, metadata={"help": "soft-token diversity below which it is penalised"})
-    answer_tokens: int = field(default=8, metadata={
+    answer_tokens: int = field(default=ANSWER_TOKENS, metadata={
         "help": "generative tasks: reference tokens in the teacher-forced CE, the answer's end of line counted "
                 "(1 = first-token CE)"})
-    max_new_tokens: int = field(default=16, metadata={"help": "generative tasks: greedy tokens generated at evaluation"})
+    max_new_tokens: int = field(default=MAX_NEW_TOKENS, metadata={"help": "generative tasks: greedy tokens generated at evaluation"})
     answer_rule: str = field(default=DEFAULT_ANSWER_RULE, metadata={
         "help": "how answers are trained AND scored (validation, test, lw-eval, pipeline): first-token = the "
                 "answer's first token decides (falls back to full when two answers share it); distinct-prefix = "

@@ -20,11 +20,11 @@ from lw_registry import write_json_atomic
 from lw_tasks import EvalResult, Example, Task, evaluate, flat_metrics
 from lw_tasks.budget import truncate_bytes
 from lw_tasks.evaluate import generative_result
+from lw_tasks.generative import answer_line_ids
 from lw_tasks.task import template_fields
 from lw_tasks.zero_shot import reference_scorer
 
 from lw_bridge.layouts import cut_sender_part
-from lw_bridge.recipe import answer_line_ids
 from lw_bridge.scorer import BridgeScorer
 from lw_bridge.selection import REPORTS
 

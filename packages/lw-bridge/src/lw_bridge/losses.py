@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from lw_core import Embedded, FrozenLM
 from lw_tasks import apply_answer_rule, resolve_answer_rule
+from lw_tasks.generative import teacher_forced_ce
+
+__all__ = ["answer_ce", "answer_logits", "anti_collapse", "distillation", "diversity", "teacher_forced_ce"]
 
 
 def answer_logits(receiver: FrozenLM, inputs: Embedded, answer_ids: Sequence[Sequence[int]], rule: str = "first-token",
@@ -59,25 +61,3 @@ def diversity(soft_tokens: torch.Tensor) -> torch.Tensor:
 def anti_collapse(soft_tokens: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
     """Penalty when the soft-token diversity falls below `floor`."""
     return F.relu(floor - diversity(soft_tokens))
-
-
-def teacher_forced_ce(receiver: FrozenLM, prefix: Embedded, targets: Sequence[Sequence[int]], max_tokens: int | None = None,
-                      context: Embedded | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generative answers: CE of the first `max_tokens` reference tokens after the soft prefix
-    (`max_tokens=1` is the first-token CE). `context`, when given, is the part of the input before
-    `prefix` that nothing trainable changes: it runs once without gradients (`FrozenLM.hidden_after`).
-    Returns (loss, first-token accuracy)."""
-    targets = [list(t[:max_tokens]) if max_tokens else list(t) for t in targets]
-    rows = []
-    for i, target in enumerate(targets):
-        n = int(prefix.lengths[i])
-        rows.append([prefix.embeds[i, :n], torch.tensor(target, dtype=torch.long)])
-    hidden = receiver.hidden_after(receiver.compose(rows), context)
-    # Every example's answer positions in one [N, H] batch: one pass of the vocabulary head, not one per example.
-    rows_idx = torch.cat([torch.full((len(t),), i) for i, t in enumerate(targets)]).to(hidden.device)
-    positions = torch.cat([torch.arange(len(t)) + int(prefix.lengths[i]) - 1 for i, t in enumerate(targets)]).to(hidden.device)
-    logits = receiver.logits(hidden[rows_idx, positions]).float()
-    gold = torch.tensor([token for t in targets for token in t], device=hidden.device)
-    firsts = torch.tensor([0, *itertools.accumulate(len(t) for t in targets[:-1])], device=hidden.device)
-    first_correct = (logits[firsts].argmax(-1) == gold[firsts]).float()
-    return F.cross_entropy(logits, gold, reduction="sum") / len(gold), first_correct.mean()

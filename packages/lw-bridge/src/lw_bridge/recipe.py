@@ -15,6 +15,7 @@ from lw_core.grid import EpochOrder
 from lw_core.trainer import Recipe, StepResult, Validation
 from lw_core.training import Checkpoint
 from lw_tasks import EvalResult, Example, Task, ZeroShotScorer, evaluate, write_eval
+from lw_tasks.generative import reference_line_ids
 from tqdm.auto import tqdm
 
 from lw_bridge.bridge import Bridge
@@ -38,21 +39,11 @@ def teacher_logprobs(
     return torch.cat(rows)
 
 
-ANSWER_END = "\n"
-"""What ends a generated answer: the evaluator keeps the first line of what a receiver generates."""
-
-
-def answer_line_ids(receiver: FrozenLM, answer: str) -> list[int]:
-    """An answer as the receiver reads it after the prompt: after a space (like the verbalizers of
-    classification tasks), then the end of the line; an empty answer is the line end alone."""
-    answer = answer.strip()
-    return (receiver.token_ids(" " + answer) if answer else []) + receiver.token_ids(ANSWER_END)
-
-
 def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> list[list[list[int]]]:
-    """Generative tasks: each receiver's token ids of each example's first reference (`answer_line_ids`),
-    so the teacher-forced CE also teaches the receiver where the answer stops (the first line is kept)."""
-    return [[answer_line_ids(r, e.references[0]) for e in examples] for r in receivers]
+    """Generative tasks: each receiver's token ids of each example's first reference
+    (`lw_tasks.generative.reference_line_ids`, the target every method trains QA answers by), so the
+    teacher-forced CE also teaches the receiver where the answer stops (the first line is kept)."""
+    return [reference_line_ids(r, examples) for r in receivers]
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """A tiny trained bridge run for tests of the packages that use one (serving, benchmarks): the tiny Llama
 sender and tiny Gemma3 receiver from `lw_core.testing`, a toy sentiment CSV decided by one word, and a
-few training steps on a CPU (seconds); a toy two-field QA task (passage and question) for the QA layouts."""
+few training steps on a CPU (seconds); a toy two-field QA task (passage and question) for the QA layouts
+(`lw_tasks.testing.toy_qa_task`, which the baselines' tests share)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import random
 from pathlib import Path
 
 from lw_core.testing import save_tiny_pair
-from lw_tasks import Example, Task
+from lw_tasks.testing import toy_qa_task
+
+__all__ = ["toy_qa_task", "toy_sentiment_csv", "train_tiny_run"]
 
 POSITIVE = ["great", "wonderful", "moving", "brilliant", "funny", "charming"]
 NEGATIVE = ["awful", "boring", "dull", "tedious", "messy", "clumsy"]
@@ -26,25 +29,6 @@ def toy_sentiment_csv(path: Path, rows: int = 120, seed: int = 0) -> Path:
             word = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
             writer.writerow([f"review {i}: the film was {word} overall", label])
     return path
-
-
-def toy_qa_task() -> Task:
-    """A generative toy QA task: the passage names the film's adjective, the question asks for it."""
-    rng = random.Random(2)
-    words = ["great", "awful", "boring", "funny"]
-
-    def examples(prefix: str, n: int) -> list[Example]:
-        out = []
-        for i in range(n):
-            fields = {"context": f"review {i}: the film was {rng.choice(words)} overall", "question": f"what was film {i}"}
-            out.append(Example(id=f"{prefix}{i}", text=f"Context: {fields['context']}\nQuestion: {fields['question']}",
-                               references=(fields["context"].split()[-2],), fields=fields))
-        return out
-
-    return Task(name="toy-qa", description="", kind="generative", answers=[], verbalizers=[], template="{text}\nAnswer:",
-                splits={"train": examples("tr", 48), "validation": examples("va", 16), "test": examples("te", 8)},
-                max_input_words=32, metrics=("em", "f1"), input_fields=("context", "question"),
-                input_template="Context: {context}\nQuestion: {question}")
 
 
 def train_tiny_run(root: Path, wire_formats: list[str] | None = None, steps: int = 4) -> Path:

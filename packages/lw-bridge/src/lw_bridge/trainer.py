@@ -157,6 +157,7 @@ BRIDGE = METHODS.add("bridge", Method(
     "the sender's hidden states of the input text (the receiver reads the prompt around K soft tokens)",
     default_model=None, label=lambda _, config: method_label(config), run_dir=lambda config, *_: default_run_dir(config),
     view=check_task, runtime=accelerated_runtime, entry="lw-train", skip_completed=False, preload=False,
+    generative=True,
 ))  # fmt: skip
 """`lw-train`'s method: the bridge (`bridge@R`, `bridge-interlingua`, `bridge-fusion…` by its config)."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lw_core.errors import LwError
 from lw_core.options import DEFAULT_RECEIVER, ModelOptions, RuntimeOptions, shared_field
 from lw_core.seeding import stratified_subset
 
@@ -52,10 +51,8 @@ class SingleModelConfig(BaselineConfig):
 
 
 def budget_view(task: Task, config: BaselineConfig) -> Task:
-    """The task every method sees: train and validation cut to the shared budget, test whole (or cut)."""
-    if task.kind != "classification":
-        raise LwError(f"lw-baseline methods score a finite answer set; task {task.name!r} is {task.kind}")
-
+    """The task every method sees: train and validation cut to the shared budget, test whole (or cut to a
+    fixed subset: class-stratified, or a seeded sample of a generative task's questions)."""
     view = task.budget_view(config.max_train_examples, config.max_validation_examples, config.seed)
     if config.max_test_examples is not None and config.max_test_examples < len(task.split("test")):
         test = task.split("test")

@@ -168,7 +168,18 @@ class Method:
     """A completed run directory of the same config is recognised as done, not run again."""
     preload: bool = True
     """Load the method's models before its timed run (loading time is not training time)."""
+    generative: bool = False
+    """It answers generative (QA) tasks too (generates text scored by EM / F1); a method without it
+    scores a finite answer set and refuses a generative task before anything loads."""
 
 
 METHODS: Registry[Method] = Registry("method")
 """Every registered method of this process: lw-baselines' and lw-bridge's register here on import."""
+
+
+def check_task_kind(method: Method, task: Task) -> None:
+    """A generative task for a method that only scores answer sets: one line naming those that answer it."""
+    if task.kind == "generative" and not method.generative:
+        able = [name for name in METHODS.names() if METHODS.get(name).generative]
+        raise LwError(f"method {method.name!r} scores a finite answer set; task {task.name!r} is generative "
+                      f"(EM / F1 on generated answers): methods that answer it: {', '.join(able)}")

@@ -23,7 +23,7 @@ from lw_core.runs import Run, open_run
 from lw_core.seeding import seed_everything
 
 from lw_tasks.evaluate import EvalResult, evaluate, write_eval
-from lw_tasks.methods import Context, Method, Models, Outcome, resolve_model
+from lw_tasks.methods import Context, Method, Models, Outcome, check_task_kind, resolve_model
 from lw_tasks.scoring import memo_seconds
 from lw_tasks.task import Task
 
@@ -53,6 +53,7 @@ def run_method(
         raise LwError(f"method {method.name!r} takes a {method.config.__name__}, got {type(config).__name__}")
     label = method.label(method, config)
     full = task if task is not None else config.load_task()
+    check_task_kind(method, full)  # before the run dir, before any model loads
     run_dir = Path(output_dir) if output_dir else method.run_dir(config, label, full.name)
     if method.skip_completed:
         done = completed_metrics(run_dir, config)  # refuses a run dir of another config
@@ -89,6 +90,9 @@ def run_method(
     if "accuracy" in metrics:
         log.info("%s: test accuracy %.4f (validation %.4f) → %s", label, metrics["accuracy"],
                  metrics.get("val_accuracy") or float("nan"), run_dir)
+    elif metrics.get("f1") is not None:
+        log.info("%s: test F1 %.4f, EM %.4f (validation F1 %.4f) → %s", label, metrics["f1"], metrics["em"],
+                 metrics.get("val_f1") or float("nan"), run_dir)
     return {**metrics, "method": label, "run_dir": str(run_dir)}
 
 
@@ -102,7 +106,10 @@ def _log_sizes(method: Method, label: str, view: Task, seed: int) -> None:
 
 
 def _flat(result: EvalResult, prefix: str = "") -> dict[str, Any]:
-    keep = ("accuracy", "macro_f1", "nll", "invalid_rate", "majority_rate", "n")
+    if "f1" in result.metrics:  # generative: EM / F1 (and first-token accuracy where a method measured it)
+        keep = tuple(k for k in ("em", "f1", "first_token_accuracy", "invalid_rate", "n") if k in result.metrics)
+    else:
+        keep = ("accuracy", "macro_f1", "nll", "invalid_rate", "majority_rate", "n")
     return {f"{prefix}{k}": result.metrics.get(k) for k in keep}
 
 

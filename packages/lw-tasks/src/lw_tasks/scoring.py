@@ -18,6 +18,7 @@ import torch
 from lw_core.answer_trie import proper_prefixes
 from lw_core.errors import LwError
 
+from lw_tasks.generative import MAX_NEW_TOKENS
 from lw_tasks.task import CONTENT_FREE, Example, Scorer, Task
 
 ANSWER_RULES = ("first-token", "distinct-prefix", "full")
@@ -270,7 +271,7 @@ class GenerationScorer:
 
     scores_are_logprobs = False
 
-    def __init__(self, lm, max_new_tokens: int = 16):
+    def __init__(self, lm, max_new_tokens: int = MAX_NEW_TOKENS):
         self.lm = lm
         self.max_new_tokens = max_new_tokens
         self.last_outputs: list[str] = []
@@ -285,7 +286,7 @@ class GenerationScorer:
         return one_hot_scores([parse_answer(o, task) for o in self.last_outputs], len(task.answers))
 
 
-def zero_shot_scorer(lm, task: Task, *, calibrate: bool, max_new_tokens: int = 16) -> ZeroShotScorer | GenerationScorer:
+def zero_shot_scorer(lm, task: Task, *, calibrate: bool, max_new_tokens: int = MAX_NEW_TOKENS) -> ZeroShotScorer | GenerationScorer:
     """The zero-shot method's scorer, the one every command scores zero-shot with (`lw-baseline
     zero-shot[-calibrated]`, lw-train's reference row, `lw-tasks eval-zero-shot`): the model reads the
     task's prompt with the text and scores the answer set (contextually calibrated or not), or, on a

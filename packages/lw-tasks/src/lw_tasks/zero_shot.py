@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from lw_core.lm import FrozenLM
 
+from lw_tasks.generative import GenerationFields
 from lw_tasks.method_config import SingleModelConfig, budget_view
 from lw_tasks.methods import METHODS, Context, Method, Models, Outcome
 from lw_tasks.scoring import GenerationScorer, ZeroShotScorer, zero_shot_scorer
@@ -17,8 +18,12 @@ from lw_tasks.task import Task
 
 
 @dataclass
-class ZeroShotConfig(SingleModelConfig):
-    pass
+class ZeroShotConfig(SingleModelConfig, GenerationFields):
+    """On a generative task the model answers greedily, `max_new_tokens` tokens (the bridge's default)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_generation()
 
 
 def _outcome(ctx: Context, calibrate: bool) -> Outcome:
@@ -41,12 +46,12 @@ SEES = "the task prompt with the full (budget-truncated) input text"
 ZERO_SHOT = METHODS.add("zero-shot", Method(
     "zero-shot", ZeroShotConfig, run_zero_shot,
     "the model scores each answer's verbalizer after the task prompt; no calibration", SEES, deterministic=True,
-    view=budget_view,
+    view=budget_view, generative=True,
 ))  # fmt: skip
 ZERO_SHOT_CALIBRATED = METHODS.add("zero-shot-calibrated", Method(
     "zero-shot-calibrated", ZeroShotConfig, run_zero_shot_calibrated,
     "zero-shot with contextual calibration (content-free inputs through the same template)", SEES,
-    deterministic=True, view=budget_view,
+    deterministic=True, view=budget_view, generative=True,
 ))  # fmt: skip
 ZERO_SHOT_METHODS = (ZERO_SHOT, ZERO_SHOT_CALIBRATED)
 

@@ -4,7 +4,10 @@
   (and its chat formatting) is chosen on a validation subset among a few candidates, as is the
   receiver's calibration.
 - `text-relay-answer`: the sender answers the task itself (constrained zero-shot scoring over the
-  answer set, calibrated or not as chosen on validation) and passes its answer word along.
+  answer set, calibrated or not as chosen on validation) and passes its answer word along. On a
+  generative (QA) task the sender generates its answer greedily from the prompt with the whole input,
+  the receiver reads that answer as the input of the task's prompt and generates the final answer (both
+  as the bridge generates); the sender's own answer's EM / F1 are reported beside the receiver's.
 
 Message length (sender tokens, UTF-8 bytes) and each stage's time per example are reported.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +26,15 @@ from lw_tasks import (
     ContextualCalibration,
     EvalResult,
     Example,
+    GenerationScorer,
     Task,
     ZeroShotScorer,
     calibrate_scores,
     evaluate,
     result_from_scores,
 )
+from lw_tasks.evaluate import generative_result
+from lw_tasks.generative import GenerationFields
 
 from lw_baselines.common import BaselineConfig, Context, Method, Outcome, _help, register
 from lw_baselines.scoring import (
@@ -79,8 +85,10 @@ class RelayConfig(BaselineConfig):
 
 
 @dataclass
-class RelayAnswerConfig(BaselineConfig):
-    pass
+class RelayAnswerConfig(BaselineConfig, GenerationFields):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_generation()
 
 
 def has_chat_markup(lm: FrozenLM) -> bool:
@@ -109,12 +117,13 @@ class StageTimes:
         self.examples = 0
         self.messages: list[str] = []
 
-    def relay(self, receiver_scorer: Any, task: Task, examples: Sequence[Example], messages: list[str],
-              sender_started: float) -> torch.Tensor:
-        """The receiver scores each example with its message as the text; the sender's stage ran from
-        `sender_started` until now. Both stages' times, the examples and the messages are counted."""
+    def relay(self, receive: Callable[[Task, list[Example]], Any], task: Task, examples: Sequence[Example],
+              messages: list[str], sender_started: float) -> Any:
+        """The receiver reads each example with its message as the text (`receive`: a scorer's `score`, or
+        `generate` on a QA task); the sender's stage ran from `sender_started` until now. Both stages' times,
+        the examples and the messages are counted."""
         middle = time.perf_counter()
-        scores = receiver_scorer.score(task, [with_text(e, m) for e, m in zip(examples, messages, strict=True)])
+        scores = receive(task, [with_text(e, m) for e, m in zip(examples, messages, strict=True)])
         self.sender += middle - sender_started
         self.receiver += time.perf_counter() - middle
         self.examples += len(examples)
@@ -148,7 +157,7 @@ class RelayScorer:
     def score(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         start = time.perf_counter()
         messages = self.messages(task, examples)
-        scores = self.times.relay(self.receiver_scorer, task, examples, messages, start)
+        scores = self.times.relay(self.receiver_scorer.score, task, examples, messages, start)
         self.last_outputs = messages
         return scores
 
@@ -246,15 +255,50 @@ class AnswerRelayScorer:
         start = time.perf_counter()
         choice = self.sender_scorer.score(task, examples).argmax(dim=-1).tolist()
         messages = [task.verbalizers[c].strip() for c in choice]
-        scores = self.times.relay(self.receiver_scorer, task, examples, messages, start)
+        scores = self.times.relay(self.receiver_scorer.score, task, examples, messages, start)
         self.last_outputs = messages
         return scores
+
+
+class GeneratedAnswerRelay:
+    """Generative tasks: the sender answers greedily from the task's prompt with the whole input; its
+    answer is the text the receiver reads in the same prompt; the receiver generates the final answer."""
+
+    def __init__(self, sender: FrozenLM, receiver: FrozenLM, max_new_tokens: int):
+        self.sender, self.receiver = GenerationScorer(sender, max_new_tokens), GenerationScorer(receiver, max_new_tokens)
+        self.times = StageTimes()
+        self.sender_answers: dict[str, str] = {}
+
+    def generate(self, task: Task, examples: Sequence[Example]) -> list[str]:
+        start = time.perf_counter()
+        messages = self.sender.generate(task, examples)
+        self.sender_answers.update(zip((e.id for e in examples), messages, strict=True))
+        return self.times.relay(self.receiver.generate, task, examples, messages, start)
+
+
+def run_generated_answer_relay(ctx: Context) -> Outcome:
+    cfg: RelayAnswerConfig = ctx.config
+    task, sender, receiver = ctx.task, ctx.sender, ctx.receiver
+    scorer = GeneratedAnswerRelay(sender, receiver, cfg.max_new_tokens)
+    val = evaluate(scorer, task, "validation", batch_size=cfg.eval_batch_size, progress=ctx.progress)
+    scorer.times = StageTimes()  # the stage times and messages reported are test's
+
+    def after_test(_result: EvalResult) -> dict[str, Any]:
+        test = task.split("test")
+        own = generative_result(task, "test", test, [scorer.sender_answers[e.id] for e in test]).metrics
+        stats = message_stats(sender, receiver, scorer.times.messages, scorer.times, [e.text for e in test])
+        return stats | {"sender_em": own["em"], "sender_f1": own["f1"]}
+
+    return Outcome(scorer=scorer, validation=val, after_test=after_test, extra={"max_new_tokens": cfg.max_new_tokens},
+                   selected={"max_new_tokens": cfg.max_new_tokens})
 
 
 def run_text_relay_answer(ctx: Context) -> Outcome:
     cfg: RelayAnswerConfig = ctx.config
     task, sender, receiver = ctx.task, ctx.sender, ctx.receiver
     require_text_template(task, "text-relay-answer")
+    if task.kind == "generative":
+        return run_generated_answer_relay(ctx)
     examples = task.split("validation")
     # Selection (sender raw/calibrated × receiver raw/calibrated) from one sender pass over validation
     # and one receiver pass over the (few) possible messages: the receiver's input is the message alone.
@@ -298,5 +342,5 @@ register(Method(
     "text-relay-answer", RelayAnswerConfig, run_text_relay_answer,
     "the sender answers (constrained scoring); the receiver reads the answer word and answers",
     "the receiver sees only the sender's answer word (the sender sees the full input)", default_model=None,
-    deterministic=True,
+    deterministic=True, generative=True,
 ))  # fmt: skip
