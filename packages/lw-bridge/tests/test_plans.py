@@ -27,7 +27,7 @@ def test_every_ablation_of_the_plan_is_a_valid_lw_train_config():
     assert configs["fusion"].receiver_reads_text and configs["layers-8-15-22"].sender_layers() == [8, 15, 22]
 
 
-@pytest.mark.parametrize("full_name", ["ablations", "bridge"])
+@pytest.mark.parametrize("full_name", ["ablations", "bridge", "mc"])
 def test_a_cpu_slice_runs_the_same_runs_as_its_full_plan(full_name):
     full, cpu = (tomllib.loads((PLAN.parent / f"{name}.toml").read_text()) for name in (full_name, f"{full_name}-cpu"))
     assert cpu["name"] == full["name"]
@@ -37,3 +37,13 @@ def test_a_cpu_slice_runs_the_same_runs_as_its_full_plan(full_name):
     else:
         assert cpu["command"] == full["command"] and set(cpu["params"]["ablation"]) <= set(full["params"]["ablation"])
     assert set(cpu["tasks"]) <= set(full["tasks"]) and set(cpu["seeds"]) <= set(full["seeds"])
+
+
+def test_the_multiple_choice_plan_uses_the_suite_plans_own_commands():
+    """mc.toml's runs are named as the other suite plans name theirs: the bridge's and fusion's command is
+    bridge.toml's, every baseline's the baseline plans' template."""
+    mc, bridge = (tomllib.loads((PLAN.parent / f"{name}.toml").read_text()) for name in ("mc", "bridge"))
+    baselines = tomllib.loads((ROOT / "packages" / "lw-baselines" / "plans" / "baselines.toml").read_text())
+    for method in mc["methods"]:
+        assert mc["command"][method] == bridge["command"].get(method, baselines["command"]), method
+    assert {"bridge", "fusion", "zero-shot", "zero-shot-calibrated", "lora", "probe"} <= set(mc["methods"])

@@ -214,6 +214,8 @@ def test_generative_task_trains_on_the_reference_tokens(env, model_dirs, monkeyp
 def test_lw_eval_reevaluates_a_run_on_your_own_data_file(env, model_dirs, toy_task_file, capsys):
     metrics = trainer.train(_config(model_dirs, toy_task_file, env / "run", steps=6, eval_every=3,
                                     wire_formats=["int8"]))
+    answers = json.loads((env / "run" / "metrics_test.json").read_text())["answers"]
+    assert metrics["n_answers"] == len(answers)  # the report's chance row
     capsys.readouterr()
     eval_main([str(env / "run"), "--split", "test", "--device", "cpu"])
     again = json.loads(capsys.readouterr().out)

@@ -24,8 +24,10 @@ def test_table_rows_mean_std_and_update(tmp_path, capsys, fake_run):
     assert rows[1] == "| zero-shot | 3,000 | CPU | 0.600 |  | 1 | 10 | 12 |  |  |"  # no latency recorded: blank
     assert rows[2].startswith("| zero-shot@gemma3-270m | 3,000 | CPU | 0.640 |")
     assert rows[3].startswith("| zero-shot-calibrated@gemma3-270m | 3,000 | CPU | 0.720 |")
-    assert rows[4].endswith("| 42 |") and len(rows) == 5  # the relay's message bytes; no failed run
-    assert "### 20ng" in text and "_no completed runs_" in text and "0.580" in text
+    assert rows[4].endswith("| 42 |")  # the relay's message bytes; no failed run
+    # no run recorded its answer count: no chance row; the majority class is the runs' test-split share
+    assert rows[5] == "| majority class (test split) |  |  | 0.580 |  |  |  |  |  |  |" and len(rows) == 6
+    assert "### 20ng" in text and "_no completed runs_" in text
     assert "|---|---:|---|---:|---:|---:|---:|---:|---:|" in text
 
     readme = tmp_path / "README.md"
@@ -40,6 +42,24 @@ def test_table_rows_mean_std_and_update(tmp_path, capsys, fake_run):
     assert main(["report", "--root", str(tmp_path), "--update", str(tmp_path / "plain.md")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "markers" in err and "\n" not in err
+
+
+def test_multiple_choice_tables_end_with_chance_and_majority_rows_from_the_records(tmp_path, fake_run):
+    """Chance is 1 / the answer count and majority the test split's majority share, both as the runs
+    recorded them (`n_answers`, `majority_rate`), never typed; tables of another metric keep the rate in words."""
+    for seed, acc in enumerate([0.30, 0.34]):
+        fake_run(tmp_path, "bridge", seed, acc, task="arc-easy-olmes", n_answers=4, majority_rate=0.2628)
+    fake_run(tmp_path, "zero-shot-calibrated", 0, 0.41, task="arc-easy-olmes")  # recorded before n_answers
+    fake_run(tmp_path, "probe", 0, 0.61, task="boolq-olmes", n_answers=2, majority_rate=0.6177, macro_f1=0.55)
+    text = results_table(tmp_path, ["arc-easy-olmes", "boolq-olmes"])
+    arc, boolq = text.split("### boolq-olmes")
+    assert _rows(arc)[-2:] == ["| chance (1 / 4 answers) |  |  | 0.250 |  |  |  |  |  |  |",
+                               "| majority class (test split) |  |  | 0.263 |  |  |  |  |  |  |"]
+    assert _rows(arc)[1].startswith("| bridge | 3,000 | CPU | 0.320 ± 0.028 |")
+    assert _rows(boolq)[-2:] == ["| chance (1 / 2 answers) |  |  | 0.500 |  |  |  |  |  |  |",
+                                 "| majority class (test split) |  |  | 0.618 |  |  |  |  |  |  |"]
+    f1 = results_table(tmp_path, ["boolq-olmes"], metric=lambda task: "macro_f1" if task else "accuracy")
+    assert "chance" not in f1 and "Majority-class rate of the test split: 0.618." in f1
 
 
 def test_interlingua_run_gives_a_row_per_receiver(tmp_path, fake_run):

@@ -113,7 +113,7 @@ def test_section_tables_findings_figures_and_missing(repo):
     assert "| method | train budget | hardware | macro-F1 (mean ± std) |" in r8 and "| bridge | 3,000 | CPU | 0.500 |" in r8
     ablations = text[text.index("### Ablations: abl, by ablation"):]
     assert [line.split(" | ")[0] for line in ablations.splitlines() if line.startswith("| ") and "---" not in line] == [
-        "| ablation", "| default", "| k-16", "| no-anti-collapse"]  # the plan's order
+        "| ablation", "| default", "| k-16", "| no-anti-collapse", "| majority class (test split)"]  # the plan's order
     assert "#### r8" not in ablations  # the ablation plan has no r8 runs
     rt = text[text.index("### rt-sentiment"):text.index("### r8")]
     assert "| text-relay | 3,000 | CPU | 0.700 |  |" in rt and "| bridge | 3,000 | CPU | 0.810 ± 0.014 |  | 2 |" in rt  # no ablation run

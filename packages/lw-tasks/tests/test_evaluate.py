@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from lw_core.errors import LwError
-from lw_tasks import Example, Task, evaluate, result_from_scores, write_eval
+from lw_tasks import Example, Task, evaluate, flat_metrics, result_from_scores, write_eval
 from lw_tasks.evaluate import exact_match, normalize_answer, token_f1
 
 NEG = float("-inf")
@@ -48,6 +48,7 @@ def test_metrics_by_hand():
     # per class F1: a = 2/3 (tp1 fp0 fn1), b = 0.8 (tp2 fp1 fn0), c = 2/3 (tp1 fp0 fn1: the invalid row)
     assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 2 / 3) / 3)
     assert m["majority_rate"] == pytest.approx(1 / 3)
+    assert m["n_answers"] == 3 and flat_metrics(m)["n_answers"] == 3  # the record's chance row: 1 / 3
     valid = torch.tensor(rows[:5], dtype=torch.float)
     nll = -torch.log_softmax(valid, -1)[torch.arange(5), torch.tensor(labels[:5])].mean()
     assert m["nll"] == pytest.approx(nll.item(), rel=1e-5)

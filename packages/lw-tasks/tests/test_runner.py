@@ -59,6 +59,7 @@ def test_runner_scores_a_method_into_its_run_dir(tmp_path):
     assert seen == [tmp_path / "run" / "checkpoints"]  # trained methods checkpoint in their run dir
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "completed" and record["metrics"]["accuracy"] == 1.0
+    assert record["metrics"]["n_answers"] == len(make_task().answers)  # the report's chance row
     assert json.loads((tmp_path / "run" / "selected.json").read_text()) == {"lr": 0.1}
     assert (tmp_path / "run" / "metrics_test.json").is_file()
 

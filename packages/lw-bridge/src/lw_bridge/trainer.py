@@ -262,6 +262,7 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
         metrics.update({f"val_{name}{suffix}": val_metrics[name] for name in report.test_metrics})
         metrics.update({
             f"majority_rate{suffix}": test.metrics.get("majority_rate"),
+            f"n_answers{suffix}": test.metrics.get("n_answers"),
             f"seconds_per_example{suffix}": round(eval_seconds / len(test_examples), 4),
             f"soft_token_diversity{suffix}": round(diversity(soft).item(), 4),
         })

@@ -82,6 +82,7 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, n_answers
         "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
         "invalid_rate": float(invalid.double().mean()) if n else 0.0,
         "majority_rate": float(gold.max()) / n if n else float("nan"),
+        "n_answers": n_answers,
         "nll": None,
         "confusion": confusion.tolist(),
     }
@@ -241,5 +242,5 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """The scalar metrics (for a run record): no confusion matrix, no answer list."""
-    keep = ("accuracy", "macro_f1", "nll", "invalid_rate", "majority_rate", "em", "f1", "n", "seconds")
+    keep = ("accuracy", "macro_f1", "nll", "invalid_rate", "majority_rate", "n_answers", "em", "f1", "n", "seconds")
     return {f"{prefix}{k}": metrics[k] for k in keep if k in metrics}

@@ -109,7 +109,7 @@ def _flat(result: EvalResult, prefix: str = "") -> dict[str, Any]:
     if "f1" in result.metrics:  # generative: EM / F1 (and first-token accuracy where a method measured it)
         keep = tuple(k for k in ("em", "f1", "first_token_accuracy", "invalid_rate", "n") if k in result.metrics)
     else:
-        keep = ("accuracy", "macro_f1", "nll", "invalid_rate", "majority_rate", "n")
+        keep = ("accuracy", "macro_f1", "nll", "invalid_rate", "majority_rate", "n_answers", "n")
     return {f"{prefix}{k}": result.metrics.get(k) for k in keep}
 
 
@@ -146,7 +146,8 @@ def _evaluate(outcome: Outcome, config: Any, run: Run, view: Task, train_seconds
             val_values = [v.metrics[key] for v in vals if v.metrics.get(key) is not None]
             if val_values:
                 metrics[f"val_{key}"] = statistics.fmean(val_values)
-        metrics |= {"majority_rate": tests[0].metrics.get("majority_rate"), "n": n_test, "draws": len(tests)}
+        metrics |= {"majority_rate": tests[0].metrics.get("majority_rate"), "n_answers": tests[0].metrics.get("n_answers"),
+                    "n": n_test, "draws": len(tests)}
         run.write_json("metrics_test.json", {
             "task": view.name, "split": "test", "draws": [t.metrics for t in tests],
             **{k: v for k, v in metrics.items() if not k.startswith("val_")},

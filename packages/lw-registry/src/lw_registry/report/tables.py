@@ -1,6 +1,7 @@
 """Rendering the results tables (markdown): one table per task with the task's headline metric (accuracy
 unless a suite says otherwise), mean ± std over seeds, trainable parameters, training time, inference
-time per example and message bytes.
+time per example and message bytes; accuracy tables end with a chance row (1 / the task's answer count)
+and a majority-class row (the test split's majority share), both as the runs recorded them.
 """
 
 from __future__ import annotations
@@ -33,9 +34,23 @@ def task_table(groups: Sequence[Group], group_by: Sequence[str]) -> str:
     # key columns after the first are right-aligned when they hold numbers (the train budget)
     align = "l" + "".join("r" if any(isinstance(g.key[i], (int, float, Budget)) for g in groups) else "l"
                           for i in range(1, len(group_by))) + "r" * (len(SUMMARY_HEADERS) + 2)
-    text = markdown_table(headers, [[*map(_cell, g.key), *g.cells()] for g in groups], align=align)
-    majority = [r.metrics["majority_rate"] for g in groups for r in g.runs if r.metrics.get("majority_rate")]
-    return text + (f"\n\nMajority-class rate of the test split: {majority[0]:.3f}." if majority else "")
+    rows = [[*map(_cell, g.key), *g.cells()] for g in groups]
+    majority = _recorded(groups, "majority_rate")
+    if metric != "accuracy":  # chance and majority rows are accuracies: other metrics get the rate in words
+        text = markdown_table(headers, rows, align=align)
+        return text + (f"\n\nMajority-class rate of the test split: {majority:.3f}." if majority else "")
+    blank = [""] * (len(group_by) - 1)  # the other key columns; the metric column holds the rate
+    answers = _recorded(groups, "n_answers")
+    if answers:
+        rows.append([f"chance (1 / {answers:.0f} answers)", *blank, f"{1 / answers:.3f}"])
+    if majority:
+        rows.append(["majority class (test split)", *blank, f"{majority:.3f}"])
+    return markdown_table(headers, [r + [""] * (len(headers) - len(r)) for r in rows], align=align)
+
+
+def _recorded(groups: Sequence[Group], name: str) -> float | None:
+    """A fact of the task's test split its runs record (`majority_rate`, `n_answers`): the first found."""
+    return next((float(r.metrics[name]) for g in groups for r in g.runs if r.metrics.get(name)), None)
 
 
 def tables_markdown(grouped: Mapping[str, Sequence[Group]], tasks: Sequence[str], group_by: Sequence[str],
