@@ -9,14 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from lw_core import FrozenLM
 from lw_core.models import model_tag
-from lw_tasks import Example, Task
+from lw_tasks import Example, Task, generative
 
 from lw_bridge.bridge import Bridge
 from lw_bridge.config import TrainConfig
-from lw_bridge.losses import teacher_forced_ce
 from lw_bridge.scorer import BridgeScorer
 
 log = logging.getLogger("lw.train")
@@ -74,17 +72,11 @@ REPORTS = {
 }
 
 
-@torch.no_grad()
 def first_token_accuracy(scorer: BridgeScorer, examples: Sequence[Example], references: list[list[int]],
                          batch_size: int) -> float:
     """How often the receiver's greedy first token after the soft prefix is the reference's first token."""
     scorer.bridge.eval()
-    correct = 0.0
-    for start in range(0, len(examples), batch_size):
-        prefix = scorer.prefix(examples[start : start + batch_size])
-        _, accuracy = teacher_forced_ce(scorer.receiver, prefix, references[start : start + batch_size], 1)
-        correct += accuracy.item() * prefix.embeds.shape[0]
-    return correct / len(examples)
+    return generative.first_token_accuracy(scorer.receiver, scorer.prefix, examples, references, batch_size)
 
 
 def print_summary(task: Task, config: TrainConfig, metrics: dict[str, Any], receivers: Sequence[FrozenLM]) -> None:

@@ -12,8 +12,9 @@ stopped at EOS, the first line kept).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,13 +80,20 @@ def teacher_forced_ce(lm: FrozenLM, prefix: Embedded, targets: Sequence[Sequence
 
 
 @torch.no_grad()
-def text_first_token_accuracy(lm: FrozenLM, prompts: Sequence[str], targets: Sequence[Sequence[int]],
-                              batch_size: int) -> float:
-    """How often `lm`'s greedy first token after each text prompt is its target's first token (the
-    first-token accuracy the bridge reports after its soft prefix, here after the text)."""
+def first_token_accuracy(lm: FrozenLM, prefix_of: Callable[[Sequence[Any]], Embedded], items: Sequence[Any],
+                         targets: Sequence[Sequence[int]], batch_size: int) -> float:
+    """How often `lm`'s greedy first token after each item's prefix (`prefix_of(batch)`: text embeddings,
+    soft tokens or both) is its target's first token, in batches of `batch_size`."""
     correct = 0.0
-    for start in range(0, len(prompts), batch_size):
-        prefix = lm.embed_texts(prompts[start : start + batch_size])
+    for start in range(0, len(items), batch_size):
+        prefix = prefix_of(items[start : start + batch_size])
         _, accuracy = teacher_forced_ce(lm, prefix, targets[start : start + batch_size], 1)
         correct += accuracy.item() * prefix.embeds.shape[0]
-    return correct / max(1, len(prompts))
+    return correct / max(1, len(items))
+
+
+def text_first_token_accuracy(lm: FrozenLM, prompts: Sequence[str], targets: Sequence[Sequence[int]],
+                              batch_size: int) -> float:
+    """`first_token_accuracy` after each text prompt (the first-token accuracy the bridge reports after
+    its soft prefix, here after the text)."""
+    return first_token_accuracy(lm, lm.embed_texts, prompts, targets, batch_size)
