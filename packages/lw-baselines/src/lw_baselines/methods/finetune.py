@@ -112,6 +112,7 @@ def _run(ctx: Context, dora: bool) -> Outcome:
     params = count_trainable(trainable.parameters())
     merged = trainable.merged(choice.state)
     selected: dict = {"lr": choice.lr, "step": choice.step, "history": choice.history}
+    scorer = scorer_of(merged, generative, cfg.answer_rule, cfg.max_new_tokens)
     if generative:
         def after_test(_result) -> dict:
             test = task.split("test")
@@ -119,11 +120,11 @@ def _run(ctx: Context, dora: bool) -> Outcome:
                 merged, [task.prompt(e) for e in test], reference_line_ids(merged, test), cfg.eval_batch_size)}
 
         extra = {"answer_tokens": cfg.answer_tokens, "max_new_tokens": cfg.max_new_tokens}
-        return Outcome(scorer=scorer_of(merged, True, cfg.answer_rule, cfg.max_new_tokens), trainable_params=params,
+        return Outcome(scorer=scorer, trainable_params=params,
                        validation=choice.validation, extra=extra, after_test=after_test, selected=selected | extra)
     rule = applied_answer_rule(lm, task, cfg.answer_rule)
     return Outcome(
-        scorer=scorer_of(merged, False, cfg.answer_rule, cfg.max_new_tokens), trainable_params=params,
+        scorer=scorer, trainable_params=params,
         validation=choice.validation, extra={"answer_rule": rule}, selected=selected | {"answer_rule": rule},
     )
 
