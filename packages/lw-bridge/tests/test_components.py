@@ -164,6 +164,24 @@ def test_diversity_detects_collapse():
     assert diversity(varied).item() > 0.9 and anti_collapse(varied, 0.1).item() == 0
 
 
+def test_std_anti_collapse_keeps_its_gradient_at_collapse():
+    """Near collapse the cosine hinge's gradient shrinks with the messages' spread; the std form's does
+    not, and both are zero above the floor."""
+    centre, noise = torch.randn(1, 4, 64), torch.randn(16, 4, 64)
+    norms = {}
+    for form in ("cosine", "std"):
+        for spread in (1e-2, 1e-4):
+            soft = (centre + spread * noise).requires_grad_()
+            anti_collapse(soft, 0.1, form).backward()
+            norms[form, spread] = soft.grad.norm().item()
+    assert norms["cosine", 1e-4] == pytest.approx(1e-2 * norms["cosine", 1e-2], rel=0.05)
+    assert norms["std", 1e-4] == pytest.approx(norms["std", 1e-2], rel=0.05)
+    assert diversity(centre + 1e-4 * noise).item() > 0  # exact in float32 where 1 - cosine rounds to 0
+    assert anti_collapse(torch.randn(64, 4, 256), 0.1, "std").item() == 0
+    with pytest.raises(ValueError, match="unknown anti-collapse form"):
+        anti_collapse(centre, 0.1, "l2")
+
+
 @pytest.mark.parametrize("kind", ["perceiver", "meanpool", "linear"])
 def test_standardised_inputs_keep_a_shared_direction_from_making_messages_alike(kind):
     """Sender states share one dominant direction (as a real LM's do); without train statistics every

@@ -14,6 +14,7 @@ from lw_tasks.generative import ANSWER_TOKENS, MAX_NEW_TOKENS
 
 from lw_bridge.bridge import BOS_POLICIES, FUSION_LAYOUTS
 from lw_bridge.encoders import ENCODERS, EncoderConfig
+from lw_bridge.losses import ANTI_COLLAPSE_FORMS
 from lw_bridge.wire import FORMATS, WireFormat
 
 
@@ -81,6 +82,11 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
                 "gives the encoder a direct gradient, e.g. for many-class tasks; predictions still come from the receiver"})
     diversity_weight: float = field(default=0.1, metadata={"help": "weight of the anti-collapse term"})
     diversity_floor: float = field(default=0.1, metadata={"help": "soft-token diversity below which it is penalised"})
+    anti_collapse: str = field(default="cosine", metadata={
+        "help": "the anti-collapse term's form: cosine = the floor minus the diversity (1 - mean cosine between "
+                "examples' soft tokens; its gradient vanishes as they become alike); std = its square root, the "
+                "soft tokens' standard deviation across the batch (VICReg's variance hinge; its gradient stays at "
+                "collapse)", "choices": list(ANTI_COLLAPSE_FORMS), "identity": "when-set"})
     answer_tokens: int = field(default=ANSWER_TOKENS, metadata={
         "help": "generative tasks: reference tokens in the teacher-forced CE, the answer's end of line counted "
                 "(1 = first-token CE)"})
@@ -125,6 +131,8 @@ class TrainConfig(TrainingOptions, RuntimeOptions, BudgetOptions, TaskOptions):
             raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS.names())}")
         self.encoder_config()  # validates the encoder fields
         check_answer_rule(self.answer_rule)
+        if self.anti_collapse not in ANTI_COLLAPSE_FORMS:
+            raise ValueError(f"unknown anti-collapse form {self.anti_collapse!r}; known: {', '.join(ANTI_COLLAPSE_FORMS)}")
         if self.answer_normaliser not in NORMALISERS:
             raise ValueError(f"unknown answer normaliser {self.answer_normaliser!r}; known: {', '.join(NORMALISERS)}")
         if len(set(self.layers)) != len(self.layers):

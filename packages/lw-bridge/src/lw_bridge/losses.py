@@ -10,7 +10,10 @@ from lw_core import Embedded, FrozenLM
 from lw_tasks import apply_answer_rule, resolve_answer_rule
 from lw_tasks.generative import teacher_forced_ce
 
-__all__ = ["answer_ce", "answer_logits", "anti_collapse", "distillation", "diversity", "teacher_forced_ce"]
+__all__ = ["ANTI_COLLAPSE_FORMS", "answer_ce", "answer_logits", "anti_collapse", "distillation", "diversity",
+           "teacher_forced_ce"]
+
+ANTI_COLLAPSE_FORMS = ("cosine", "std")
 
 
 def answer_logits(receiver: FrozenLM, inputs: Embedded, answer_ids: Sequence[Sequence[int]], rule: str = "first-token",
@@ -48,16 +51,27 @@ def distillation(student_scores: torch.Tensor, teacher_logprobs: torch.Tensor, t
 
 def diversity(soft_tokens: torch.Tensor) -> torch.Tensor:
     """Soft-token diversity across a batch: 1 − mean cosine similarity between different examples'
-    soft tokens at the same position. Near 0 means every input sends the same message (collapse)."""
+    soft tokens at the same position. Near 0 means every input sends the same message (collapse).
+    Computed as what it equals, the unbiased variance of the unit-normalised soft tokens across the batch
+    summed over features, which stays exact in float32 near collapse (1 − cosine rounds to 0)."""
     b = soft_tokens.shape[0]
     if b < 2:
         return soft_tokens.new_ones(())
-    flat = F.normalize(soft_tokens.float(), dim=-1).transpose(0, 1)  # [K, B, D]
-    sims = flat @ flat.transpose(1, 2)  # [K, B, B]
-    off_diagonal = sims.sum(dim=(1, 2)) - sims.diagonal(dim1=1, dim2=2).sum(-1)
-    return 1 - (off_diagonal / (b * (b - 1))).mean()
+    units = F.normalize(soft_tokens.float(), dim=-1)  # [B, K, D]
+    centred = units - units.mean(0, keepdim=True)
+    return centred.pow(2).sum(-1).sum(0).mean() / (b - 1)
 
 
-def anti_collapse(soft_tokens: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
-    """Penalty when the soft-token diversity falls below `floor`."""
-    return F.relu(floor - diversity(soft_tokens))
+def anti_collapse(soft_tokens: torch.Tensor, floor: float = 0.1, form: str = "cosine") -> torch.Tensor:
+    """Penalty when the soft-token diversity falls below `floor` (in diversity units, as logged).
+
+    `cosine` hinges the diversity itself: 1 − mean cosine is quadratic in how far the messages differ,
+    so its gradient vanishes as they become alike and it cannot pull a collapsed bridge back. `std`
+    hinges its square root, the standard deviation of the unit-normalised soft tokens across the batch
+    (VICReg's variance term, summed over features): zero at the same diversity, but its gradient stays
+    of order one at collapse."""
+    if form == "cosine":
+        return F.relu(floor - diversity(soft_tokens))
+    if form == "std":
+        return F.relu(floor**0.5 - diversity(soft_tokens).clamp_min(1e-12).sqrt())
+    raise ValueError(f"unknown anti-collapse form {form!r}; known: {', '.join(ANTI_COLLAPSE_FORMS)}")

@@ -53,7 +53,8 @@ def bridge_loss(soft_per_receiver: list[torch.Tensor], bridge: Bridge, receivers
         # A statistic across examples: over the whole global batch when processes share it (DDP).
         batch_soft = gather_rows(soft if config.diversity_weight > 0 else soft.detach())
         if config.diversity_weight > 0:
-            loss = loss + config.diversity_weight * anti_collapse(batch_soft, config.diversity_floor)
+            loss = loss + config.diversity_weight * anti_collapse(batch_soft, config.diversity_floor,
+                                                                   config.anti_collapse)
         terms[f"diversity/{r}"] = diversity(batch_soft.detach()).item()
     if head_logits is not None:
         head_ce = answer_ce(head_logits, labels)
