@@ -196,6 +196,10 @@ def test_generative_task_trains_on_the_reference_tokens(env, model_dirs, monkeyp
     assert "accuracy" not in metrics and 0 <= metrics["first_token_accuracy"] <= 1
     history = json.loads((env / "gen" / "history.json").read_text())
     assert {"ce/0", "first_token_acc/0"} <= set(history[0]) and "val_first_token_accuracy" in history[5]
+    # selection is on the reported metric: validation F1 of the generated answers, as LoRA's
+    validated = [r["val_f1"][0] for r in history if "val_f1" in r]
+    assert metrics["val_accuracy_best"] == max(validated) == pytest.approx(metrics["val_f1"])
+    assert 0 <= metrics["val_first_token_accuracy"] <= 1
     predictions = [json.loads(line) for line in (env / "gen" / "predictions_test.jsonl").read_text().splitlines()]
     assert [p["id"] for p in predictions] == [e.id for e in task.split("test")]
 

@@ -48,7 +48,8 @@ def reference_ids(receivers: list[FrozenLM], examples: Sequence[Example]) -> lis
 
 @dataclass
 class ReceiverScores:
-    """A validation's selection metric per receiver and the classification evaluations behind it."""
+    """A validation's selection metric per receiver (accuracy, or F1 on a generative task) and the
+    evaluations behind it."""
 
     accuracies: list[float]
     results: list[EvalResult]
@@ -125,29 +126,22 @@ class BridgeRecipe:
         )
 
     def validate(self) -> Validation:
-        """Accuracy per receiver (first-token accuracy for generative tasks), their mean as the score, and
-        the classification evaluations behind it (the run's validation results when the step is the best)."""
-        if self.generative:
-            accs = [
-                first_token_accuracy(
-                    s, self.val_examples, self.val_references[i], self.config.eval_batch_size
-                )
-                for i, s in enumerate(self.scorers)
-            ]
-            return Validation(sum(accs) / len(accs), None, ReceiverScores(accs, []))
+        """Each receiver's validation result through the shared evaluator and the mean of its selection
+        metric as the score: accuracy (then NLL), or on a generative task the F1 of the greedy answers, the
+        metric the run reports (and LoRA's selection), with their first-token accuracy beside it."""
         results = [
-            evaluate(
-                s,
-                self.task,
-                "validation",
-                batch_size=self.config.eval_batch_size,
-                limit=self.config.val_examples,
-                progress=False,
-            )
+            evaluate(s, self.task, "validation", batch_size=self.config.eval_batch_size,
+                     limit=self.config.val_examples, progress=False)
             for s in self.scorers
         ]
-        accs = [r.metrics["accuracy"] for r in results]
-        return Validation(sum(accs) / len(accs), mean_nll(results), ReceiverScores(accs, results))
+        if self.generative:
+            for i, (s, result) in enumerate(zip(self.scorers, results, strict=True)):
+                result.metrics["first_token_accuracy"] = first_token_accuracy(
+                    s, self.val_examples, self.val_references[i], self.config.eval_batch_size)
+        metric = "f1" if self.generative else "accuracy"
+        scores = [r.metrics[metric] for r in results]
+        nll = None if self.generative else mean_nll(results)
+        return Validation(sum(scores) / len(scores), nll, ReceiverScores(scores, results))
 
     def keep_best(self, step: int, validation: Validation) -> None:
         self.bridge.save_pretrained(self.best_dir)
@@ -164,8 +158,10 @@ class BridgeRecipe:
             **{k: round(v, 5) for k, v in result.terms.items()},
         }
         if result.validation is not None:
-            key = "val_first_token_accuracy" if self.generative else "val_accuracy"
-            record[key] = result.validation.details.accuracies
+            record["val_f1" if self.generative else "val_accuracy"] = result.validation.details.accuracies
+            if self.generative:
+                record["val_first_token_accuracy"] = [
+                    r.metrics["first_token_accuracy"] for r in result.validation.details.results]
         self.history.append(record)
 
     def non_finite(self, step: int, loss: float, kept: Path | None) -> str:

@@ -239,9 +239,8 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
         suffix = receiver_suffix(receivers, r)
         scorer = BridgeScorer(bridge, inputs, receiver, r)
         val_path = run.dir / f"metrics_validation{suffix}.json"
-        # Generative selection used first-token accuracy, so the headline metric needs a generation pass;
-        # a run resumed from a checkpoint of older code has no validation results written at selection.
-        if generative or not val_path.is_file():
+        # A run resumed from a checkpoint of older code has no validation results written at selection.
+        if not val_path.is_file():
             write_eval(evaluate(scorer, task, "validation", batch_size=config.eval_batch_size,
                                 limit=config.val_examples, progress=config.progress), run.dir, f"validation{suffix}")
         val_metrics = json.loads(val_path.read_text())
@@ -260,6 +259,8 @@ def _final_evaluation(config: TrainConfig, task: Task, run: Any, receivers: list
                           for i in range(0, min(256, len(test_examples)), 64)])
         metrics.update({f"{name}{suffix}": test.metrics[name] for name in report.test_metrics})
         metrics.update({f"val_{name}{suffix}": val_metrics[name] for name in report.test_metrics})
+        if "first_token_accuracy" in val_metrics:
+            metrics[f"val_first_token_accuracy{suffix}"] = val_metrics["first_token_accuracy"]
         metrics.update({
             f"majority_rate{suffix}": test.metrics.get("majority_rate"),
             f"n_answers{suffix}": test.metrics.get("n_answers"),
