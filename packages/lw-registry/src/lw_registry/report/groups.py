@@ -21,8 +21,8 @@ DEFAULT_GROUP_BY = ("method", "budget", "hardware")
 LATENCY_METRIC = "seconds_per_example"
 """The inference column's metric: the test set's scoring time per example, from raw text to answer (batched)."""
 ORDER = [
-    "zero-shot", "zero-shot-calibrated", "few-shot", "token-budget", "text-relay", "text-relay-answer",
-    "ensemble", "probe", "probe-best-layer", "prompt-tuning", "lora", "dora",
+    "zero-shot", "zero-shot-calibrated", "text-upper-bound", "few-shot", "token-budget", "text-relay",
+    "text-relay-answer", "ensemble", "probe", "probe-best-layer", "prompt-tuning", "lora", "dora",
 ]  # fmt: skip
 """Row order of the baselines, cheapest first; other methods (the bridge) come before them."""
 
@@ -67,17 +67,23 @@ class Group:
         """`0.820 ± 0.020 (3 seeds)`, for sentences."""
         return f"{_mean_std(self.mean, self.std)} ({self._count(' seed')})"
 
-    def cells(self) -> list[str]:
+    def cells(self, beside: Sequence[str] = ()) -> list[str]:
+        """The row's cells after its key: the metric, the metrics `beside` it (blank where none is recorded),
+        validation, seeds, trainable params, train time, inference time, message bytes."""
         params = statistics.fmean(float(r.metrics.get("trainable_params") or 0) for r in self.runs)
         train = statistics.fmean(float(r.metrics.get("train_seconds") or 0) for r in self.runs)
         per_example = self.values(LATENCY_METRIC)
         latency = f"{1000 * statistics.fmean(per_example):.0f}" if per_example else ""
-        return [_mean_std(self.mean, self.std), self.validation(), self._count(), f"{params:,.0f}", _seconds(train),
-                latency, self.message_bytes()]
+        return [_mean_std(self.mean, self.std), *map(self.summary, beside), self.validation(), self._count(),
+                f"{params:,.0f}", _seconds(train), latency, self.message_bytes()]
 
     def validation(self) -> str:
         """The metric on validation (what selection saw), mean ± std over the runs that report it."""
-        values = self.values(f"val_{self.metric}")
+        return self.summary(f"val_{self.metric}")
+
+    def summary(self, name: str) -> str:
+        """A metric's mean ± std over the runs that report it; blank where none does."""
+        values = self.values(name)
         if not values:
             return ""
         return _mean_std(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)

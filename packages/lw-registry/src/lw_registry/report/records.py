@@ -1,5 +1,6 @@
 """Collecting results: the completed runs under some runs roots, each with its env.json, as rows of the
-results tables (one row per receiver of an interlingua run), and the record fields rows are grouped by.
+results tables (one row per receiver of an interlingua run; a QA bridge run's controls as rows of their
+own), and the record fields rows are grouped by.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lw_registry.record import RunRecord
+from lw_registry.report.qa import GENERATIVE_METRIC, control_rows, joint_row, layout_fields
 from lw_registry.table import load_table
 
 
@@ -72,19 +74,26 @@ def field_value(row: Row, key: str) -> Any:
 
 def _expand(record: RunRecord) -> Iterator[RunRecord]:
     """A record as rows: an interlingua bridge run gives each receiver's scores from the same message
-    (`<metric>_<receiver>`); a zero-shot run recorded before `lw-tasks eval-zero-shot` wrote one run per
+    (`<metric>_<receiver>`); a QA bridge run adds its controls and an interlingua's joint rescoring
+    (lw_registry.report.qa); a zero-shot run recorded before `lw-tasks eval-zero-shot` wrote one run per
     calibration (with `calibrated_*` metrics) gives its calibrated row."""
-    metrics = record.metrics or {}
-    if (record.method or "").endswith("-interlingua"):
+    metrics, method = record.metrics or {}, record.method or ""
+    fields = layout_fields(record)
+    if method.endswith("-interlingua"):
         for i, receiver in enumerate(record.config.get("receivers", [])):
             tag = Path(str(receiver).rstrip("/")).name
             suffix = "" if i == 0 else f"_{tag}"
-            if f"accuracy{suffix}" in metrics:
+            if f"accuracy{suffix}" in metrics or f"{GENERATIVE_METRIC}{suffix}" in metrics:
                 own = {k.removesuffix(suffix): v for k, v in metrics.items() if suffix and k.endswith(suffix)}
-                yield dataclasses.replace(record, method=f"{record.method}@{tag}", metrics={**metrics, **own})
+                one = dataclasses.replace(record, method=f"{method}{fields}@{tag}", metrics={**metrics, **own})
+                yield one
+                yield from control_rows(one, "" if i == 0 else f"@{tag}", fields)
+        yield from joint_row(record, f"{method}{fields}")
         return
-    yield record
-    if (record.method or "").startswith("zero-shot@") and "calibrated_accuracy" in metrics:
+    base, at, receiver = method.partition("@")
+    yield dataclasses.replace(record, method=f"{base}{fields}{at}{receiver}") if fields else record
+    yield from control_rows(record, f"{at}{receiver}", fields)
+    if method.startswith("zero-shot@") and "calibrated_accuracy" in metrics:
         yield dataclasses.replace(record, method=record.method.replace("zero-shot", "zero-shot-calibrated", 1),
                                   metrics={**metrics, "accuracy": metrics["calibrated_accuracy"]})
 

@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from lw_registry.report import figures
-from lw_registry.report.findings import ablation_findings, bytes_series, task_findings, wire_findings
+from lw_registry.report.findings import (
+    ablation_findings,
+    bytes_metric,
+    bytes_series,
+    control_findings,
+    task_findings,
+    wire_findings,
+)
 from lw_registry.report.groups import DEFAULT_GROUP_BY, Group, group_rows, label
+from lw_registry.report.qa import with_generative
 from lw_registry.report.records import Row, result_rows
 from lw_registry.report.tables import METRIC_LABELS, tables_markdown
 from lw_registry.suite import DEFAULT_METRIC, Suite, missing_runs
@@ -109,6 +117,7 @@ def _task_tables(parts: _Parts, grouped: dict[str, list[Group]], tasks: Sequence
 
     parts.use(grouped)
     parts.found += [task_findings(t, grouped[t]) for t in tasks if grouped.get(t)]
+    parts.found += [line for t in tasks if grouped.get(t) for line in control_findings(t, grouped[t])]
     return tables_markdown(grouped, tasks, group_by, after=accuracy_figure)
 
 
@@ -119,8 +128,9 @@ def _wire(parts: _Parts, grouped: dict[str, list[Group]], tasks: Sequence[str]) 
         if not series:
             lines.append(f"- {task}: missing (no completed bridge run scored at wire precisions, `--wire-formats`)")
             continue
-        draw = partial(figures.bytes_figure, title=f"{task}: test accuracy against bytes sent",
-                       ylabel="test accuracy", series=series)
+        what = METRIC_LABELS[bytes_metric(grouped[task][0])]
+        draw = partial(figures.bytes_figure, title=f"{task}: test {what} against bytes sent",
+                       ylabel=f"test {what}", series=series)
         lines.append(f"- {task}: " + parts.figure(f"bytes-{task}.png", draw, f"accuracy against message bytes on {task}"))
         parts.found += wire_findings(task, grouped[task])
     return [*lines, ""]
@@ -246,7 +256,8 @@ def build_section(found: Sequence[Row], suite: Suite | None, *, base: Path, task
                   group_by: Sequence[str] | None = None, figures_dir: Path, archive: Path | None = None,
                   command: str) -> Section:
     """The section's markdown, its figures and the records it used, from completed records `found`."""
-    metric: Callable[[str | None], str] = suite.metric if suite else (lambda task: DEFAULT_METRIC)
+    metric = with_generative(suite.metric if suite else (lambda task: DEFAULT_METRIC), [r.record for r in found],
+                             DEFAULT_METRIC)
     group_by = list(group_by or DEFAULT_GROUP_BY)
     ablations = suite.ablations if suite else {}
     rows = [r for r in result_rows(found, metric) if tasks is None or r.record.task in tasks]
