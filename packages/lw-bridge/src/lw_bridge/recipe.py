@@ -51,7 +51,7 @@ class ReceiverScores:
     """A validation's selection metric per receiver (accuracy, or F1 on a generative task) and the
     evaluations behind it."""
 
-    accuracies: list[float]
+    scores: list[float]
     results: list[EvalResult]
 
 
@@ -158,7 +158,7 @@ class BridgeRecipe:
             **{k: round(v, 5) for k, v in result.terms.items()},
         }
         if result.validation is not None:
-            record["val_f1" if self.generative else "val_accuracy"] = result.validation.details.accuracies
+            record["val_f1" if self.generative else "val_accuracy"] = result.validation.details.scores
             if self.generative:
                 record["val_first_token_accuracy"] = [
                     r.metrics["first_token_accuracy"] for r in result.validation.details.results]
